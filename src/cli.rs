@@ -1,0 +1,236 @@
+//! Command-line definitions (clap derive); also the source of man/ and completions/.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{Layout, Tls};
+
+const AFTER_HELP: &str = "\
+Examples:
+  mailferry fetch                          fetch every POP3/IMAP account in the config
+  mailferry fetch old-isp --delete         fetch, then delete on the server what is safely on disk
+  mailferry fetch pop3s://me@pop.example.org --maildir ~/Mail/backup --password-env POP_PASS
+  mailferry check old-isp                  connect, TLS, login; no mail moves
+  mailferry status                         what the state database knows
+
+Exit codes: 0 ok (also \"no new mail\"), 64 usage, 69 not available, 70 internal error,
+74 local I/O, 75 temporary failure (retry), 76 protocol error, 77 authentication or
+certificate, 78 configuration, 80 account locked by another run.";
+
+/// mailferry: fetch mail over POP3 and sync it over IMAP into durable Maildir folders.
+#[derive(Debug, Parser)]
+#[command(name = "mailferry", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]
+    #[arg(short, long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print nothing but errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Say more (repeat for a protocol trace; passwords are never shown)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print the summary as JSON on standard output
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// What to do
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fetch mail one way, from POP3 or IMAP into a Maildir
+    Fetch(FetchArgs),
+    /// Two-way sync of IMAP folders with a Maildir (channels of the config)
+    Sync(SyncArgs),
+    /// Copy a POP3, IMAP or Maildir store into an IMAP server
+    Migrate(MigrateArgs),
+    /// Connect, negotiate TLS and log in; no mail moves
+    Check(CheckArgs),
+    /// List the folders of an account with message counts
+    List(ListArgs),
+    /// Show what the state database knows about accounts
+    Status(StatusArgs),
+    /// Print a shell completion script
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// An account given on the command line instead of the config file (ad-hoc mode).
+#[derive(Debug, Args, Default, Clone)]
+pub struct AdhocArgs {
+    /// Maildir to deliver into (needed when an account is given as a URL)
+    #[arg(long, value_name = "DIR")]
+    pub maildir: Option<PathBuf>,
+
+    /// Take the password from this environment variable
+    #[arg(long, value_name = "VAR", conflicts_with = "password_command")]
+    pub password_env: Option<String>,
+
+    /// Take the password from the first line this shell command prints
+    #[arg(long, value_name = "CMD")]
+    pub password_command: Option<String>,
+
+    /// TLS mode [default: implicit for pop3s/imaps, starttls for pop3/imap]
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub tls: Option<TlsArg>,
+
+    /// Accept the server's certificate by its SHA-256 fingerprint ("sha256:HEX")
+    #[arg(long, value_name = "PIN")]
+    pub tls_fingerprint: Option<String>,
+
+    /// Allow a password over a connection without TLS (needs --tls none)
+    #[arg(long)]
+    pub allow_plaintext: bool,
+
+    /// Maildir folder layout
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub layout: Option<LayoutArg>,
+}
+
+/// `--tls` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TlsArg {
+    /// TLS from the first byte (pop3s, imaps)
+    Implicit,
+    /// Plain connection upgraded with STLS / STARTTLS
+    Starttls,
+    /// No TLS at all (needs --allow-plaintext)
+    None,
+}
+
+impl From<TlsArg> for Tls {
+    fn from(t: TlsArg) -> Tls {
+        match t {
+            TlsArg::Implicit => Tls::Implicit,
+            TlsArg::Starttls => Tls::Starttls,
+            TlsArg::None => Tls::None,
+        }
+    }
+}
+
+/// `--layout` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    /// Maildir++: sub-folders as .Sub.Folder (Dovecot's default)
+    #[value(name = "maildir++")]
+    MaildirPlusPlus,
+    /// Nested directories: Sub/Folder
+    Fs,
+}
+
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Layout {
+        match l {
+            LayoutArg::MaildirPlusPlus => Layout::MaildirPlusPlus,
+            LayoutArg::Fs => Layout::Fs,
+        }
+    }
+}
+
+/// `mailferry fetch`.
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Account names from the config, or URLs such as pop3s://user@host [default: all accounts]
+    #[arg(value_name = "ACCOUNT|URL")]
+    pub accounts: Vec<String>,
+
+    /// Leave mail on the server (the default)
+    #[arg(long, conflicts_with_all = ["delete", "delete_after"])]
+    pub keep: bool,
+
+    /// Delete each message on the server once it is safely on disk
+    #[arg(long, conflicts_with = "delete_after")]
+    pub delete: bool,
+
+    /// Keep mail on the server, deleting it this long after it was first fetched (e.g. 30d)
+    #[arg(long, value_name = "AGE")]
+    pub delete_after: Option<String>,
+
+    /// Fetch at most this many messages in this run
+    #[arg(long, value_name = "N")]
+    pub max_messages: Option<u64>,
+
+    /// Skip (and leave on the server) messages larger than this (e.g. 20M)
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+
+    /// Show what would be fetched or deleted; change nothing anywhere
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub adhoc: AdhocArgs,
+}
+
+/// `mailferry sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Channel names from the config [default: all channels]
+    pub channels: Vec<String>,
+    /// Only copy changes from the server to the Maildir
+    #[arg(long, conflicts_with = "push")]
+    pub pull: bool,
+    /// Only copy changes from the Maildir to the server
+    #[arg(long)]
+    pub push: bool,
+    /// Show what would change; change nothing anywhere
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// `mailferry migrate`.
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Source: an account name, a URL or a Maildir path
+    #[arg(long, value_name = "SRC")]
+    pub from: String,
+    /// Target IMAP account: an account name or a URL
+    #[arg(long, value_name = "DST")]
+    pub to: String,
+    /// Compare both sides after copying and report differences
+    #[arg(long)]
+    pub verify: bool,
+    /// Show the plan; change nothing anywhere
+    #[arg(short = 'n', long)]
+    pub dry_run: bool,
+}
+
+/// `mailferry check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Account names from the config, or URLs [default: all accounts]
+    #[arg(value_name = "ACCOUNT|URL")]
+    pub accounts: Vec<String>,
+    #[command(flatten)]
+    pub adhoc: AdhocArgs,
+}
+
+/// `mailferry list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Account name from the config, or a URL
+    #[arg(value_name = "ACCOUNT|URL")]
+    pub account: String,
+}
+
+/// `mailferry status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Account names [default: all accounts]
+    pub accounts: Vec<String>,
+}

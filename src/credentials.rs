@@ -1,0 +1,165 @@
+//! Password and token sources: command, environment, file, or the (private) config file.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use crate::config::{Account, ConfigError, PasswordSource};
+
+/// A password or token; never printed by `Debug`.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: String) -> Secret {
+        Secret(value)
+    }
+
+    /// The secret itself, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Reads the password of an account from its source.
+pub fn password(account: &Account) -> Result<Secret, ConfigError> {
+    let name = &account.name;
+    let value = match &account.password {
+        PasswordSource::Missing => {
+            return Err(ConfigError::config(format!(
+                "account {name} ({}) has no password: set password_command, password_env or password_file \
+                 (or --password-env / --password-command with a URL)",
+                account.origin
+            )));
+        }
+        PasswordSource::Inline(p) => p.clone(),
+        PasswordSource::Env(var) => match std::env::var(var) {
+            Ok(v) if !v.is_empty() => v,
+            _ => {
+                return Err(ConfigError::config(format!(
+                    "account {name}: the password environment variable {var} is not set or empty"
+                )));
+            }
+        },
+        PasswordSource::Command(cmd) => run_command(name, cmd)?,
+        PasswordSource::File(path) => {
+            let meta = std::fs::metadata(path).map_err(|e| {
+                ConfigError::config(format!(
+                    "account {name}: cannot read password_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let mode = meta.permissions().mode();
+            if mode & 0o077 != 0 {
+                return Err(ConfigError::config(format!(
+                    "account {name}: refusing password_file {} because others can read it (mode {:03o}); \
+                     run chmod 600 {}",
+                    path.display(),
+                    mode & 0o777,
+                    path.display()
+                )));
+            }
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::config(format!(
+                    "account {name}: cannot read password_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            first_line(&text).to_string()
+        }
+    };
+    if value.is_empty() || value.contains(['\r', '\n', '\0']) {
+        return Err(ConfigError::config(format!(
+            "account {name}: the password from its source is empty"
+        )));
+    }
+    Ok(Secret(value))
+}
+
+fn run_command(name: &str, cmd: &str) -> Result<String, ConfigError> {
+    let output = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| {
+            ConfigError::config(format!("account {name}: cannot run password_command: {e}"))
+        })?;
+    if !output.status.success() {
+        return Err(ConfigError::config(format!(
+            "account {name}: password_command failed ({})",
+            output.status
+        )));
+    }
+    let text = String::from_utf8(output.stdout).map_err(|_| {
+        ConfigError::config(format!(
+            "account {name}: password_command printed something that is not UTF-8"
+        ))
+    })?;
+    Ok(first_line(&text).to_string())
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or("").trim_end_matches('\r')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adhoc::{Adhoc, account};
+
+    fn with(source: PasswordSource) -> Account {
+        let mut a = account(
+            "pop3s://me@h",
+            &Adhoc {
+                maildir: Some("/tmp/x".into()),
+                ..Adhoc::default()
+            },
+        )
+        .unwrap();
+        a.password = source;
+        a
+    }
+
+    #[test]
+    fn sources() {
+        let a = with(PasswordSource::Command("printf 'pw\\nrest'".into()));
+        assert_eq!(password(&a).unwrap().expose(), "pw");
+        let a = with(PasswordSource::Command("exit 3".into()));
+        assert!(password(&a).unwrap_err().to_string().contains("failed"));
+        let a = with(PasswordSource::Missing);
+        assert!(
+            password(&a)
+                .unwrap_err()
+                .to_string()
+                .contains("has no password")
+        );
+        let a = with(PasswordSource::Env("MAILFERRY_TEST_SURELY_UNSET".into()));
+        assert!(password(&a).unwrap_err().to_string().contains("not set"));
+        assert_eq!(format!("{:?}", Secret::new("x".into())), "<redacted>");
+    }
+
+    #[test]
+    fn password_file_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pw");
+        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let a = with(PasswordSource::File(path.clone()));
+        let e = password(&a).unwrap_err().to_string();
+        assert!(
+            e.contains("others can read") && e.contains("chmod 600"),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(password(&a).unwrap().expose(), "s3cret");
+    }
+}

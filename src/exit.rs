@@ -1,0 +1,121 @@
+//! Exit codes (sysexits-style) and the mapping from an error chain to one of them.
+
+use std::fmt;
+
+/// The documented, stable exit codes of mailferry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Exit {
+    /// Everything asked for was done (including "no new mail").
+    Ok = 0,
+    /// Bad command line.
+    Usage = 64,
+    /// The feature is not available: not built yet, or the server lacks what it needs.
+    Unavailable = 69,
+    /// A bug in mailferry.
+    Software = 70,
+    /// Local I/O failed (disk full, read-only Maildir, state database unwritable).
+    LocalIo = 74,
+    /// A temporary failure worth retrying later (network, timeout, server busy or locked).
+    TempFail = 75,
+    /// The server broke the protocol or sent something mailferry will not accept.
+    Protocol = 76,
+    /// Authentication failed or the server's certificate is not trusted.
+    Auth = 77,
+    /// The configuration is wrong (file, key, password source).
+    Config = 78,
+    /// Another mailferry run holds the lock of this account.
+    Locked = 80,
+}
+
+impl Exit {
+    /// The numeric process exit code.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// All codes with their one-line meaning, for the README, man page and `--help`.
+    pub const TABLE: &'static [(Exit, &'static str)] = &[
+        (Exit::Ok, "success, including \"no new mail\""),
+        (Exit::Usage, "bad command line"),
+        (
+            Exit::Unavailable,
+            "feature not available (not built yet, or the server lacks it)",
+        ),
+        (Exit::Software, "internal error (a bug: please report it)"),
+        (
+            Exit::LocalIo,
+            "local I/O error (disk full, read-only Maildir, state database)",
+        ),
+        (
+            Exit::TempFail,
+            "temporary failure: network, timeout, server busy or mailbox in use; retry later",
+        ),
+        (Exit::Protocol, "the server broke the protocol"),
+        (
+            Exit::Auth,
+            "authentication failed or server certificate not trusted",
+        ),
+        (
+            Exit::Config,
+            "configuration error (file, key or password source)",
+        ),
+        (
+            Exit::Locked,
+            "another mailferry run holds this account's lock",
+        ),
+    ];
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.code())
+    }
+}
+
+/// An error that knows which exit code it stands for.
+pub trait Classify {
+    /// The exit code a run that ends with this error returns.
+    fn exit(&self) -> Exit;
+}
+
+/// Walks an error chain and returns the exit code of the first error that knows its class.
+pub fn classify(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::lock::Locked>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::net::NetError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::pop3::Pop3Error>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::state::StateError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::maildir::MaildirError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<NotBuilt>() {
+            return e.exit();
+        }
+    }
+    Exit::Software
+}
+
+/// A subcommand or protocol whose engine is not built yet.
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is not implemented yet in this version of mailferry")]
+pub struct NotBuilt {
+    /// What the user asked for.
+    pub what: String,
+}
+
+impl Classify for NotBuilt {
+    fn exit(&self) -> Exit {
+        Exit::Unavailable
+    }
+}

@@ -1,0 +1,450 @@
+//! Turns the command line and the config into jobs, runs them, and reports.
+
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use crate::adhoc::{self, Adhoc};
+use crate::cli::{AdhocArgs, CheckArgs, Cli, Command, FetchArgs, StatusArgs};
+use crate::config::{self, Account, Config, ConfigError, Mode, Protocol};
+use crate::exit::{Exit, NotBuilt, classify};
+use crate::fetch::{self, FetchOptions, now};
+use crate::report::{Outcome, Output};
+use crate::state::State;
+use crate::text::sanitize;
+use crate::units::{parse_duration, parse_size};
+use crate::{credentials, lock, pop3};
+
+/// POP3 deletions committed (QUIT and reconnect) at least this often in delete mode.
+const COMMIT_EVERY: usize = 1000;
+
+/// Runs a parsed command line and returns the exit code; errors are printed to stderr.
+pub fn run(cli: Cli) -> Exit {
+    let out = Output {
+        quiet: cli.quiet,
+        json: cli.json,
+        verbose: cli.verbose,
+    };
+    if let Command::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "mailferry",
+            &mut std::io::stdout(),
+        );
+        return Exit::Ok;
+    }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            report_error(
+                None,
+                &anyhow::Error::new(e).context("cannot start the async runtime"),
+            );
+            return Exit::Software;
+        }
+    };
+    let ctx = match Setup::new(&cli) {
+        Ok(ctx) => ctx,
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            report_error(None, &e);
+            return classify(&e);
+        }
+    };
+    let results: Vec<(String, anyhow::Result<()>)> = match &cli.command {
+        Command::Fetch(args) => runtime.block_on(ctx.fetch(args, &out)),
+        Command::Check(args) => runtime.block_on(ctx.check(args, &out)),
+        Command::Status(args) => vec![(String::new(), ctx.status(args, &out))],
+        Command::Sync(_) => not_built("mailferry sync (two-way IMAP sync)"),
+        Command::Migrate(_) => not_built("mailferry migrate"),
+        Command::List(_) => not_built("mailferry list"),
+        Command::Completions { .. } => vec![],
+    };
+    let mut worst = Exit::Ok;
+    for (account, result) in results {
+        if let Err(e) = result {
+            report_error(
+                Some(&account).filter(|a| !a.is_empty()).map(|a| a.as_str()),
+                &e,
+            );
+            worst = worst.max(classify(&e));
+        }
+    }
+    worst
+}
+
+fn not_built(what: &str) -> Vec<(String, anyhow::Result<()>)> {
+    vec![(
+        String::new(),
+        Err(NotBuilt {
+            what: what.to_string(),
+        }
+        .into()),
+    )]
+}
+
+/// Prints an error and its causes to stderr (each cause once).
+pub fn report_error(account: Option<&str>, e: &anyhow::Error) {
+    let prefix = match account {
+        Some(a) => format!("mailferry: {a}: "),
+        None => "mailferry: ".to_string(),
+    };
+    let mut last = e.to_string();
+    eprintln!("{prefix}error: {last}");
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            eprintln!("  caused by: {text}");
+        }
+        last = text;
+    }
+}
+
+/// What every command needs: the config (if any) and where state lives.
+struct Setup {
+    config: Option<Config>,
+    config_path: Option<PathBuf>,
+    state_dir: PathBuf,
+}
+
+impl Setup {
+    fn new(cli: &Cli) -> Result<Setup, ConfigError> {
+        let (config, config_path) = match &cli.config {
+            Some(path) => (Some(Config::load(path)?), Some(path.clone())),
+            None => match config::default_path() {
+                Some(path) if path.exists() => (Some(Config::load(&path)?), Some(path)),
+                other => (None, other),
+            },
+        };
+        let state_dir = cli
+            .state_dir
+            .clone()
+            .or_else(|| config.as_ref().and_then(|c| c.state_dir.clone()))
+            .or_else(|| {
+                config::xdg_dir("XDG_STATE_HOME", ".local/state").map(|d| d.join("mailferry"))
+            })
+            .ok_or_else(|| {
+                ConfigError::config(
+                    "cannot tell where to keep state: set $HOME, $XDG_STATE_HOME or --state-dir",
+                )
+            })?;
+        Ok(Setup {
+            config,
+            config_path,
+            state_dir,
+        })
+    }
+
+    /// The accounts named on the command line (names or URLs), or all configured ones.
+    fn accounts(
+        &self,
+        words: &[String],
+        adhoc_args: &AdhocArgs,
+    ) -> Result<Vec<Account>, ConfigError> {
+        let adhoc = to_adhoc(adhoc_args);
+        let missing_config = || match &self.config_path {
+            Some(p) => format!(
+                "no config file at {} (give an account as a URL, or create it)",
+                p.display()
+            ),
+            None => "no config file (give an account as a URL, or use -c FILE)".to_string(),
+        };
+        if words.is_empty() {
+            let config = self
+                .config
+                .as_ref()
+                .ok_or_else(|| ConfigError::config(missing_config()))?;
+            if config.accounts.is_empty() {
+                return Err(ConfigError::config(format!(
+                    "{}: no accounts are configured",
+                    self.config_path
+                        .as_deref()
+                        .unwrap_or(Path::new("config"))
+                        .display()
+                )));
+            }
+            return Ok(config.accounts.values().cloned().collect());
+        }
+        words
+            .iter()
+            .map(|w| {
+                if adhoc::is_url(w) {
+                    return adhoc::account(w, &adhoc);
+                }
+                let config = self
+                    .config
+                    .as_ref()
+                    .ok_or_else(|| ConfigError::usage(missing_config()))?;
+                config.accounts.get(w).cloned().ok_or_else(|| {
+                    ConfigError::usage(format!(
+                        "there is no account \"{}\" in {} (known: {})",
+                        sanitize(w, 100),
+                        self.config_path
+                            .as_deref()
+                            .unwrap_or(Path::new("config"))
+                            .display(),
+                        config
+                            .accounts
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn state_path(&self, account: &str) -> PathBuf {
+        self.state_dir.join(format!("{account}.sqlite"))
+    }
+
+    async fn fetch(&self, args: &FetchArgs, out: &Output) -> Vec<(String, anyhow::Result<()>)> {
+        let accounts = match self.accounts(&args.accounts, &args.adhoc) {
+            Ok(a) => a,
+            Err(e) => return vec![(String::new(), Err(e.into()))],
+        };
+        let mut results = Vec::new();
+        for account in accounts {
+            let result = self.fetch_account(&account, args, out).await;
+            if let Ok(outcome) = &result {
+                out.summary(outcome);
+            }
+            results.push((account.name.clone(), result.map(|_| ())));
+        }
+        results
+    }
+
+    async fn fetch_account(
+        &self,
+        account: &Account,
+        args: &FetchArgs,
+        out: &Output,
+    ) -> anyhow::Result<Outcome> {
+        let opts = fetch_options(account, args, self.state_path(&account.name))?;
+        if account.protocol == Protocol::Imap {
+            return Err(NotBuilt {
+                what: "fetching over IMAP".to_string(),
+            }
+            .into());
+        }
+        let _lock = lock::acquire(&self.state_dir, &account.name)?;
+        if opts.dry_run {
+            return fetch::pop3::run(account, &opts, None, out).await;
+        }
+        let mut state = State::open(&opts.state_path)?;
+        let run = state.run_started(now())?;
+        let result = fetch::pop3::run(account, &opts, Some(&mut state), out).await;
+        let recorded = match &result {
+            Ok(o) => state.run_finished(run, now(), "ok", o.fetched, o.deleted, None),
+            Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
+        };
+        let outcome = result?;
+        recorded?;
+        Ok(outcome)
+    }
+
+    async fn check(&self, args: &CheckArgs, out: &Output) -> Vec<(String, anyhow::Result<()>)> {
+        let accounts = match self.accounts(&args.accounts, &args.adhoc) {
+            Ok(a) => a,
+            Err(e) => return vec![(String::new(), Err(e.into()))],
+        };
+        let mut results = Vec::new();
+        for account in accounts {
+            let result = check_account(&account, out).await;
+            results.push((account.name.clone(), result));
+        }
+        results
+    }
+
+    fn status(&self, args: &StatusArgs, out: &Output) -> anyhow::Result<()> {
+        let names: Vec<String> = if args.accounts.is_empty() {
+            let config = self.config.as_ref().ok_or_else(|| {
+                ConfigError::config("no config file: name the accounts, or use -c FILE")
+            })?;
+            config.accounts.keys().cloned().collect()
+        } else {
+            args.accounts.clone()
+        };
+        for name in names {
+            if !config::valid_account_name(&name) {
+                return Err(ConfigError::usage(format!(
+                    "\"{}\" is not an account name",
+                    sanitize(&name, 100)
+                ))
+                .into());
+            }
+            let path = self.state_path(&name);
+            let Some(state) = State::open_existing(&path)? else {
+                out.info(&format!(
+                    "{name}: never run (no state at {})",
+                    path.display()
+                ));
+                continue;
+            };
+            let s = state.summary()?;
+            if out.json {
+                let value = serde_json::json!({
+                    "account": name,
+                    "messages": s.messages,
+                    "deleted_on_server": s.deleted,
+                    "last_run": s.last_run.as_ref().map(|(t, o, e)| serde_json::json!({"finished": t, "outcome": o, "error": e})),
+                    "last_success": s.last_success,
+                });
+                println!("{value}");
+                continue;
+            }
+            let last = match &s.last_run {
+                Some((t, outcome, err)) => format!(
+                    "last run {} ({outcome}{})",
+                    ago(*t),
+                    err.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+                ),
+                None => "no finished run".to_string(),
+            };
+            let success = s
+                .last_success
+                .map(|t| format!(", last success {}", ago(t)))
+                .unwrap_or_default();
+            out.info(&format!(
+                "{name}: {} messages known, {} deleted on the server; {last}{success}",
+                s.messages, s.deleted
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn ago(t: i64) -> String {
+    let secs = (now() - t).max(0);
+    match secs {
+        0..=119 => format!("{secs}s ago"),
+        120..=7199 => format!("{}m ago", secs / 60),
+        7200..=172_799 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
+fn to_adhoc(args: &AdhocArgs) -> Adhoc {
+    Adhoc {
+        maildir: args.maildir.clone(),
+        password_env: args.password_env.clone(),
+        password_command: args.password_command.clone(),
+        tls: args.tls.map(Into::into),
+        tls_fingerprint: args.tls_fingerprint.clone(),
+        allow_plaintext: args.allow_plaintext,
+        layout: args.layout.map(Into::into),
+    }
+}
+
+/// The account's settings, overridden by the command line.
+fn fetch_options(
+    account: &Account,
+    args: &FetchArgs,
+    state_path: PathBuf,
+) -> Result<FetchOptions, ConfigError> {
+    let (mode, delete_after) = if args.delete {
+        (Mode::Delete, None)
+    } else if args.keep {
+        (Mode::Keep, None)
+    } else if let Some(text) = &args.delete_after {
+        let age =
+            parse_duration(text).map_err(|m| ConfigError::usage(format!("--delete-after: {m}")))?;
+        (Mode::Keep, Some(age))
+    } else {
+        (account.mode, account.delete_after)
+    };
+    let max_size = match &args.max_size {
+        Some(text) => {
+            Some(parse_size(text).map_err(|m| ConfigError::usage(format!("--max-size: {m}")))?)
+        }
+        None => account.max_size,
+    };
+    Ok(FetchOptions {
+        mode,
+        delete_after,
+        max_messages: args.max_messages.or(account.max_messages),
+        max_size,
+        dry_run: args.dry_run,
+        commit_every: std::env::var("MAILFERRY_COMMIT_EVERY")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .filter(|&n: &usize| n > 0)
+            .unwrap_or(COMMIT_EVERY),
+        state_path,
+    })
+}
+
+/// `mailferry check`: connect, TLS, login, capabilities, message count; nothing moves.
+async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
+    if account.protocol == Protocol::Imap {
+        return Err(NotBuilt {
+            what: "checking IMAP accounts".to_string(),
+        }
+        .into());
+    }
+    let secret = credentials::password(account)?;
+    let mut session = pop3::open(account, &secret).await?;
+    let listing = session.client.list().await?;
+    let bytes: u64 = listing.iter().map(|&(_, s)| s).sum();
+    let greeting = sanitize(session.client.greeting(), 200);
+    session.client.quit().await?;
+    let caps = &session.caps;
+    let mut names = Vec::new();
+    for (on, name) in [
+        (caps.uidl, "UIDL"),
+        (caps.top, "TOP"),
+        (caps.pipelining, "PIPELINING"),
+        (caps.resp_codes, "RESP-CODES"),
+    ] {
+        if on {
+            names.push(name.to_string());
+        }
+    }
+    if !caps.sasl.is_empty() {
+        names.push(format!("SASL {}", caps.sasl.join(" ")));
+    }
+    if out.json {
+        let value = serde_json::json!({
+            "account": account.name,
+            "server": format!("{}:{}", account.host, account.port),
+            "tls_fingerprint": session.fingerprint.map(|f| f.to_string()),
+            "greeting": greeting,
+            "capabilities": names,
+            "messages": listing.len(),
+            "bytes": bytes,
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    out.info(&format!(
+        "{}: connected to {}:{} ({greeting})",
+        account.name, account.host, account.port
+    ));
+    if let Some(fp) = session.fingerprint {
+        out.info(&format!("{}: TLS certificate {fp}", account.name));
+    } else {
+        out.info(&format!(
+            "{}: no TLS (plaintext allowed by the config)",
+            account.name
+        ));
+    }
+    out.info(&format!(
+        "{}: logged in as {}; capabilities: {}",
+        account.name,
+        account.user,
+        names.join(", ")
+    ));
+    out.info(&format!(
+        "{}: {} message{} ({}) on the server",
+        account.name,
+        listing.len(),
+        if listing.len() == 1 { "" } else { "s" },
+        crate::report::human_bytes(bytes)
+    ));
+    Ok(())
+}

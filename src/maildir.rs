@@ -1,0 +1,816 @@
+//! A Maildir store written for durability: tmp/ -> fsync -> rename -> directory fsync.
+//!
+//! Deliveries are grouped: each message is written and made durable in `tmp/`, then a whole
+//! batch is renamed into `new/` or `cur/` and each touched directory is synced once. A reader
+//! never sees a partial message, and a batch is on disk before [`Folder::commit`] returns.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::config::Layout;
+use crate::exit::{Classify, Exit};
+
+/// A Maildir failure: local I/O, or a folder name that cannot be stored safely.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildirError {
+    /// A file system operation failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A folder name (usually from a server) that cannot become a safe path.
+    #[error("folder name {name:?} cannot be stored: {why}")]
+    BadName {
+        /// The name as received.
+        name: String,
+        /// Why not.
+        why: &'static str,
+    },
+}
+
+impl Classify for MaildirError {
+    fn exit(&self) -> Exit {
+        match self {
+            MaildirError::Io { .. } => Exit::LocalIo,
+            MaildirError::BadName { .. } => Exit::Protocol,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, MaildirError>;
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> MaildirError + 'a {
+    move |source| MaildirError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The longest file name most file systems take.
+const NAME_MAX: usize = 255;
+
+/// A Maildir tree: the INBOX at the root, sub-folders by the chosen layout.
+#[derive(Debug, Clone)]
+pub struct Maildir {
+    root: PathBuf,
+    layout: Layout,
+}
+
+impl Maildir {
+    /// A tree rooted at `root` (nothing is created until a folder is opened).
+    pub fn new(root: impl Into<PathBuf>, layout: Layout) -> Maildir {
+        Maildir {
+            root: root.into(),
+            layout,
+        }
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory of a folder given as hierarchy components; `[]` or `["INBOX"]` is the root.
+    pub fn folder_path(&self, components: &[&str]) -> Result<PathBuf> {
+        let components = match components {
+            [first, rest @ ..] if first.eq_ignore_ascii_case("INBOX") && rest.is_empty() => &[][..],
+            other => other,
+        };
+        if components.is_empty() {
+            return Ok(self.root.clone());
+        }
+        let whole = components.join("/");
+        let mut encoded = Vec::with_capacity(components.len());
+        for c in components {
+            if c.is_empty() {
+                return Err(MaildirError::BadName {
+                    name: whole,
+                    why: "it has an empty hierarchy level",
+                });
+            }
+            encoded.push(encode_component(c, self.layout));
+        }
+        match self.layout {
+            Layout::MaildirPlusPlus => {
+                let name = format!(".{}", encoded.join("."));
+                if name.len() > NAME_MAX {
+                    return Err(MaildirError::BadName {
+                        name: whole,
+                        why: "it is longer than a file name may be",
+                    });
+                }
+                Ok(self.root.join(name))
+            }
+            Layout::Fs => {
+                if encoded.iter().any(|e| e.len() > NAME_MAX) {
+                    return Err(MaildirError::BadName {
+                        name: whole,
+                        why: "a level is longer than a file name may be",
+                    });
+                }
+                Ok(encoded.iter().fold(self.root.clone(), |p, e| p.join(e)))
+            }
+        }
+    }
+
+    /// Opens a folder, creating it (tmp/ new/ cur/, mode 0700) durably if it does not exist.
+    pub fn open_folder(&self, components: &[&str]) -> Result<Folder> {
+        let path = self.folder_path(components)?;
+        let is_sub = path != self.root;
+        create_dirs_durably(&path)?;
+        for sub in ["tmp", "new", "cur"] {
+            create_dirs_durably(&path.join(sub))?;
+        }
+        if is_sub && self.layout == Layout::MaildirPlusPlus {
+            let marker = path.join("maildirfolder");
+            if !marker.exists() {
+                OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .mode(0o600)
+                    .open(&marker)
+                    .map_err(io_err("create", &marker))?;
+            }
+        }
+        Ok(Folder { path })
+    }
+
+    /// The sub-folders present on disk, as decoded hierarchy components (INBOX not included).
+    pub fn list_folders(&self) -> Result<Vec<Vec<String>>> {
+        let mut out = Vec::new();
+        match self.layout {
+            Layout::MaildirPlusPlus => {
+                let entries = match fs::read_dir(&self.root) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(io_err("read directory", &self.root)(e)),
+                };
+                for entry in entries {
+                    let entry = entry.map_err(io_err("read directory", &self.root))?;
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str() else { continue };
+                    let Some(rest) = name.strip_prefix('.') else {
+                        continue;
+                    };
+                    if rest.is_empty() || rest == "." || !entry.path().join("cur").is_dir() {
+                        continue;
+                    }
+                    out.push(rest.split('.').map(decode_component).collect());
+                }
+            }
+            Layout::Fs => self.walk_fs(&self.root, &mut Vec::new(), &mut out)?,
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn walk_fs(
+        &self,
+        dir: &Path,
+        prefix: &mut Vec<String>,
+        out: &mut Vec<Vec<String>>,
+    ) -> Result<()> {
+        let entries = match fs::read_dir(dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err("read directory", dir)(e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(io_err("read directory", dir))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if matches!(name, "tmp" | "new" | "cur") || name.starts_with('.') {
+                continue;
+            }
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            prefix.push(decode_component(name));
+            if path.join("cur").is_dir() {
+                out.push(prefix.clone());
+            }
+            self.walk_fs(&path, prefix, out)?;
+            prefix.pop();
+        }
+        Ok(())
+    }
+}
+
+/// Escapes what must not appear in one level of a folder name on disk.
+fn encode_component(name: &str, layout: Layout) -> String {
+    let reserved = matches!(name, "tmp" | "new" | "cur") && layout == Layout::Fs;
+    let mut out = String::with_capacity(name.len());
+    for (i, ch) in name.char_indices() {
+        let escape = ch == '%'
+            || ch == '/'
+            || ch.is_control()
+            || (ch == '.' && (layout == Layout::MaildirPlusPlus || i == 0))
+            || (reserved && i == 0);
+        if escape {
+            let mut buf = [0u8; 4];
+            for b in ch.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Reverses [`encode_component`]; text that is not a valid escape is kept as it is.
+fn decode_component(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = bytes.get(i + 1..i + 3)
+            && let Ok(hex) = std::str::from_utf8(hex)
+            && let Ok(b) = u8::from_str_radix(hex, 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Creates a directory (and missing parents) with mode 0700 and syncs each new entry's parent.
+fn create_dirs_durably(path: &Path) -> Result<()> {
+    if path.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent()
+        && !parent.as_os_str().is_empty()
+    {
+        create_dirs_durably(parent)?;
+    }
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => return Ok(()),
+        Err(e) => return Err(io_err("create directory", path)(e)),
+    }
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => sync_dir(parent),
+        _ => Ok(()),
+    }
+}
+
+/// Makes a directory's entries (renames, creations) durable.
+pub fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("sync directory", path))
+}
+
+/// Where a message file lives inside its folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    /// `new/`: not yet seen by a mail reader; no flags.
+    New,
+    /// `cur/`: with `:2,FLAGS`.
+    Cur,
+}
+
+impl Sub {
+    fn dir(self) -> &'static str {
+        match self {
+            Sub::New => "new",
+            Sub::Cur => "cur",
+        }
+    }
+}
+
+/// A message file in a folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// new/ or cur/.
+    pub sub: Sub,
+    /// The unique name: the file name up to `:2,`. This is the message's local identity.
+    pub unique: String,
+    /// Maildir flag letters, sorted (D F P R S T; lower-case letters are keywords).
+    pub flags: String,
+    /// The file name as it is on disk.
+    pub file_name: String,
+}
+
+impl Entry {
+    /// Parses a file name found in new/ or cur/.
+    pub fn parse(sub: Sub, file_name: &str) -> Entry {
+        let (unique, flags) = match file_name.split_once(":2,") {
+            Some((u, f)) => (u, normalize_flags(f)),
+            None => (
+                file_name.split_once(':').map_or(file_name, |(u, _)| u),
+                String::new(),
+            ),
+        };
+        Entry {
+            sub,
+            unique: unique.to_string(),
+            flags,
+            file_name: file_name.to_string(),
+        }
+    }
+
+    /// Path of the file inside `folder`.
+    pub fn path(&self, folder: &Folder) -> PathBuf {
+        folder.path.join(self.sub.dir()).join(&self.file_name)
+    }
+}
+
+/// Sorts and de-duplicates Maildir flag letters, dropping anything that is not a letter.
+pub fn normalize_flags(flags: &str) -> String {
+    let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
+    letters.sort_unstable();
+    letters.dedup();
+    letters.into_iter().collect()
+}
+
+/// One folder of a Maildir tree (a directory with tmp/ new/ cur/).
+#[derive(Debug, Clone)]
+pub struct Folder {
+    path: PathBuf,
+}
+
+impl Folder {
+    /// The folder's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Starts a new message in tmp/ (mode 0600) under a fresh unique name.
+    pub fn create_tmp(&self) -> Result<TmpMessage> {
+        let tmp_dir = self.path.join("tmp");
+        loop {
+            let base = unique_base();
+            let path = tmp_dir.join(&base);
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+            {
+                Ok(file) => {
+                    return Ok(TmpMessage {
+                        file: Some(BufWriter::with_capacity(64 * 1024, file)),
+                        path,
+                        base,
+                        size: 0,
+                        pending_cr: false,
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_err("create", &path)(e)),
+            }
+        }
+    }
+
+    /// Makes a batch of durable tmp/ files visible: renames each into new/ (no flags) or cur/,
+    /// then syncs each touched directory once. On return the batch survives a power cut.
+    pub fn commit(&self, batch: Vec<(Durable, String)>) -> Result<Vec<Entry>> {
+        let mut entries = Vec::with_capacity(batch.len());
+        let (mut touched_new, mut touched_cur) = (false, false);
+        for (durable, flags) in batch {
+            let flags = normalize_flags(&flags);
+            let unique = durable.unique();
+            let (sub, file_name) = if flags.is_empty() {
+                touched_new = true;
+                (Sub::New, unique.clone())
+            } else {
+                touched_cur = true;
+                (Sub::Cur, format!("{unique}:2,{flags}"))
+            };
+            let target = self.path.join(sub.dir()).join(&file_name);
+            fs::rename(&durable.path, &target).map_err(io_err("rename into", &target))?;
+            entries.push(Entry {
+                sub,
+                unique,
+                flags,
+                file_name,
+            });
+        }
+        if touched_new {
+            sync_dir(&self.path.join("new"))?;
+        }
+        if touched_cur {
+            sync_dir(&self.path.join("cur"))?;
+        }
+        Ok(entries)
+    }
+
+    /// All messages in new/ and cur/ (one directory read each; no file is opened).
+    pub fn list(&self) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        for sub in [Sub::New, Sub::Cur] {
+            let dir = self.path.join(sub.dir());
+            for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+                let entry = entry.map_err(io_err("read directory", &dir))?;
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                if name.starts_with('.') {
+                    continue;
+                }
+                out.push(Entry::parse(sub, name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Finds a message by unique name (a directory scan: use for repair, not per message).
+    pub fn find(&self, unique: &str) -> Result<Option<Entry>> {
+        Ok(self.list()?.into_iter().find(|e| e.unique == unique))
+    }
+
+    /// Sets the flags of a message: one rename (into cur/). When a mail reader renamed the file
+    /// since `entry` was read, the folder is scanned once to find it. Not durable on its own:
+    /// call [`Folder::sync`] after a batch of flag changes.
+    pub fn set_flags(&self, entry: &Entry, flags: &str) -> Result<Entry> {
+        let flags = normalize_flags(flags);
+        let file_name = format!("{}:2,{}", entry.unique, flags);
+        let target = self.path.join("cur").join(&file_name);
+        let updated = Entry {
+            sub: Sub::Cur,
+            unique: entry.unique.clone(),
+            flags,
+            file_name,
+        };
+        match fs::rename(entry.path(self), &target) {
+            Ok(()) => Ok(updated),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let Some(current) = self.find(&entry.unique)? else {
+                    return Err(io_err("find message", &entry.path(self))(e));
+                };
+                fs::rename(current.path(self), &target).map_err(io_err("rename", &target))?;
+                Ok(updated)
+            }
+            Err(e) => Err(io_err("rename", &target)(e)),
+        }
+    }
+
+    /// Syncs new/ and cur/ so that renames and removals done so far are durable.
+    pub fn sync(&self) -> Result<()> {
+        sync_dir(&self.path.join("new"))?;
+        sync_dir(&self.path.join("cur"))
+    }
+}
+
+/// A message being written into tmp/. Dropped without [`TmpMessage::finish`], its file is removed.
+#[derive(Debug)]
+pub struct TmpMessage {
+    file: Option<BufWriter<File>>,
+    path: PathBuf,
+    base: String,
+    size: u64,
+    pending_cr: bool,
+}
+
+/// A message whose data is durable in tmp/ and which is not visible to readers yet.
+#[derive(Debug)]
+pub struct Durable {
+    path: PathBuf,
+    base: String,
+    size: u64,
+}
+
+impl Durable {
+    /// Size in bytes on disk.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The unique name the message gets when committed (Dovecot's `,S=size` included).
+    pub fn unique(&self) -> String {
+        format!("{},S={}", self.base, self.size)
+    }
+}
+
+impl TmpMessage {
+    /// Appends wire bytes, turning CRLF line ends into LF (Maildir files use LF); a CR split
+    /// from its LF across two calls is handled.
+    pub fn write_crlf(&mut self, chunk: &[u8]) -> Result<()> {
+        self.convert_crlf(chunk).map_err(|source| MaildirError::Io {
+            action: "write",
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    fn convert_crlf(&mut self, mut chunk: &[u8]) -> io::Result<()> {
+        if self.pending_cr {
+            self.pending_cr = false;
+            if chunk.first() != Some(&b'\n') {
+                self.write_raw(b"\r")?;
+            }
+        }
+        while let Some(pos) = memchr::memchr(b'\r', chunk) {
+            if pos + 1 == chunk.len() {
+                self.write_raw(&chunk[..pos])?;
+                self.pending_cr = true;
+                return Ok(());
+            }
+            if chunk[pos + 1] == b'\n' {
+                self.write_raw(&chunk[..pos])?;
+                chunk = &chunk[pos + 1..];
+            } else {
+                self.write_raw(&chunk[..=pos])?;
+                chunk = &chunk[pos + 1..];
+            }
+        }
+        self.write_raw(chunk)
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("message already finished"))?;
+        file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes, sets the modification time (the message's date) and makes the data durable.
+    pub fn finish(mut self, mtime: Option<SystemTime>) -> Result<Durable> {
+        if std::mem::take(&mut self.pending_cr) {
+            self.write_raw(b"\r").map_err(io_err("write", &self.path))?;
+        }
+        let writer = self
+            .file
+            .take()
+            .ok_or_else(|| io_err("write", &self.path)(io::Error::other("finished twice")))?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| io_err("write", &self.path)(e.into_error()))?;
+        if let Some(t) = mtime {
+            file.set_modified(t)
+                .map_err(io_err("set time of", &self.path))?;
+        }
+        file.sync_data().map_err(io_err("sync", &self.path))?;
+        Ok(Durable {
+            path: std::mem::take(&mut self.path),
+            base: std::mem::take(&mut self.base),
+            size: self.size,
+        })
+    }
+}
+
+impl Write for TmpMessage {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_raw(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TmpMessage {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            // An unfinished delivery: leave no half-written file behind.
+            self.file.take();
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A new unique base name per the Maildir spec: `secs.MusecPpidQn.host`.
+fn unique_base() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{}.M{}P{}Q{}.{}",
+        now.as_secs(),
+        now.subsec_micros(),
+        std::process::id(),
+        n,
+        hostname()
+    )
+}
+
+fn hostname() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let raw = fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        let raw = raw.trim();
+        let raw = if raw.is_empty() { "localhost" } else { raw };
+        // The spec's escapes for '/' and ':', plus ',' which Dovecot reads as a field separator.
+        raw.chars()
+            .map(|c| match c {
+                '/' => "\\057".to_string(),
+                ':' => "\\072".to_string(),
+                ',' => "\\054".to_string(),
+                c if c.is_control() || c.is_whitespace() => "_".to_string(),
+                c => c.to_string(),
+            })
+            .collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn deliver(folder: &Folder, body: &[u8], flags: &str) -> Entry {
+        let mut tmp = folder.create_tmp().unwrap();
+        tmp.write_crlf(body).unwrap();
+        let durable = tmp.finish(None).unwrap();
+        folder
+            .commit(vec![(durable, flags.into())])
+            .unwrap()
+            .remove(0)
+    }
+
+    #[test]
+    fn delivery_lands_in_new_or_cur_with_modes() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildir::new(dir.path().join("m"), Layout::MaildirPlusPlus);
+        let inbox = md.open_folder(&[]).unwrap();
+        let e = deliver(&inbox, b"Subject: x\r\n\r\nhi\r\n", "");
+        assert_eq!(e.sub, Sub::New);
+        assert!(e.unique.ends_with(",S=15"), "{}", e.unique);
+        assert_eq!(fs::read(e.path(&inbox)).unwrap(), b"Subject: x\n\nhi\n");
+        let mode = fs::metadata(e.path(&inbox)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let dmode = fs::metadata(md.root().join("cur"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(dmode & 0o777, 0o700);
+        let e2 = deliver(&inbox, b"x", "SF");
+        assert_eq!(e2.sub, Sub::Cur);
+        assert!(e2.file_name.ends_with(":2,FS"));
+        assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
+        let mut listed = inbox.list().unwrap();
+        listed.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        assert_eq!(listed.len(), 2);
+    }
+
+    #[test]
+    fn crlf_split_across_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Maildir::new(dir.path(), Layout::Fs)
+            .open_folder(&[])
+            .unwrap();
+        let input = b"a\r\nb\rc\r\r\nd\r";
+        let want = b"a\nb\rc\r\nd\r";
+        for split in 0..=input.len() {
+            let mut tmp = inbox.create_tmp().unwrap();
+            tmp.write_crlf(&input[..split]).unwrap();
+            tmp.write_crlf(&input[split..]).unwrap();
+            let d = tmp.finish(None).unwrap();
+            let e = inbox.commit(vec![(d, String::new())]).unwrap().remove(0);
+            assert_eq!(fs::read(e.path(&inbox)).unwrap(), want, "split at {split}");
+        }
+    }
+
+    #[test]
+    fn dropped_tmp_message_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Maildir::new(dir.path(), Layout::Fs)
+            .open_folder(&[])
+            .unwrap();
+        let mut tmp = inbox.create_tmp().unwrap();
+        tmp.write_crlf(b"partial").unwrap();
+        drop(tmp);
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        assert!(inbox.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn set_flags_follows_a_reader_rename() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Maildir::new(dir.path(), Layout::Fs)
+            .open_folder(&[])
+            .unwrap();
+        let e = deliver(&inbox, b"x", "");
+        let seen = inbox.set_flags(&e, "S").unwrap();
+        assert_eq!(seen.flags, "S");
+        // A mail reader moves it again behind our back; our stale entry still works.
+        let by_reader = inbox.path().join("cur").join(format!("{}:2,RS", e.unique));
+        fs::rename(seen.path(&inbox), &by_reader).unwrap();
+        let flagged = inbox.set_flags(&seen, "FS").unwrap();
+        assert!(flagged.path(&inbox).exists());
+        assert_eq!(inbox.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn folder_names_cannot_escape_the_root() {
+        let root = Path::new("/mail");
+        for layout in [Layout::MaildirPlusPlus, Layout::Fs] {
+            let md = Maildir::new(root, layout);
+            for name in [
+                &["..", "x"][..],
+                &["../x"],
+                &["/etc"],
+                &["a/../../b"],
+                &["a\0b"],
+                &[".", ".."],
+                &["new"],
+                &["x\n\u{1b}[31m"],
+            ] {
+                let p = md.folder_path(name).unwrap();
+                if layout == Layout::MaildirPlusPlus {
+                    assert_eq!(p.parent(), Some(root), "{name:?} -> {p:?}");
+                }
+                assert!(p.starts_with(root), "{name:?} -> {p:?}");
+                let rel = p.strip_prefix(root).unwrap();
+                for c in rel.components() {
+                    let s = c.as_os_str().to_str().unwrap();
+                    assert!(
+                        matches!(c, std::path::Component::Normal(_)),
+                        "{name:?} -> {p:?}"
+                    );
+                    assert!(
+                        !matches!(s, "tmp" | "new" | "cur" | ".." | "."),
+                        "{name:?} -> {p:?}"
+                    );
+                    assert!(!s.chars().any(|ch| ch.is_control()), "{name:?} -> {p:?}");
+                }
+            }
+            assert!(md.folder_path(&["a", ""]).is_err());
+            assert!(md.folder_path(&[&"x".repeat(300)]).is_err());
+            assert_eq!(md.folder_path(&["INBOX"]).unwrap(), root);
+        }
+        let pp = Maildir::new(root, Layout::MaildirPlusPlus);
+        assert_eq!(
+            pp.folder_path(&["Work", "2024"]).unwrap(),
+            root.join(".Work.2024")
+        );
+        assert_eq!(pp.folder_path(&["a.b"]).unwrap(), root.join(".a%2Eb"));
+        let fs_ = Maildir::new(root, Layout::Fs);
+        assert_eq!(
+            fs_.folder_path(&["Work", "Één"]).unwrap(),
+            root.join("Work/Één")
+        );
+    }
+
+    #[test]
+    fn folder_names_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        for layout in [Layout::MaildirPlusPlus, Layout::Fs] {
+            let root = dir.path().join(format!("{layout:?}"));
+            let md = Maildir::new(&root, layout);
+            let names: Vec<Vec<String>> = vec![
+                vec!["Archive".into()],
+                vec!["Archive".into(), "2024.Q1".into()],
+                vec!["Cartório %".into()],
+                vec!["new".into()],
+                vec![".hidden".into()],
+            ];
+            md.open_folder(&[]).unwrap();
+            for n in &names {
+                let refs: Vec<&str> = n.iter().map(String::as_str).collect();
+                md.open_folder(&refs).unwrap();
+            }
+            let mut want = names.clone();
+            want.sort();
+            assert_eq!(md.list_folders().unwrap(), want, "{layout:?}");
+        }
+    }
+
+    #[test]
+    fn parses_file_names() {
+        let e = Entry::parse(Sub::Cur, "123.M1P2Q3.host,S=5:2,SFa");
+        assert_eq!(e.unique, "123.M1P2Q3.host,S=5");
+        assert_eq!(e.flags, "FSa");
+        let e = Entry::parse(Sub::New, "123.M1P2Q3.host");
+        assert_eq!(e.unique, "123.M1P2Q3.host");
+        assert_eq!(e.flags, "");
+    }
+}

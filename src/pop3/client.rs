@@ -1,0 +1,487 @@
+//! An async POP3 client over the sans-IO codec: timeouts on every wait, STLS, SASL, pipelining,
+//! and message bodies streamed to a sink as they arrive.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use md5::{Digest, Md5};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Pop3Error;
+use super::codec::{
+    self, BodyDecoder, Capabilities, MAX_LINE, Reply, apop_timestamp, parse_capa,
+    parse_listing_line,
+};
+use crate::config::AuthMech;
+use crate::credentials::Secret;
+use crate::net::{BoxIo, Fingerprint, NetError, start_tls};
+use crate::text::sanitize;
+
+/// Receives message bodies from [`Client::retr_pipelined`].
+pub trait RetrSink {
+    /// A message's data begins (its `+OK` arrived).
+    fn begin(&mut self, msg: u32) -> anyhow::Result<()>;
+    /// A piece of its unstuffed body, with line ends as sent (CRLF).
+    fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()>;
+    /// The message is complete.
+    fn end(&mut self, msg: u32) -> anyhow::Result<()>;
+}
+
+/// A connected POP3 session.
+pub struct Client {
+    io: BoxIo,
+    buf: Vec<u8>,
+    start: usize,
+    timeout: Duration,
+    greeting: String,
+    scratch: Vec<u8>,
+}
+
+type Result<T> = std::result::Result<T, Pop3Error>;
+
+impl Client {
+    /// Takes a fresh connection and reads the greeting.
+    pub async fn start(io: BoxIo, timeout: Duration) -> Result<Client> {
+        let mut client = Client {
+            io,
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            timeout,
+            greeting: String::new(),
+            scratch: Vec::with_capacity(64 * 1024),
+        };
+        match client.read_reply("the greeting").await? {
+            Reply::Ok { text, .. } => client.greeting = text,
+            reply => return Err(refused("connect", reply)),
+        }
+        Ok(client)
+    }
+
+    /// The server's greeting text (untrusted: sanitise before printing).
+    pub fn greeting(&self) -> &str {
+        &self.greeting
+    }
+
+    async fn fill(&mut self, what: &str) -> Result<()> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        let n = tokio::time::timeout(self.timeout, self.io.read_buf(&mut self.buf))
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: what.to_string(),
+                after: self.timeout,
+            })?
+            .map_err(NetError::Io)?;
+        if n == 0 {
+            return Err(NetError::Closed {
+                during: format!("while mailferry was waiting for {what}"),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    async fn read_line(&mut self, what: &str) -> Result<Vec<u8>> {
+        loop {
+            let pending = &self.buf[self.start..];
+            if let Some(len) = codec::line_len(pending) {
+                let line = pending[..len].to_vec();
+                self.start += len;
+                return Ok(line);
+            }
+            if pending.len() > MAX_LINE {
+                return Err(Pop3Error::Protocol(format!(
+                    "a line longer than {MAX_LINE} bytes in {what}"
+                )));
+            }
+            self.fill(what).await?;
+        }
+    }
+
+    /// Reads one status line.
+    pub async fn read_reply(&mut self, what: &str) -> Result<Reply> {
+        let line = self.read_line(what).await?;
+        codec::parse_reply(&line)
+            .map_err(|e| Pop3Error::Protocol(format!("{} in {what}", sanitize(&e.0, 200))))
+    }
+
+    async fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
+        let io = &mut self.io;
+        let job = async move {
+            io.write_all(data).await?;
+            io.flush().await
+        };
+        tokio::time::timeout(self.timeout, job)
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: format!("the server to take {what}"),
+                after: self.timeout,
+            })?
+            .map_err(NetError::Io)?;
+        Ok(())
+    }
+
+    /// Sends one command line (CR, LF and NUL are refused: they would inject commands).
+    async fn send(&mut self, line: &str) -> Result<()> {
+        if line.contains(['\r', '\n', '\0']) {
+            return Err(Pop3Error::Protocol(
+                "refusing to send a command with a line break in it".to_string(),
+            ));
+        }
+        let verb = line.split(' ').next().unwrap_or("").to_string();
+        self.write(format!("{line}\r\n").as_bytes(), &verb).await
+    }
+
+    /// Sends a command and expects `+OK`; returns its text.
+    async fn simple(&mut self, line: &str, verb: &str) -> Result<String> {
+        self.send(line).await?;
+        match self.read_reply(verb).await? {
+            Reply::Ok { text, .. } => Ok(text),
+            reply => Err(refused(verb, reply)),
+        }
+    }
+
+    /// Reads a multi-line body, handing each unstuffed piece to `sink`.
+    async fn read_body<F>(&mut self, what: &str, mut sink: F) -> anyhow::Result<()>
+    where
+        F: FnMut(&[u8]) -> anyhow::Result<()>,
+    {
+        let mut decoder = BodyDecoder::new();
+        loop {
+            if self.start < self.buf.len() {
+                self.scratch.clear();
+                let used = decoder.decode(&self.buf[self.start..], &mut self.scratch);
+                self.start += used;
+                if !self.scratch.is_empty() {
+                    sink(&self.scratch)?;
+                }
+                if decoder.is_done() {
+                    return Ok(());
+                }
+            }
+            self.fill(what).await?;
+        }
+    }
+
+    async fn read_body_to_vec(&mut self, what: &str, limit: usize) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let result = self
+            .read_body(what, |chunk| {
+                if out.len() + chunk.len() > limit {
+                    anyhow::bail!("more than {limit} bytes");
+                }
+                out.extend_from_slice(chunk);
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) => Ok(out),
+            Err(e) => match e.downcast::<Pop3Error>() {
+                Ok(p) => Err(p),
+                Err(e) => Err(Pop3Error::Protocol(format!("{what}: {e}"))),
+            },
+        }
+    }
+
+    /// CAPA; a server without it gets empty capabilities (`known == false`).
+    pub async fn capa(&mut self) -> Result<Capabilities> {
+        self.send("CAPA").await?;
+        match self.read_reply("CAPA").await? {
+            Reply::Ok { .. } => {
+                let body = self.read_body_to_vec("the CAPA list", 1 << 20).await?;
+                Ok(parse_capa(&body))
+            }
+            _ => Ok(Capabilities::default()),
+        }
+    }
+
+    /// STLS: upgrades the connection to TLS. Bytes the server sent after its `+OK` would be
+    /// read as if they came over TLS, so they are refused (RFC 2595 response injection).
+    pub async fn stls(
+        mut self,
+        host: &str,
+        pin: Option<Fingerprint>,
+    ) -> Result<(Client, Fingerprint)> {
+        self.simple("STLS", "STLS").await?;
+        if self.start < self.buf.len() {
+            return Err(Pop3Error::Protocol(
+                "the server sent data after its STLS reply, before TLS began (possible injection)"
+                    .to_string(),
+            ));
+        }
+        let (io, fingerprint) = start_tls(self.io, host, pin, self.timeout).await?;
+        let client = Client {
+            io,
+            buf: self.buf,
+            start: 0,
+            timeout: self.timeout,
+            greeting: self.greeting,
+            scratch: self.scratch,
+        };
+        Ok((client, fingerprint))
+    }
+
+    /// Logs in with the chosen (or best offered) mechanism.
+    pub async fn login(
+        &mut self,
+        mech: AuthMech,
+        user: &str,
+        secret: &Secret,
+        caps: &Capabilities,
+    ) -> Result<()> {
+        let mech = match mech {
+            AuthMech::Auto => choose_mechanism(caps, &self.greeting)?,
+            m => m,
+        };
+        let fail = |mechanism: &str, reply: Reply| match reply {
+            Reply::Err { code, text } => Pop3Error::AuthFailed {
+                user: sanitize(user, 100),
+                mechanism: mechanism.to_string(),
+                code,
+                text: sanitize(&text, 300),
+            },
+            other => Pop3Error::Protocol(format!("unexpected reply to {mechanism}: {other:?}")),
+        };
+        let pw = secret.expose();
+        match mech {
+            AuthMech::User | AuthMech::Auto => {
+                self.send(&format!("USER {user}")).await?;
+                match self.read_reply("USER").await? {
+                    Reply::Ok { .. } => {}
+                    r => return Err(fail("USER/PASS", r)),
+                }
+                self.send(&format!("PASS {pw}")).await?;
+                match self.read_reply("PASS").await? {
+                    Reply::Ok { .. } => Ok(()),
+                    r => Err(fail("USER/PASS", r)),
+                }
+            }
+            AuthMech::Apop => {
+                let stamp = apop_timestamp(&self.greeting)
+                    .ok_or(Pop3Error::Missing("APOP (no timestamp in the greeting)"))?;
+                let digest = Md5::digest(format!("{stamp}{pw}").as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                self.send(&format!("APOP {user} {hex}")).await?;
+                match self.read_reply("APOP").await? {
+                    Reply::Ok { .. } => Ok(()),
+                    r => Err(fail("APOP", r)),
+                }
+            }
+            AuthMech::Plain => {
+                let ir = B64.encode(format!("\0{user}\0{pw}"));
+                self.sasl("PLAIN", &ir, "")
+                    .await
+                    .map_err(|r| r.into_error(&fail, "AUTH PLAIN"))
+            }
+            AuthMech::Xoauth2 => {
+                let ir = B64.encode(format!("user={user}\x01auth=Bearer {pw}\x01\x01"));
+                self.sasl("XOAUTH2", &ir, "")
+                    .await
+                    .map_err(|r| r.into_error(&fail, "AUTH XOAUTH2"))
+            }
+            AuthMech::Oauthbearer => {
+                let ir = B64.encode(format!("n,a={user},\x01auth=Bearer {pw}\x01\x01"));
+                self.sasl("OAUTHBEARER", &ir, "AQ==")
+                    .await
+                    .map_err(|r| r.into_error(&fail, "AUTH OAUTHBEARER"))
+            }
+            AuthMech::Login => {
+                self.send("AUTH LOGIN").await?;
+                for answer in [B64.encode(user), B64.encode(pw)] {
+                    match self.read_reply("AUTH LOGIN").await? {
+                        Reply::Continue(_) => self.send(&answer).await?,
+                        r => return Err(fail("AUTH LOGIN", r)),
+                    }
+                }
+                match self.read_reply("AUTH LOGIN").await? {
+                    Reply::Ok { .. } => Ok(()),
+                    r => Err(fail("AUTH LOGIN", r)),
+                }
+            }
+        }
+    }
+
+    /// A one-step SASL exchange with an initial response; a challenge after it (an error
+    /// report for the OAuth mechanisms) is answered with `abort` so the server sends -ERR.
+    async fn sasl(
+        &mut self,
+        mech: &str,
+        initial: &str,
+        abort: &str,
+    ) -> std::result::Result<(), SaslFailure> {
+        // RFC 5034 allows an initial response only if the whole line fits in 255 octets.
+        if initial.len() + mech.len() + 6 <= 255 {
+            self.send(&format!("AUTH {mech} {initial}"))
+                .await
+                .map_err(SaslFailure::Other)?;
+        } else {
+            self.send(&format!("AUTH {mech}"))
+                .await
+                .map_err(SaslFailure::Other)?;
+            match self.read_reply("AUTH").await.map_err(SaslFailure::Other)? {
+                Reply::Continue(_) => self.send(initial).await.map_err(SaslFailure::Other)?,
+                r => return Err(SaslFailure::Reply(r)),
+            }
+        }
+        loop {
+            match self.read_reply("AUTH").await.map_err(SaslFailure::Other)? {
+                Reply::Ok { .. } => return Ok(()),
+                Reply::Continue(_) => self.send(abort).await.map_err(SaslFailure::Other)?,
+                r => return Err(SaslFailure::Reply(r)),
+            }
+        }
+    }
+
+    /// UIDL for all messages, or `None` if the server does not support it.
+    pub async fn uidl(&mut self) -> Result<Option<Vec<(u32, Vec<u8>)>>> {
+        self.send("UIDL").await?;
+        match self.read_reply("UIDL").await? {
+            Reply::Ok { .. } => {}
+            _ => return Ok(None),
+        }
+        let body = self.read_body_to_vec("the UIDL list", 256 << 20).await?;
+        let mut out = Vec::new();
+        for line in body.split_inclusive(|&b| b == b'\n') {
+            let (n, uidl) = parse_listing_line(line).ok_or_else(|| {
+                Pop3Error::Protocol(format!(
+                    "malformed UIDL line {:?}",
+                    sanitize(&String::from_utf8_lossy(line), 100)
+                ))
+            })?;
+            if !codec::valid_uidl(uidl) {
+                return Err(Pop3Error::Protocol(format!("invalid UIDL for message {n}")));
+            }
+            out.push((n, uidl.to_vec()));
+        }
+        Ok(Some(out))
+    }
+
+    /// LIST: message numbers and sizes.
+    pub async fn list(&mut self) -> Result<Vec<(u32, u64)>> {
+        self.simple("LIST", "LIST").await?;
+        let body = self.read_body_to_vec("the LIST list", 256 << 20).await?;
+        let mut out = Vec::new();
+        for line in body.split_inclusive(|&b| b == b'\n') {
+            let parsed = parse_listing_line(line)
+                .and_then(|(n, v)| Some((n, std::str::from_utf8(v).ok()?.parse::<u64>().ok()?)));
+            let (n, size) = parsed.ok_or_else(|| {
+                Pop3Error::Protocol(format!(
+                    "malformed LIST line {:?}",
+                    sanitize(&String::from_utf8_lossy(line), 100)
+                ))
+            })?;
+            out.push((n, size));
+        }
+        Ok(out)
+    }
+
+    /// TOP n 0: the header of a message (for an identity when there is no UIDL).
+    pub async fn top_header(&mut self, msg: u32) -> Result<Vec<u8>> {
+        self.simple(&format!("TOP {msg} 0"), "TOP").await?;
+        self.read_body_to_vec("a TOP reply", 16 << 20).await
+    }
+
+    /// RETR of many messages with up to `window` commands in flight, bodies streamed to `sink`.
+    pub async fn retr_pipelined(
+        &mut self,
+        msgs: &[u32],
+        window: usize,
+        sink: &mut dyn RetrSink,
+    ) -> anyhow::Result<()> {
+        let window = window.max(1);
+        let (mut sent, mut done) = (0, 0);
+        while done < msgs.len() {
+            let mut batch = String::new();
+            while sent < msgs.len() && sent - done < window {
+                batch.push_str(&format!("RETR {}\r\n", msgs[sent]));
+                sent += 1;
+            }
+            if !batch.is_empty() {
+                self.write(batch.as_bytes(), "RETR").await?;
+            }
+            let msg = msgs[done];
+            match self.read_reply("a RETR reply").await? {
+                Reply::Ok { .. } => {}
+                reply => return Err(refused(&format!("RETR {msg}"), reply).into()),
+            }
+            sink.begin(msg)?;
+            self.read_body(&format!("message {msg}"), |chunk| sink.data(chunk))
+                .await?;
+            sink.end(msg)?;
+            done += 1;
+        }
+        Ok(())
+    }
+
+    /// DELE of many messages, pipelined in windows. The deletions take effect only at QUIT.
+    pub async fn dele_pipelined(&mut self, msgs: &[u32], window: usize) -> Result<()> {
+        for chunk in msgs.chunks(window.max(1)) {
+            let batch: String = chunk.iter().map(|m| format!("DELE {m}\r\n")).collect();
+            self.write(batch.as_bytes(), "DELE").await?;
+            for m in chunk {
+                match self.read_reply("a DELE reply").await? {
+                    Reply::Ok { .. } => {}
+                    reply => return Err(refused(&format!("DELE {m}"), reply)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// QUIT; its `+OK` confirms that the deletions of this session were carried out.
+    pub async fn quit(mut self) -> Result<()> {
+        self.simple("QUIT", "QUIT").await.map(|_| ())
+    }
+}
+
+enum SaslFailure {
+    Reply(Reply),
+    Other(Pop3Error),
+}
+
+impl SaslFailure {
+    fn into_error(self, fail: &impl Fn(&str, Reply) -> Pop3Error, mech: &str) -> Pop3Error {
+        match self {
+            SaslFailure::Reply(r) => fail(mech, r),
+            SaslFailure::Other(e) => e,
+        }
+    }
+}
+
+fn refused(command: &str, reply: Reply) -> Pop3Error {
+    match reply {
+        Reply::Err { code, text } => Pop3Error::Refused {
+            command: command.to_string(),
+            code,
+            text: sanitize(&text, 300),
+        },
+        other => Pop3Error::Protocol(format!(
+            "unexpected reply to {command}: {}",
+            sanitize(&format!("{other:?}"), 200)
+        )),
+    }
+}
+
+/// The password mechanism to use when the account says `auth = "auto"`.
+fn choose_mechanism(caps: &Capabilities, greeting: &str) -> Result<AuthMech> {
+    let has = |m: &str| caps.sasl.iter().any(|s| s == m);
+    if has("PLAIN") {
+        Ok(AuthMech::Plain)
+    } else if caps.user || !caps.known {
+        Ok(AuthMech::User)
+    } else if has("LOGIN") {
+        Ok(AuthMech::Login)
+    } else if apop_timestamp(greeting).is_some() {
+        Ok(AuthMech::Apop)
+    } else {
+        Err(Pop3Error::Missing(
+            "a password login mechanism (USER, PLAIN, LOGIN or APOP)",
+        ))
+    }
+}

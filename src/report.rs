@@ -1,0 +1,182 @@
+//! What the user sees: progress bars on a terminal, a summary line per account, or JSON.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+
+use crate::text::sanitize;
+
+/// How output is wanted.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// Only errors.
+    pub quiet: bool,
+    /// JSON summary on stdout instead of text.
+    pub json: bool,
+    /// Verbosity (`-v` count).
+    pub verbose: u8,
+}
+
+/// The result of one account's fetch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Account name.
+    pub account: String,
+    /// Messages delivered into the Maildir.
+    pub fetched: u64,
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// Messages deleted on the server (confirmed).
+    pub deleted: u64,
+    /// New messages over max_size, left on the server.
+    pub too_large: u64,
+    /// New messages left for a later run by max_messages.
+    pub deferred: u64,
+    /// Nothing was changed (dry run).
+    pub dry_run: bool,
+}
+
+impl Output {
+    /// Whether progress bars should be drawn (a terminal on stderr, not quiet, not JSON).
+    pub fn bars(&self) -> bool {
+        !self.quiet && !self.json && std::io::stderr().is_terminal()
+    }
+
+    /// A progress bar for one account's transfer (hidden when bars are off).
+    pub fn progress(&self, account: &str, messages: u64, bytes: u64) -> Progress {
+        if !self.bars() || messages == 0 {
+            return Progress {
+                bar: None,
+                messages,
+                done: 0,
+            };
+        }
+        let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{prefix:.bold} [{bar:30}] {msg} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(sanitize(account, 40));
+        bar.set_message(format!("0/{messages} msgs"));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Progress {
+            bar: Some(bar),
+            messages,
+            done: 0,
+        }
+    }
+
+    /// Prints an informational line (not under -q or --json).
+    pub fn info(&self, line: &str) {
+        if !self.quiet && !self.json {
+            println!("{line}");
+        }
+    }
+
+    /// Prints the summary of a finished account.
+    pub fn summary(&self, o: &Outcome) {
+        if self.json {
+            if let Ok(text) = serde_json::to_string(o) {
+                println!("{text}");
+            }
+            return;
+        }
+        if self.quiet {
+            return;
+        }
+        let mut parts = Vec::new();
+        let verb = if o.dry_run { "would fetch" } else { "fetched" };
+        if o.fetched == 0 && o.deleted == 0 && !o.dry_run {
+            parts.push("no new mail".to_string());
+        } else {
+            parts.push(format!(
+                "{verb} {} message{} ({})",
+                o.fetched,
+                plural(o.fetched),
+                human_bytes(o.bytes)
+            ));
+            let del = if o.dry_run { "would delete" } else { "deleted" };
+            if o.deleted > 0 || o.dry_run {
+                parts.push(format!("{del} {} on the server", o.deleted));
+            }
+        }
+        if o.too_large > 0 {
+            parts.push(format!("{} too large, left on the server", o.too_large));
+        }
+        if o.deferred > 0 {
+            parts.push(format!(
+                "{} left for the next run (max_messages)",
+                o.deferred
+            ));
+        }
+        println!("{}: {}", o.account, parts.join(", "));
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+/// Bytes in B, KiB, MiB or GiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// A progress bar of one transfer; does nothing when hidden.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    messages: u64,
+    done: u64,
+}
+
+impl Progress {
+    /// Some bytes arrived.
+    pub fn bytes(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+        }
+    }
+
+    /// A message is complete.
+    pub fn message(&mut self) {
+        self.done += 1;
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!("{}/{} msgs", self.done, self.messages));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(5 << 20), "5.0 MiB");
+    }
+}

@@ -1,0 +1,530 @@
+//! The state database: one SQLite file per account (WAL, synchronous=FULL), with migrations.
+//!
+//! It records what was fetched (POP3 UIDL -> local message) and what is synced (IMAP folder,
+//! UIDVALIDITY, UID <-> local message, last synced flags). A commit here is durable: mailferry
+//! deletes nothing on a server before the matching commit has returned.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::exit::{Classify, Exit};
+
+/// A state database or state directory failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file system operation on the state directory failed.
+    #[error("state: cannot {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// SQLite reported an error.
+    #[error("state database {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer mailferry.
+    #[error(
+        "state database {path} has schema version {found}, newer than this mailferry knows ({known}); upgrade mailferry"
+    )]
+    TooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+}
+
+impl Classify for StateError {
+    fn exit(&self) -> Exit {
+        Exit::LocalIo
+    }
+}
+
+type Result<T> = std::result::Result<T, StateError>;
+
+/// Creates a directory with mode 0700 (and its parents) if it is missing.
+pub fn create_private_dir(dir: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| StateError::Io {
+            action: "create directory",
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn sql_err(path: &Path) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+    move |source| StateError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// The schema, one entry per version; entry N migrates version N to N+1.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        started INTEGER NOT NULL,
+        finished INTEGER,
+        outcome TEXT,
+        fetched INTEGER NOT NULL DEFAULT 0,
+        deleted INTEGER NOT NULL DEFAULT 0,
+        error TEXT
+    );
+    -- POP3: one row per message fetched; `id` is the UIDL, or a header hash without UIDL.
+    CREATE TABLE pop3_messages (
+        id TEXT PRIMARY KEY,
+        local_name TEXT,
+        size INTEGER NOT NULL,
+        first_seen INTEGER NOT NULL,
+        deleted INTEGER,
+        -- 0 while the local copy may not have been renamed into place yet (see pop3_recover).
+        delivered INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    -- IMAP: one row per server folder.
+    CREATE TABLE imap_folders (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        local_path TEXT NOT NULL,
+        uidvalidity INTEGER,
+        highestmodseq INTEGER,
+        uidnext INTEGER
+    );
+    -- IMAP: the pairing of server messages and Maildir messages with the last synced flags.
+    CREATE TABLE imap_messages (
+        id INTEGER PRIMARY KEY,
+        folder_id INTEGER NOT NULL REFERENCES imap_folders(id) ON DELETE CASCADE,
+        uid INTEGER,
+        local_name TEXT,
+        flags TEXT NOT NULL DEFAULT '',
+        size INTEGER,
+        message_id TEXT,
+        UNIQUE (folder_id, uid),
+        UNIQUE (folder_id, local_name)
+    );
+    ",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// A POP3 message that state knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pop3Record {
+    /// Maildir unique name of the local copy.
+    pub local_name: Option<String>,
+    /// Size on the server.
+    pub size: u64,
+    /// Unix time when it was first fetched.
+    pub first_seen: i64,
+    /// Unix time when its deletion on the server was confirmed.
+    pub deleted: Option<i64>,
+}
+
+/// What `status` shows about an account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    /// Messages known (fetched or synced).
+    pub messages: u64,
+    /// Of those, deleted on the server by mailferry.
+    pub deleted: u64,
+    /// The last finished run: (finished unix time, outcome, error).
+    pub last_run: Option<(i64, String, Option<String>)>,
+    /// The last successful run's finish time.
+    pub last_success: Option<i64>,
+}
+
+/// An open state database.
+#[derive(Debug)]
+pub struct State {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl State {
+    /// Opens (creating with mode 0600 if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<State> {
+        if let Some(dir) = path.parent() {
+            create_private_dir(dir)?;
+        }
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(path)
+            .map_err(|source| StateError::Io {
+                action: "create",
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let sql = sql_err(path);
+        let conn = Connection::open(path).map_err(&sql)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(&sql)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+        )
+        .map_err(&sql)?;
+        let mut state = State {
+            conn,
+            path: path.to_path_buf(),
+        };
+        state.migrate()?;
+        Ok(state)
+    }
+
+    /// Opens an existing database without creating one (for `status`).
+    pub fn open_existing(path: &Path) -> Result<Option<State>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        State::open(path).map(Some)
+    }
+
+    fn sql(&self) -> impl Fn(rusqlite::Error) -> StateError + '_ {
+        sql_err(&self.path)
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(self.sql())?;
+        if version > SCHEMA_VERSION {
+            return Err(StateError::TooNew {
+                path: self.path.clone(),
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (i, step) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let sql = sql_err(&self.path);
+            let tx = self.conn.transaction().map_err(&sql)?;
+            tx.execute_batch(step).map_err(&sql)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)
+                .map_err(&sql)?;
+            tx.commit().map_err(&sql)?;
+        }
+        Ok(())
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All POP3 messages state knows, by id.
+    pub fn pop3_known(&self) -> Result<HashMap<String, Pop3Record>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, local_name, size, first_seen, deleted FROM pop3_messages")
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    Pop3Record {
+                        local_name: r.get(1)?,
+                        size: r.get::<_, i64>(2)? as u64,
+                        first_seen: r.get(3)?,
+                        deleted: r.get(4)?,
+                    },
+                ))
+            })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+    }
+
+    /// Records messages about to be renamed into the Maildir (durable in tmp/, not yet visible),
+    /// in one durable transaction with the confirmation of all earlier ones: (id, local name,
+    /// size). Call [`State::pop3_settle`] once their renames are durable.
+    pub fn pop3_record(&mut self, fetched: &[(String, String, u64)], now: i64) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        tx.execute(
+            "UPDATE pop3_messages SET delivered = 1 WHERE delivered = 0",
+            [],
+        )
+        .map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO pop3_messages (id, local_name, size, first_seen, delivered) VALUES (?1, ?2, ?3, ?4, 0)
+                     ON CONFLICT(id) DO UPDATE SET local_name = excluded.local_name, size = excluded.size,
+                        delivered = 0, deleted = NULL",
+                )
+                .map_err(&sql)?;
+            for (id, local, size) in fetched {
+                stmt.execute(params![id, local, *size as i64, now])
+                    .map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// Confirms every recorded message whose rename is durable.
+    pub fn pop3_settle(&mut self) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE pop3_messages SET delivered = 1 WHERE delivered = 0",
+                [],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// After a crash: messages recorded but perhaps never renamed into place. `present` says
+    /// whether a local name is in the Maildir; those present are confirmed, the others are
+    /// forgotten (so they are fetched again). Returns the local names forgotten.
+    pub fn pop3_recover(&mut self, present: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let pending: Vec<(String, Option<String>)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, local_name FROM pop3_messages WHERE delivered = 0")
+                .map_err(&sql)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(&sql)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(&sql)?
+        };
+        let mut forgotten = Vec::new();
+        for (id, local) in pending {
+            if local.as_deref().is_some_and(&present) {
+                tx.execute(
+                    "UPDATE pop3_messages SET delivered = 1 WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(&sql)?;
+            } else {
+                tx.execute("DELETE FROM pop3_messages WHERE id = ?1", params![id])
+                    .map_err(&sql)?;
+                forgotten.extend(local);
+            }
+        }
+        tx.commit().map_err(&sql)?;
+        Ok(forgotten)
+    }
+
+    /// Whether any POP3 message is recorded but not confirmed (a crash happened mid-batch).
+    pub fn pop3_has_pending(&self) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pop3_messages WHERE delivered = 0)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())
+    }
+
+    /// Marks POP3 messages as deleted on the server (after the server confirmed it).
+    pub fn pop3_mark_deleted(&mut self, ids: &[String], now: i64) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("UPDATE pop3_messages SET deleted = ?2 WHERE id = ?1")
+                .map_err(&sql)?;
+            for id in ids {
+                stmt.execute(params![id, now]).map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// Forgets POP3 messages that were deleted by mailferry and are no longer on the server.
+    pub fn pop3_forget(&mut self, ids: &[String]) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM pop3_messages WHERE id = ?1 AND deleted IS NOT NULL")
+                .map_err(&sql)?;
+            for id in ids {
+                stmt.execute(params![id]).map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// Starts a run record; returns its id.
+    pub fn run_started(&mut self, now: i64) -> Result<i64> {
+        self.conn
+            .execute("INSERT INTO runs (started) VALUES (?1)", params![now])
+            .map_err(self.sql())?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Finishes a run record with its outcome and counts.
+    pub fn run_finished(
+        &mut self,
+        run: i64,
+        now: i64,
+        outcome: &str,
+        fetched: u64,
+        deleted: u64,
+        error: Option<&str>,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET finished = ?2, outcome = ?3, fetched = ?4, deleted = ?5, error = ?6 WHERE id = ?1",
+                params![run, now, outcome, fetched as i64, deleted as i64, error],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// What state knows, for `status`.
+    pub fn summary(&self) -> Result<Summary> {
+        let (pop, pop_deleted): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT count(*), count(deleted) FROM pop3_messages",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.sql())?;
+        let imap: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM imap_messages", [], |r| r.get(0))
+            .map_err(self.sql())?;
+        let last_run = self
+            .conn
+            .query_row(
+                "SELECT finished, outcome, error FROM runs WHERE finished IS NOT NULL ORDER BY id DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(self.sql())?;
+        let last_success = self
+            .conn
+            .query_row(
+                "SELECT max(finished) FROM runs WHERE outcome = 'ok'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())?;
+        Ok(Summary {
+            messages: (pop + imap) as u64,
+            deleted: pop_deleted as u64,
+            last_run,
+            last_success,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn creates_migrates_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s/acct.sqlite");
+        let mut s = State::open(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        s.pop3_record(&[("u1".into(), "name1".into(), 10)], 100)
+            .unwrap();
+        s.pop3_settle().unwrap();
+        s.pop3_mark_deleted(&["u1".into()], 200).unwrap();
+        drop(s);
+        let s = State::open(&path).unwrap();
+        let known = s.pop3_known().unwrap();
+        assert_eq!(
+            known["u1"],
+            Pop3Record {
+                local_name: Some("name1".into()),
+                size: 10,
+                first_seen: 100,
+                deleted: Some(200)
+            }
+        );
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        let mode: String = s
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn recovery_keeps_what_landed_and_forgets_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
+        s.pop3_record(&[("a".into(), "la".into(), 1)], 1).unwrap();
+        // The next batch confirms the previous one.
+        s.pop3_record(
+            &[("b".into(), "lb".into(), 1), ("c".into(), "lc".into(), 1)],
+            2,
+        )
+        .unwrap();
+        assert!(s.pop3_has_pending().unwrap());
+        let forgotten = s.pop3_recover(|name| name == "lb").unwrap();
+        assert_eq!(forgotten, vec!["lc".to_string()]);
+        let known = s.pop3_known().unwrap();
+        assert_eq!(known.len(), 2);
+        assert!(known.contains_key("a") && known.contains_key("b"));
+        assert!(!s.pop3_has_pending().unwrap());
+    }
+
+    #[test]
+    fn refuses_a_newer_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        let s = State::open(&path).unwrap();
+        s.conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(s);
+        let e = State::open(&path).unwrap_err();
+        assert!(matches!(e, StateError::TooNew { found: 99, .. }), "{e}");
+    }
+
+    #[test]
+    fn runs_and_summary() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
+        assert_eq!(s.summary().unwrap(), Summary::default());
+        let r = s.run_started(5).unwrap();
+        s.pop3_record(
+            &[("a".into(), "x".into(), 1), ("b".into(), "y".into(), 2)],
+            5,
+        )
+        .unwrap();
+        s.run_finished(r, 6, "ok", 2, 0, None).unwrap();
+        let r = s.run_started(7).unwrap();
+        s.run_finished(r, 8, "failed", 0, 0, Some("boom")).unwrap();
+        let sum = s.summary().unwrap();
+        assert_eq!(sum.messages, 2);
+        assert_eq!(sum.last_success, Some(6));
+        assert_eq!(
+            sum.last_run,
+            Some((8, "failed".into(), Some("boom".into())))
+        );
+    }
+}
