@@ -1,0 +1,8 @@
+//! Integration tests: the built binary, run the way a user runs it, against a real Dovecot.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cli;
+mod dovecot_harness;
+mod pop3;

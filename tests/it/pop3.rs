@@ -1,0 +1,337 @@
+//! POP3 fetch against the real Dovecot: keep, delete, delete_after, errors and TLS trust.
+
+use std::fs;
+
+use crate::support::{Env, dovecot, files_in, local_messages, message, pop3_account};
+
+fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| message(tag, i, 200 + (i * 37) % 3000))
+        .collect()
+}
+
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+#[test]
+fn keep_mode_is_incremental_and_byte_identical() {
+    let server = dovecot();
+    for tls in ["implicit", "starttls", "none"] {
+        let user = server.user(&format!("keep-{tls}"));
+        let first = corpus(tls, 25);
+        server.put(&user, "", &first);
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        env.config(&pop3_account("acct", &user, tls, &maildir, ""));
+
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("acct: fetched 25 messages"),
+            "{tls}: {}",
+            run.stdout
+        );
+        assert_eq!(local_messages(&maildir), sorted(first.clone()), "{tls}");
+        assert!(files_in(&maildir.join("tmp")).is_empty());
+        assert_eq!(
+            server.count(&user, "INBOX"),
+            25,
+            "keep mode leaves the server alone"
+        );
+
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("acct: no new mail"),
+            "{tls}: {}",
+            run.stdout
+        );
+        assert_eq!(local_messages(&maildir).len(), 25);
+
+        let more = corpus(&format!("{tls}-more"), 3);
+        server.put(&user, "", &more);
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("fetched 3 messages"),
+            "{tls}: {}",
+            run.stdout
+        );
+        let mut all = first.clone();
+        all.extend(more);
+        assert_eq!(local_messages(&maildir), sorted(all), "{tls}");
+    }
+}
+
+#[test]
+fn delete_mode_empties_the_server_and_keeps_one_copy() {
+    let server = dovecot();
+    let user = server.user("delete");
+    let mail = corpus("del", 40);
+    server.put(&user, "", &mail);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"",
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("deleted 40 on the server"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.count(&user, "INBOX"), 0);
+    assert_eq!(local_messages(&maildir), sorted(mail));
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir).len(), 40);
+}
+
+#[test]
+fn keep_then_delete_removes_what_was_fetched_without_refetching() {
+    let server = dovecot();
+    let user = server.user("keepdelete");
+    let mail = corpus("kd", 6);
+    server.put(&user, "", &mail);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&pop3_account("acct", &user, "implicit", &maildir, ""));
+    env.run(&["fetch"]).expect(0);
+    let run = env.run(&["fetch", "--delete"]);
+    run.expect(0);
+    assert!(run.stdout.contains("deleted 6"), "{}", run.stdout);
+    assert_eq!(server.count(&user, "INBOX"), 0);
+    assert_eq!(local_messages(&maildir), sorted(mail));
+}
+
+#[test]
+fn dry_run_changes_nothing_anywhere() {
+    let server = dovecot();
+    let user = server.user("dryrun");
+    server.put(&user, "", &corpus("dry", 4));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"",
+    ));
+    let run = env.run(&["fetch", "--dry-run"]);
+    run.expect(0);
+    assert_eq!(
+        run.stdout.matches("would fetch message").count(),
+        4,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("would delete message").count(),
+        4,
+        "{}",
+        run.stdout
+    );
+    assert!(!maildir.exists());
+    assert!(!env.path("state/mailferry/acct.sqlite").exists());
+    assert_eq!(server.count(&user, "INBOX"), 4);
+}
+
+#[test]
+fn delete_after_deletes_exactly_the_old_ones() {
+    let server = dovecot();
+    let user = server.user("deleteafter");
+    let old = corpus("old", 3);
+    server.put(&user, "", &old);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "delete_after = \"30d\"",
+    ));
+    let day = 86_400;
+    let t0 = 1_800_000_000i64;
+    env.var("MAILFERRY_NOW", &t0.to_string());
+    env.run(&["fetch"]).expect(0);
+    let young = corpus("young", 2);
+    server.put(&user, "", &young);
+    env.vars.retain(|(k, _)| k != "MAILFERRY_NOW");
+    env.var("MAILFERRY_NOW", &(t0 + 10 * day).to_string());
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(server.count(&user, "INBOX"), 5);
+
+    // Day 30 after the first fetch: exactly the first three are due; the others are 20 days old.
+    env.vars.retain(|(k, _)| k != "MAILFERRY_NOW");
+    env.var("MAILFERRY_NOW", &(t0 + 30 * day).to_string());
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(run.stdout.contains("deleted 3"), "{}", run.stdout);
+    assert_eq!(server.count(&user, "INBOX"), 2);
+    let left = server.doveadm(&[
+        "-f",
+        "flow",
+        "fetch",
+        "-u",
+        &user.name,
+        "hdr.subject",
+        "mailbox",
+        "INBOX",
+        "all",
+    ]);
+    assert!(
+        left.contains("young message 0") && left.contains("young message 1"),
+        "{left}"
+    );
+    let mut all = old;
+    all.extend(young);
+    assert_eq!(local_messages(&maildir), sorted(all));
+}
+
+#[test]
+fn wrong_password_is_an_auth_failure() {
+    let server = dovecot();
+    let mut user = server.user("wrongpw");
+    user.password = "not-it".into();
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &env.path("Mail"),
+        "",
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(77);
+    assert!(
+        run.stderr.contains("login as wrongpw") && run.stderr.contains("[AUTH]"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("not-it"), "{}", run.stderr);
+}
+
+#[test]
+fn untrusted_certificate_and_pins() {
+    let server = dovecot();
+    let user = server.user("pins");
+    server.put(&user, "", &corpus("pin", 1));
+    let mut env = Env::new();
+    // A trust store that does not hold the server's CA.
+    env.var("SSL_CERT_FILE", &server.other_ca.display().to_string());
+    let maildir = env.path("Mail");
+    env.config(&pop3_account("acct", &user, "implicit", &maildir, ""));
+    let run = env.run(&["fetch"]);
+    run.expect(77);
+    assert!(run.stderr.contains("is not trusted"), "{}", run.stderr);
+    assert!(run.stderr.contains(&server.fingerprint()), "{}", run.stderr);
+    assert!(!maildir.join("new").exists() || files_in(&maildir.join("new")).is_empty());
+
+    let wrong = format!("sha256:{}", "00".repeat(32));
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "starttls",
+        &maildir,
+        &format!("tls_fingerprint = \"{wrong}\""),
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(77);
+    assert!(
+        run.stderr.contains("does not match tls_fingerprint"),
+        "{}",
+        run.stderr
+    );
+
+    let right = server.fingerprint();
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        &format!("tls_fingerprint = \"{right}\""),
+    ));
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir).len(), 1);
+}
+
+#[test]
+fn mailbox_in_use_is_a_temporary_failure() {
+    use std::io::{BufRead, BufReader, Write};
+    let server = dovecot();
+    let user = server.user("inuse");
+    server.put(&user, "", &corpus("inuse", 1));
+    // Another client holds the POP3 session (Dovecot runs with pop3_lock_session = yes).
+    let stream = std::net::TcpStream::connect(("127.0.0.1", server.pop3)).unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut writer = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    for cmd in [
+        format!("USER {}\r\n", user.name),
+        format!("PASS {}\r\n", user.password),
+    ] {
+        writer.write_all(cmd.as_bytes()).unwrap();
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+        assert!(line.starts_with("+OK"), "{line}");
+    }
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &env.path("Mail"),
+        "",
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(75);
+    assert!(run.stderr.contains("IN-USE"), "{}", run.stderr);
+    writer.write_all(b"QUIT\r\n").unwrap();
+}
+
+#[test]
+fn status_after_runs() {
+    let server = dovecot();
+    let user = server.user("status");
+    server.put(&user, "", &corpus("st", 2));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &env.path("Mail"),
+        "",
+    ));
+    env.run(&["fetch"]).expect(0);
+    let run = env.run(&["status"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("acct: 2 messages known"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("(ok)"), "{}", run.stdout);
+    let state = env.path("state/mailferry/acct.sqlite");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(state).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

@@ -1,0 +1,179 @@
+//! Test support: the Dovecot harness, a per-test home, and running the built binary.
+#![allow(dead_code)]
+
+pub mod dovecot;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use dovecot::{User, dovecot};
+
+/// A throwaway home for one test: config, state and Maildirs live here.
+pub struct Env {
+    /// Removed when the test ends.
+    pub dir: tempfile::TempDir,
+    /// Extra environment for every run.
+    pub vars: Vec<(String, String)>,
+}
+
+/// What a run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// Asserts the exit code, showing the output when it differs.
+    pub fn expect(&self, code: i32) -> &Run {
+        assert_eq!(
+            self.code, code,
+            "exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl Env {
+    /// A fresh home.
+    pub fn new() -> Env {
+        Env {
+            dir: tempfile::tempdir().expect("tempdir"),
+            vars: Vec::new(),
+        }
+    }
+
+    /// The home directory.
+    pub fn home(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the home.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// Where the config file goes by default ($XDG_CONFIG_HOME/mailferry/config.toml).
+    pub fn config_path(&self) -> PathBuf {
+        self.path("config/mailferry/config.toml")
+    }
+
+    /// Writes the config file with mode 0600.
+    pub fn config(&self, text: &str) -> PathBuf {
+        let path = self.config_path();
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, text).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    /// Sets an environment variable for every later run.
+    pub fn var(&mut self, key: &str, value: &str) {
+        self.vars.push((key.to_string(), value.to_string()));
+    }
+
+    /// The binary, with this home's environment, ready to run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailferry"));
+        cmd.args(args)
+            .env("HOME", self.home())
+            .env("XDG_CONFIG_HOME", self.path("config"))
+            .env("XDG_STATE_HOME", self.path("state"))
+            .env_remove("MAILFERRY_NOW")
+            .env_remove("MAILFERRY_FAILPOINT");
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs the binary to completion.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("run mailferry").into()
+    }
+
+    /// Trusts the test server's CA, as a user would with a corporate CA bundle.
+    pub fn trust_test_ca(&mut self) {
+        let ca = dovecot().ca.display().to_string();
+        self.var("SSL_CERT_FILE", &ca);
+    }
+}
+
+/// The contents of every message in a Maildir folder (new/ and cur/), sorted.
+pub fn local_messages(folder: &Path) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = fs::read_dir(folder.join(sub)) {
+            for e in entries.flatten() {
+                out.push(fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The names of files in a Maildir sub-directory.
+pub fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// A deterministic test message (LF line ends, as in a Maildir) of roughly `size` bytes, with
+/// lines that start with dots to exercise dot-stuffing.
+pub fn message(tag: &str, i: usize, size: usize) -> Vec<u8> {
+    let mut m = format!(
+        "From: sender{i}@example.org\nTo: rcpt@example.org\nSubject: {tag} message {i}\nMessage-ID: <{tag}.{i}@example.org>\n\n.leading dot\n..two dots\n.\n"
+    )
+    .into_bytes();
+    let mut line = 0;
+    while m.len() < size {
+        m.extend_from_slice(format!("{tag} {i} line {line} {}\n", "x".repeat(60)).as_bytes());
+        line += 1;
+    }
+    m
+}
+
+/// A POP3 account section for the test server.
+pub fn pop3_account(name: &str, user: &User, tls: &str, maildir: &Path, extra: &str) -> String {
+    let server = dovecot();
+    let port = match tls {
+        "implicit" => server.pop3s,
+        _ => server.pop3,
+    };
+    let plain = if tls == "none" {
+        "allow_plaintext = true\n"
+    } else {
+        ""
+    };
+    format!(
+        "[accounts.{name}]\nprotocol = \"pop3\"\nhost = \"localhost\"\nport = {port}\ntls = \"{tls}\"\n{plain}user = \"{}\"\npassword_command = \"printf %s '{}'\"\nmaildir = \"{}\"\n{extra}\n",
+        user.name,
+        user.password,
+        maildir.display()
+    )
+}
