@@ -18,9 +18,55 @@ Exit codes: 0 ok (also \"no new mail\"), 64 usage, 69 not available, 70 internal
 74 local I/O, 75 temporary failure (retry), 76 protocol error, 77 authentication or
 certificate, 78 configuration, 80 account locked by another run.";
 
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  mailferry fetch                          fetch every POP3/IMAP account in the config
+  mailferry fetch old-isp --delete         fetch, then delete on the server what is safely on disk
+  mailferry fetch pop3s://me@pop.example.org --maildir ~/Mail/backup --password-env POP_PASS
+  mailferry check old-isp                  connect, TLS, login; no mail moves
+  mailferry status                         what the state database knows
+
+Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table per account:
+  [accounts.NAME]
+  protocol = \"pop3\" | \"imap\"
+  host, port            server (port defaults to 995/110 or 993/143 by tls)
+  tls = \"implicit\" | \"starttls\" | \"none\"   (none also needs allow_plaintext = true)
+  tls_fingerprint = \"sha256:HEX\"   accept exactly this server certificate (self-signed servers)
+  user                  login name
+  auth = \"auto\" | \"plain\" | \"login\" | \"user\" | \"apop\" | \"xoauth2\" | \"oauthbearer\"
+  password_command | password_env | password_file | password
+                        one password source (OAuth: the access token); a plain password needs a
+                        config file only its owner can read, a password_file likewise
+  maildir               Maildir root (~ expanded, relative to the config file's directory)
+  layout = \"maildir++\" | \"fs\"   sub-folders as .A.B (Dovecot's default) or A/B
+  mode = \"keep\" | \"delete\"   leave mail on the server, or delete it once it is safe on disk
+  delete_after = \"30d\"   keep mode: delete messages this long after they were first fetched
+  max_messages, max_size (\"20M\"), timeout (\"60s\"), folders (IMAP patterns)
+  [channels.NAME]       account, sync = both|pull|push, expunge = none|far|near|both, create
+Unknown keys are errors; every error names the file, line and key.
+State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one lock per account).
+
+Exit codes:
+  0   success, including \"no new mail\"
+  64  bad command line
+  69  feature not available (not built yet, or the server lacks it)
+  70  internal error (a bug: please report it)
+  74  local I/O error (disk full, read-only Maildir, state database)
+  75  temporary failure: network, timeout, server busy or mailbox in use; retry later
+  76  the server broke the protocol
+  77  authentication failed or server certificate not trusted
+  78  configuration error (file, key or password source)
+  80  another mailferry run holds this account's lock";
+
 /// mailferry: fetch mail over POP3 and sync it over IMAP into durable Maildir folders.
 #[derive(Debug, Parser)]
-#[command(name = "mailferry", version, after_help = AFTER_HELP, max_term_width = 100)]
+#[command(
+    name = "mailferry",
+    version,
+    after_help = AFTER_HELP,
+    after_long_help = AFTER_LONG_HELP,
+    max_term_width = 100
+)]
 pub struct Cli {
     /// Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]
     #[arg(short, long, global = true, value_name = "FILE")]

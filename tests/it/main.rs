@@ -5,4 +5,5 @@ mod support;
 
 mod cli;
 mod dovecot_harness;
+mod generated;
 mod pop3;
