@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod exit;
+pub mod failpoint;
 pub mod fetch;
 pub mod job;
 pub mod lock;

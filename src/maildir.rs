@@ -387,7 +387,7 @@ impl Folder {
     pub fn commit(&self, batch: Vec<(Durable, String)>) -> Result<Vec<Entry>> {
         let mut entries = Vec::with_capacity(batch.len());
         let (mut touched_new, mut touched_cur) = (false, false);
-        for (durable, flags) in batch {
+        for (mut durable, flags) in batch {
             let flags = normalize_flags(&flags);
             let unique = durable.unique();
             let (sub, file_name) = if flags.is_empty() {
@@ -399,6 +399,7 @@ impl Folder {
             };
             let target = self.path.join(sub.dir()).join(&file_name);
             fs::rename(&durable.path, &target).map_err(io_err("rename into", &target))?;
+            durable.path = PathBuf::new();
             entries.push(Entry {
                 sub,
                 unique,
@@ -464,6 +465,27 @@ impl Folder {
         }
     }
 
+    /// Removes files in tmp/ older than `age` (the Maildir spec's 36 hours): leftovers of a
+    /// delivery that crashed mid-write. Younger ones may belong to a delivery in progress.
+    pub fn clean_tmp(&self, age: std::time::Duration) -> Result<usize> {
+        let dir = self.path.join("tmp");
+        let mut removed = 0;
+        let Some(limit) = SystemTime::now().checked_sub(age) else {
+            return Ok(0);
+        };
+        for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
+            let entry = entry.map_err(io_err("read directory", &dir))?;
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t < limit);
+            if old && fs::remove_file(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     /// Syncs new/ and cur/ so that renames and removals done so far are durable.
     pub fn sync(&self) -> Result<()> {
         sync_dir(&self.path.join("new"))?;
@@ -481,7 +503,8 @@ pub struct TmpMessage {
     pending_cr: bool,
 }
 
-/// A message whose data is durable in tmp/ and which is not visible to readers yet.
+/// A message whose data is durable in tmp/ and which is not visible to readers yet. Dropped
+/// without being committed, its tmp/ file is removed.
 #[derive(Debug)]
 pub struct Durable {
     path: PathBuf,
@@ -576,6 +599,14 @@ impl TmpMessage {
             base: std::mem::take(&mut self.base),
             size: self.size,
         })
+    }
+}
+
+impl Drop for Durable {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
     }
 }
 
@@ -710,6 +741,20 @@ mod tests {
         drop(tmp);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert!(inbox.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn clean_tmp_removes_only_old_leftovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = Maildir::new(dir.path(), Layout::Fs).open_folder(&[]).unwrap();
+        let old = dir.path().join("tmp/old");
+        fs::write(&old, "x").unwrap();
+        let two_days = SystemTime::now() - std::time::Duration::from_secs(48 * 3600);
+        File::options().write(true).open(&old).unwrap().set_modified(two_days).unwrap();
+        fs::write(dir.path().join("tmp/young"), "x").unwrap();
+        let removed = inbox.clean_tmp(std::time::Duration::from_secs(36 * 3600)).unwrap();
+        assert_eq!(removed, 1);
+        assert!(!old.exists() && dir.path().join("tmp/young").exists());
     }
 
     #[test]

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::plan::{self, Listed, Plan, Policy};
 use super::{FetchOptions, now};
 use crate::config::{Account, Mode};
-use crate::credentials;
+use crate::{credentials, failpoint};
 use crate::maildir::{Durable, Folder, Maildir, TmpMessage};
 use crate::pop3::{self, Client, Pop3Error, RetrSink};
 use crate::report::{Outcome, Output, Progress};
@@ -25,6 +25,8 @@ use crate::text::sanitize;
 const BATCH_MESSAGES: usize = 64;
 /// Bytes per durable batch.
 const BATCH_BYTES: u64 = 16 << 20;
+/// Age after which a tmp/ file is a leftover (the Maildir spec's 36 hours).
+const STALE_TMP: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
 /// RETR/DELE commands in flight with PIPELINING.
 const WINDOW: usize = 16;
 
@@ -89,6 +91,7 @@ pub async fn run(
     };
 
     let inbox = maildir.open_folder(&[])?;
+    inbox.clean_tmp(STALE_TMP)?;
     recover(state, &inbox)?;
 
     // Rounds: each is one session; a round ends early after `commit_every` deletions so that
@@ -122,7 +125,9 @@ pub async fn run(
             )
             .await?;
         let deleted = finished.deleted_ids;
+        failpoint::hit("pop3-before-quit");
         session.client.quit().await?;
+        failpoint::hit("pop3-after-quit");
         // QUIT's +OK: the server has removed what we marked.
         state.pop3_mark_deleted(&deleted, now())?;
         outcome.deleted += deleted.len() as u64;
@@ -288,13 +293,16 @@ impl Round<'_> {
                 })
                 .collect();
             state.pop3_record(&records, now())?;
+            failpoint::hit("pop3-after-record");
             let landed = inbox.commit(durable.into_iter().map(|d| (d, String::new())).collect())?;
+            failpoint::hit("pop3-after-rename");
             outcome.fetched += landed.len() as u64;
             outcome.bytes += batch.iter().map(|&i| self.listing[i].size).sum::<u64>();
 
             if mode == Mode::Delete {
                 let numbers = dele(&mut deleted_ids, batch);
                 client.dele_pipelined(&numbers, self.window).await?;
+                failpoint::hit("pop3-after-dele");
             }
         }
         drop(progress);
@@ -336,6 +344,7 @@ impl RetrSink for BatchSink<'_> {
             .take()
             .context("message end before its start")?;
         self.done.push(tmp.finish(None)?);
+        failpoint::hit("pop3-after-tmp");
         self.progress.message();
         Ok(())
     }

@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod crash;
 mod dovecot_harness;
 mod generated;
 mod pop3;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod proxy;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,117 @@
+//! Crashes and dropped connections during POP3 fetches: nothing lost, nothing twice.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::support::proxy::Proxy;
+use crate::support::{Env, dovecot, files_in, local_messages, message, pop3_account};
+
+fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|i| message(tag, i, 300 + (i * 53) % 4000)).collect()
+}
+
+fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+    v.sort();
+    v
+}
+
+/// Every step of a delete-mode fetch where a crash must be survivable, with the occurrences to
+/// crash at (batches are 64 messages; rounds end every 50 deletions here).
+const STEPS: &[(&str, &[u32])] = &[
+    ("pop3-after-tmp", &[1, 30, 64, 65]),
+    ("pop3-after-record", &[1, 2]),
+    ("pop3-after-rename", &[1, 2]),
+    ("pop3-after-dele", &[1, 2]),
+    ("pop3-before-quit", &[1, 2]),
+    ("pop3-after-quit", &[1, 3]),
+];
+
+#[test]
+fn crash_at_every_step_of_a_delete_run_loses_and_duplicates_nothing() {
+    let server = dovecot();
+    for &(step, occurrences) in STEPS {
+        for &n in occurrences {
+            let user = server.user(&format!("crash-{step}-{n}"));
+            let mail = corpus(&format!("{step}{n}"), 150);
+            server.put(&user, "", &mail);
+            let mut env = Env::new();
+            env.trust_test_ca();
+            env.var("MAILFERRY_COMMIT_EVERY", "50");
+            let maildir = env.path("Mail");
+            env.config(&pop3_account("acct", &user, "implicit", &maildir, "mode = \"delete\""));
+
+            let mut crashing = env.command(&["fetch"]);
+            crashing.env("MAILFERRY_FAILPOINT", format!("{step}:{n}"));
+            let out = crashing.output().unwrap();
+            assert_eq!(out.status.code(), None, "{step}:{n} should have crashed: {}", String::from_utf8_lossy(&out.stderr));
+
+            env.run(&["fetch"]).expect(0);
+            assert_eq!(local_messages(&maildir), sorted(mail.clone()), "{step}:{n}: each message exactly once");
+            assert_eq!(server.count(&user, "INBOX"), 0, "{step}:{n}: server emptied");
+            env.run(&["fetch"]).expect(0);
+            assert_eq!(local_messages(&maildir).len(), mail.len(), "{step}:{n}: a third run adds nothing");
+        }
+    }
+}
+
+#[test]
+fn sigkill_at_many_moments_then_a_full_run() {
+    let server = dovecot();
+    let user = server.user("sigkill");
+    let mail = corpus("kill", 300);
+    server.put(&user, "", &mail);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.var("MAILFERRY_COMMIT_EVERY", "40");
+    let maildir = env.path("Mail");
+    env.config(&pop3_account("acct", &user, "implicit", &maildir, "mode = \"delete\""));
+    let mut killed = 0;
+    for delay_ms in [5u64, 20, 40, 60, 80, 110, 140, 180, 230, 300] {
+        let mut child = env
+            .command(&["fetch"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir), sorted(mail));
+    assert_eq!(server.count(&user, "INBOX"), 0);
+    assert!(killed > 0, "no run was interrupted; the test proved nothing");
+}
+
+#[test]
+fn connection_cut_mid_retr_leaves_no_partial_message() {
+    let server = dovecot();
+    let user = server.user("cutretr");
+    let mail = corpus("cut", 60);
+    server.put(&user, "", &mail);
+    let proxy = Proxy::start(server.pop3);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    let config = pop3_account("acct", &user, "starttls", &maildir, "mode = \"delete\"")
+        .replace(&format!("port = {}", server.pop3), &format!("port = {}", proxy.port));
+    env.config(&config);
+    for cut in [3_000usize, 40_000, 90_000] {
+        proxy.cut_after(Some(cut));
+        let run = env.run(&["fetch"]);
+        run.expect(75);
+        assert!(run.stderr.contains("closed the connection") || run.stderr.contains("network error"), "{}", run.stderr);
+        // Whatever reached new/ is whole: every local file is one of the server's messages.
+        for m in local_messages(&maildir) {
+            assert!(mail.contains(&m), "a partial or foreign message landed");
+        }
+        assert!(files_in(&maildir.join("tmp")).is_empty(), "tmp/ holds {:?}", files_in(&maildir.join("tmp")));
+    }
+    proxy.cut_after(None);
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir), sorted(mail));
+    assert_eq!(server.count(&user, "INBOX"), 0);
+}
