@@ -746,13 +746,22 @@ mod tests {
     #[test]
     fn clean_tmp_removes_only_old_leftovers() {
         let dir = tempfile::tempdir().unwrap();
-        let inbox = Maildir::new(dir.path(), Layout::Fs).open_folder(&[]).unwrap();
+        let inbox = Maildir::new(dir.path(), Layout::Fs)
+            .open_folder(&[])
+            .unwrap();
         let old = dir.path().join("tmp/old");
         fs::write(&old, "x").unwrap();
         let two_days = SystemTime::now() - std::time::Duration::from_secs(48 * 3600);
-        File::options().write(true).open(&old).unwrap().set_modified(two_days).unwrap();
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_days)
+            .unwrap();
         fs::write(dir.path().join("tmp/young"), "x").unwrap();
-        let removed = inbox.clean_tmp(std::time::Duration::from_secs(36 * 3600)).unwrap();
+        let removed = inbox
+            .clean_tmp(std::time::Duration::from_secs(36 * 3600))
+            .unwrap();
         assert_eq!(removed, 1);
         assert!(!old.exists() && dir.path().join("tmp/young").exists());
     }

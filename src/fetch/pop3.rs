@@ -14,12 +14,12 @@ use sha2::{Digest, Sha256};
 use super::plan::{self, Listed, Plan, Policy};
 use super::{FetchOptions, now};
 use crate::config::{Account, Mode};
-use crate::{credentials, failpoint};
 use crate::maildir::{Durable, Folder, Maildir, TmpMessage};
 use crate::pop3::{self, Client, Pop3Error, RetrSink};
 use crate::report::{Outcome, Output, Progress};
 use crate::state::State;
 use crate::text::sanitize;
+use crate::{credentials, failpoint};
 
 /// Messages per durable batch (one state commit and one directory sync each).
 const BATCH_MESSAGES: usize = 64;

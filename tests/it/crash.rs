@@ -7,7 +7,9 @@ use crate::support::proxy::Proxy;
 use crate::support::{Env, dovecot, files_in, local_messages, message, pop3_account};
 
 fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
-    (0..n).map(|i| message(tag, i, 300 + (i * 53) % 4000)).collect()
+    (0..n)
+        .map(|i| message(tag, i, 300 + (i * 53) % 4000))
+        .collect()
 }
 
 fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
@@ -38,18 +40,41 @@ fn crash_at_every_step_of_a_delete_run_loses_and_duplicates_nothing() {
             env.trust_test_ca();
             env.var("MAILFERRY_COMMIT_EVERY", "50");
             let maildir = env.path("Mail");
-            env.config(&pop3_account("acct", &user, "implicit", &maildir, "mode = \"delete\""));
+            env.config(&pop3_account(
+                "acct",
+                &user,
+                "implicit",
+                &maildir,
+                "mode = \"delete\"",
+            ));
 
             let mut crashing = env.command(&["fetch"]);
             crashing.env("MAILFERRY_FAILPOINT", format!("{step}:{n}"));
             let out = crashing.output().unwrap();
-            assert_eq!(out.status.code(), None, "{step}:{n} should have crashed: {}", String::from_utf8_lossy(&out.stderr));
+            assert_eq!(
+                out.status.code(),
+                None,
+                "{step}:{n} should have crashed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
 
             env.run(&["fetch"]).expect(0);
-            assert_eq!(local_messages(&maildir), sorted(mail.clone()), "{step}:{n}: each message exactly once");
-            assert_eq!(server.count(&user, "INBOX"), 0, "{step}:{n}: server emptied");
+            assert_eq!(
+                local_messages(&maildir),
+                sorted(mail.clone()),
+                "{step}:{n}: each message exactly once"
+            );
+            assert_eq!(
+                server.count(&user, "INBOX"),
+                0,
+                "{step}:{n}: server emptied"
+            );
             env.run(&["fetch"]).expect(0);
-            assert_eq!(local_messages(&maildir).len(), mail.len(), "{step}:{n}: a third run adds nothing");
+            assert_eq!(
+                local_messages(&maildir).len(),
+                mail.len(),
+                "{step}:{n}: a third run adds nothing"
+            );
         }
     }
 }
@@ -64,7 +89,13 @@ fn sigkill_at_many_moments_then_a_full_run() {
     env.trust_test_ca();
     env.var("MAILFERRY_COMMIT_EVERY", "40");
     let maildir = env.path("Mail");
-    env.config(&pop3_account("acct", &user, "implicit", &maildir, "mode = \"delete\""));
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"",
+    ));
     let mut killed = 0;
     for delay_ms in [5u64, 20, 40, 60, 80, 110, 140, 180, 230, 300] {
         let mut child = env
@@ -83,7 +114,10 @@ fn sigkill_at_many_moments_then_a_full_run() {
     env.run(&["fetch"]).expect(0);
     assert_eq!(local_messages(&maildir), sorted(mail));
     assert_eq!(server.count(&user, "INBOX"), 0);
-    assert!(killed > 0, "no run was interrupted; the test proved nothing");
+    assert!(
+        killed > 0,
+        "no run was interrupted; the test proved nothing"
+    );
 }
 
 #[test]
@@ -96,19 +130,29 @@ fn connection_cut_mid_retr_leaves_no_partial_message() {
     let mut env = Env::new();
     env.trust_test_ca();
     let maildir = env.path("Mail");
-    let config = pop3_account("acct", &user, "starttls", &maildir, "mode = \"delete\"")
-        .replace(&format!("port = {}", server.pop3), &format!("port = {}", proxy.port));
+    let config = pop3_account("acct", &user, "starttls", &maildir, "mode = \"delete\"").replace(
+        &format!("port = {}", server.pop3),
+        &format!("port = {}", proxy.port),
+    );
     env.config(&config);
     for cut in [3_000usize, 40_000, 90_000] {
         proxy.cut_after(Some(cut));
         let run = env.run(&["fetch"]);
         run.expect(75);
-        assert!(run.stderr.contains("closed the connection") || run.stderr.contains("network error"), "{}", run.stderr);
+        assert!(
+            run.stderr.contains("closed the connection") || run.stderr.contains("network error"),
+            "{}",
+            run.stderr
+        );
         // Whatever reached new/ is whole: every local file is one of the server's messages.
         for m in local_messages(&maildir) {
             assert!(mail.contains(&m), "a partial or foreign message landed");
         }
-        assert!(files_in(&maildir.join("tmp")).is_empty(), "tmp/ holds {:?}", files_in(&maildir.join("tmp")));
+        assert!(
+            files_in(&maildir.join("tmp")).is_empty(),
+            "tmp/ holds {:?}",
+            files_in(&maildir.join("tmp"))
+        );
     }
     proxy.cut_after(None);
     env.run(&["fetch"]).expect(0);

@@ -7,4 +7,5 @@ mod cli;
 mod crash;
 mod dovecot_harness;
 mod generated;
+mod hostile;
 mod pop3;

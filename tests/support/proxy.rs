@@ -23,7 +23,9 @@ impl Proxy {
         let cut = cut_after.clone();
         thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
                 let limit = cut.load(Ordering::SeqCst);
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 thread::spawn(move || pump(c2, s2, usize::MAX));
@@ -35,7 +37,8 @@ impl Proxy {
 
     /// Connections opened from now on are cut after the server sent `bytes` (None: never).
     pub fn cut_after(&self, bytes: Option<usize>) {
-        self.cut_after.store(bytes.unwrap_or(usize::MAX), Ordering::SeqCst);
+        self.cut_after
+            .store(bytes.unwrap_or(usize::MAX), Ordering::SeqCst);
     }
 }
 

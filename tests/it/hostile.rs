@@ -1,0 +1,156 @@
+//! POP3 servers that are broken or hostile (scripted fakes: a real server will not do this).
+
+use crate::support::fake_pop3::{FakePop3, Script};
+use crate::support::{Env, local_messages, message};
+
+fn account(port: u16, maildir: &std::path::Path, extra: &str) -> String {
+    format!(
+        "[accounts.fake]\nprotocol = \"pop3\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"none\"\nallow_plaintext = true\n\
+         user = \"u\"\npassword_env = \"FAKE_PW\"\nmaildir = \"{}\"\ntimeout = \"2s\"\n{extra}\n",
+        maildir.display()
+    )
+}
+
+fn env_for(port: u16, extra: &str) -> (Env, std::path::PathBuf) {
+    let mut env = Env::new();
+    env.var("FAKE_PW", "secret-pw");
+    let maildir = env.path("Mail");
+    env.config(&account(port, &maildir, extra));
+    (env, maildir)
+}
+
+fn lf(messages: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut v = messages.to_vec();
+    v.sort();
+    v
+}
+
+#[test]
+fn duplicate_uidls_neither_merge_nor_lose_messages() {
+    let mail: Vec<Vec<u8>> = (0..5).map(|i| message("dup", i, 400)).collect();
+    let script = Script {
+        uidls: vec![
+            Some("a".into()),
+            Some("same".into()),
+            Some("same".into()),
+            Some("b".into()),
+            Some("same".into()),
+        ],
+        uidl: true,
+        top: true,
+        ..Script::default()
+    };
+    let server = FakePop3::start(script, &mail);
+    let (env, maildir) = env_for(server.port, "");
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir), lf(&mail));
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(run.stdout.contains("no new mail"), "{}", run.stdout);
+    env.run(&["fetch", "--delete"]).expect(0);
+    assert!(server.mailbox.lock().unwrap().is_empty());
+    assert_eq!(local_messages(&maildir).len(), 5);
+}
+
+#[test]
+fn without_uidl_keep_mode_uses_header_hashes() {
+    let mail: Vec<Vec<u8>> = (0..4).map(|i| message("nouidl", i, 300)).collect();
+    let server = FakePop3::start(
+        Script {
+            top: true,
+            ..Script::default()
+        },
+        &mail,
+    );
+    let (env, maildir) = env_for(server.port, "");
+    env.run(&["fetch"]).expect(0);
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir), lf(&mail));
+    let new = String::from_utf8(message("nouidl", 9, 300))
+        .unwrap()
+        .replace('\n', "\r\n");
+    server
+        .mailbox
+        .lock()
+        .unwrap()
+        .push((None, new.into_bytes()));
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(run.stdout.contains("fetched 1 message"), "{}", run.stdout);
+}
+
+#[test]
+fn without_uidl_and_top_only_delete_mode_works() {
+    let mail: Vec<Vec<u8>> = (0..3).map(|i| message("bare", i, 300)).collect();
+    let server = FakePop3::start(Script::default(), &mail);
+    let (env, maildir) = env_for(server.port, "");
+    let run = env.run(&["fetch"]);
+    run.expect(69);
+    assert!(run.stderr.contains("UIDL or TOP"), "{}", run.stderr);
+    assert!(local_messages(&maildir).is_empty());
+    env.run(&["fetch", "--delete"]).expect(0);
+    assert_eq!(local_messages(&maildir), lf(&mail));
+    assert!(server.mailbox.lock().unwrap().is_empty());
+}
+
+#[test]
+fn stripped_stls_is_refused_before_the_password_is_sent() {
+    let server = FakePop3::start(
+        Script {
+            uidl: true,
+            ..Script::default()
+        },
+        &[message("s", 0, 100)],
+    );
+    let mut env = Env::new();
+    env.var("FAKE_PW", "secret-pw");
+    let maildir = env.path("Mail");
+    env.config(&account(server.port, &maildir, "").replace(
+        "tls = \"none\"\nallow_plaintext = true\n",
+        "tls = \"starttls\"\n",
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(69);
+    assert!(run.stderr.contains("STLS"), "{}", run.stderr);
+    let seen = server.seen.lock().unwrap();
+    assert!(
+        !seen
+            .commands
+            .iter()
+            .any(|c| c.contains("secret-pw") || c.starts_with("PASS")),
+        "{:?}",
+        seen.commands
+    );
+}
+
+#[test]
+fn a_stalled_server_hits_the_timeout() {
+    let server = FakePop3::start(
+        Script {
+            stall: true,
+            ..Script::default()
+        },
+        &[],
+    );
+    let (env, _) = env_for(server.port, "");
+    let started = std::time::Instant::now();
+    let run = env.run(&["fetch"]);
+    run.expect(75);
+    assert!(run.stderr.contains("timed out after 2s"), "{}", run.stderr);
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+}
+
+#[test]
+fn an_endless_line_is_a_protocol_error() {
+    let server = FakePop3::start(
+        Script {
+            endless_greeting: true,
+            ..Script::default()
+        },
+        &[],
+    );
+    let (env, _) = env_for(server.port, "");
+    let run = env.run(&["fetch"]);
+    run.expect(76);
+    assert!(run.stderr.contains("longer than"), "{}", run.stderr);
+}
