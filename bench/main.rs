@@ -1,0 +1,402 @@
+//! Benchmarks mailferry side by side with its peers on one local Dovecot, in one run.
+//!
+//! `scripts/bench [MESSAGES] [RUNS]` (defaults 2000 and 3). It starts a throwaway Dovecot on
+//! 127.0.0.1, fills a mailbox with a deterministic corpus, and times each tool (wall, CPU,
+//! peak RSS via /usr/bin/time) over implicit TLS, checking each result before it counts.
+//! Prints a Markdown table of medians, with ratios to mailferry.
+
+#[path = "../tests/support/dovecot.rs"]
+#[allow(dead_code)]
+mod dovecot;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One measured run.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    wall: f64,
+    cpu: f64,
+    rss_kib: u64,
+}
+
+/// A deterministic pseudo-random sequence (no dependency needed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+/// The corpus: mostly 2-20 KB text, 5% 100 KB - 2 MB with a base64 "attachment".
+fn corpus(n: usize) -> Vec<Vec<u8>> {
+    let mut rng = Lcg(42);
+    (0..n)
+        .map(|i| {
+            let size = if rng.next().is_multiple_of(20) {
+                100_000 + (rng.next() % 1_900_000) as usize
+            } else {
+                2_000 + (rng.next() % 18_000) as usize
+            };
+            let mut m = format!(
+                "From: sender{i}@example.org\nTo: bench@example.org\nSubject: bench message {i}\n\
+                 Message-ID: <bench.{i}@example.org>\nDate: Mon, 02 Nov 2026 10:00:00 +0000\n\n"
+            )
+            .into_bytes();
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+            while m.len() < size {
+                let line: Vec<u8> = (0..76)
+                    .map(|_| alphabet[(rng.next() % 64) as usize])
+                    .collect();
+                m.extend_from_slice(&line);
+                m.push(b'\n');
+            }
+            m
+        })
+        .collect()
+}
+
+/// The Message-IDs found in a Maildir (new/ and cur/), and the number of files.
+fn message_ids(maildir: &Path) -> (BTreeSet<String>, usize) {
+    let mut ids = BTreeSet::new();
+    let mut files = 0;
+    for sub in ["new", "cur"] {
+        let Ok(dir) = fs::read_dir(maildir.join(sub)) else {
+            continue;
+        };
+        for e in dir.flatten() {
+            files += 1;
+            if let Ok(text) = fs::read(e.path()) {
+                let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+                if let Some(line) = text.lines().find(|l| l.starts_with("Message-ID:")) {
+                    ids.insert(line.to_string());
+                }
+            }
+        }
+    }
+    (ids, files)
+}
+
+fn timed(cmd: &mut Command, scratch: &Path, ok: &[i32]) -> Result<Sample, String> {
+    let out_file = scratch.join("time.out");
+    let mut timer = Command::new("/usr/bin/time");
+    timer.arg("-f").arg("%e %U %S %M").arg("-o").arg(&out_file);
+    timer.arg(cmd.get_program()).args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timer.env(k, v),
+            None => timer.env_remove(k),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        timer.current_dir(dir);
+    }
+    let out = timer
+        .output()
+        .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    if !out.status.code().is_some_and(|c| ok.contains(&c)) {
+        return Err(format!(
+            "{:?} failed: {}{}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = fs::read_to_string(&out_file).map_err(|e| e.to_string())?;
+    let f: Vec<f64> = text
+        .lines()
+        .last()
+        .unwrap_or("")
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    if f.len() != 4 {
+        return Err(format!("cannot read /usr/bin/time output: {text}"));
+    }
+    Ok(Sample {
+        wall: f[0],
+        cpu: f[1] + f[2],
+        rss_kib: f[3] as u64,
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn private_file(path: &Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// A POP3 client under test: how to make its config in a fresh directory and the command
+/// that fetches (keep mode) into `dir/Mail`.
+struct Tool {
+    name: &'static str,
+    setup: fn(&Ctx, &Path) -> Command,
+    /// Exit codes that mean success (fetchmail says 1 for "no mail").
+    ok: &'static [i32],
+}
+
+struct Ctx {
+    port: u16,
+    user: String,
+    password: String,
+    ca: PathBuf,
+    mailferry: PathBuf,
+}
+
+fn maildir_in(dir: &Path) -> PathBuf {
+    let m = dir.join("Mail");
+    for sub in ["tmp", "new", "cur"] {
+        fs::create_dir_all(m.join(sub)).unwrap();
+    }
+    m
+}
+
+fn mailferry(ctx: &Ctx, dir: &Path) -> Command {
+    let config = dir.join("mailferry.toml");
+    private_file(
+        &config,
+        &format!(
+            "[accounts.bench]\nprotocol = \"pop3\"\nhost = \"localhost\"\nport = {}\ntls = \"implicit\"\nuser = \"{}\"\n\
+             password = \"{}\"\nmaildir = \"{}\"\n",
+            ctx.port,
+            ctx.user,
+            ctx.password,
+            maildir_in(dir).display()
+        ),
+    );
+    let mut cmd = Command::new(&ctx.mailferry);
+    cmd.arg("-q")
+        .arg("-c")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg("fetch")
+        .env("SSL_CERT_FILE", &ctx.ca);
+    cmd
+}
+
+fn mpop(ctx: &Ctx, dir: &Path) -> Command {
+    let config = dir.join("mpoprc");
+    private_file(
+        &config,
+        &format!(
+            "account bench\nhost localhost\nport {}\ntls on\ntls_starttls off\ntls_trust_file {}\nuser {}\n\
+             password {}\nkeep on\ndelivery maildir {}\nuidls_file {}\n",
+            ctx.port,
+            ctx.ca.display(),
+            ctx.user,
+            ctx.password,
+            maildir_in(dir).display(),
+            dir.join("uidls").display()
+        ),
+    );
+    let mut cmd = Command::new("mpop");
+    cmd.arg("-C").arg(&config).arg("-q").arg("bench");
+    cmd
+}
+
+fn fetchmail(ctx: &Ctx, dir: &Path) -> Command {
+    let rc = dir.join("fetchmailrc");
+    let maildir = maildir_in(dir);
+    // fetchmail has no Maildir delivery of its own: its users hand mail to an MDA, here procmail
+    // (a trailing slash in DEFAULT means Maildir).
+    private_file(
+        &rc,
+        &format!(
+            "set no syslog\npoll localhost service {} protocol pop3 uidl\n  user \"{}\" password \"{}\" ssl sslcertck sslcertfile \"{}\"\n  keep\n  mda \"/usr/bin/procmail -p -m DEFAULT={}/ /dev/null\"\n",
+            ctx.port,
+            ctx.user,
+            ctx.password,
+            ctx.ca.display(),
+            maildir.display()
+        ),
+    );
+    let mut cmd = Command::new("fetchmail");
+    cmd.arg("-f")
+        .arg(&rc)
+        .arg("--idfile")
+        .arg(dir.join("fetchids"))
+        .arg("--pidfile")
+        .arg(dir.join("fetchmail.pid"))
+        .arg("-s")
+        .env("FETCHMAILHOME", dir)
+        .env("HOME", dir);
+    cmd
+}
+
+fn getmail(ctx: &Ctx, dir: &Path) -> Command {
+    let rc = dir.join("getmailrc");
+    let maildir = maildir_in(dir);
+    // getmail refuses to deliver as root; its `user` option makes it deliver as another user.
+    let root =
+        fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+    let as_user = if root {
+        for sub in ["", "tmp", "new", "cur"] {
+            let _ = std::os::unix::fs::chown(maildir.join(sub), Some(65534), Some(65534));
+        }
+        "user = nobody\n"
+    } else {
+        ""
+    };
+    private_file(
+        &rc,
+        &format!(
+            "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = localhost\nport = {}\nusername = {}\npassword = {}\nca_certs = {}\n\n\
+             [destination]\ntype = Maildir\npath = {}/\n{as_user}\n[options]\nread_all = false\ndelete = false\nverbose = 0\nmessage_log_syslog = false\n",
+            ctx.port,
+            ctx.user,
+            ctx.password,
+            ctx.ca.display(),
+            maildir.display()
+        ),
+    );
+    let mut cmd = Command::new("getmail");
+    cmd.arg("--getmaildir")
+        .arg(dir)
+        .arg("--rcfile")
+        .arg(&rc)
+        .arg("-q");
+    cmd
+}
+
+const TOOLS: &[Tool] = &[
+    Tool {
+        name: "mailferry",
+        setup: mailferry,
+        ok: &[0],
+    },
+    Tool {
+        name: "mpop",
+        setup: mpop,
+        ok: &[0],
+    },
+    Tool {
+        name: "fetchmail",
+        setup: fetchmail,
+        ok: &[0, 1],
+    },
+    Tool {
+        name: "getmail6",
+        setup: getmail,
+        ok: &[0],
+    },
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    let server = dovecot::dovecot();
+    let user = server.user("bench");
+    let mail = corpus(n);
+    let total: usize = mail.iter().map(Vec::len).sum();
+    server.put(&user, "", &mail);
+    // Let Dovecot index the mailbox before any tool is timed.
+    server.doveadm(&[
+        "-f",
+        "flow",
+        "fetch",
+        "-u",
+        &user.name,
+        "size.virtual",
+        "mailbox",
+        "INBOX",
+        "all",
+    ]);
+    let expected: BTreeSet<String> = (0..n)
+        .map(|i| format!("Message-ID: <bench.{i}@example.org>"))
+        .collect();
+
+    let exe = std::env::current_exe().expect("own path");
+    let ctx = Ctx {
+        port: server.pop3s,
+        user: user.name.clone(),
+        password: user.password.clone(),
+        ca: server.ca.clone(),
+        mailferry: exe
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("target dir")
+            .join("mailferry"),
+    };
+    let scratch = std::env::temp_dir().join(format!("mailferry-bench-{}", std::process::id()));
+    println!(
+        "POP3 over implicit TLS, Dovecot on 127.0.0.1, {n} messages ({:.1} MiB), keep mode; medians of {runs} runs\n",
+        total as f64 / 1048576.0
+    );
+    println!(
+        "| tool | first fetch wall s | CPU s | peak RSS MiB | no-op rerun wall s | wall vs mailferry | RSS vs mailferry |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    let mut base: Option<(f64, f64)> = None;
+    for tool in TOOLS {
+        let mut first = Vec::new();
+        let mut noop = Vec::new();
+        let mut failure = None;
+        for run in 0..=runs {
+            let dir = scratch.join(format!("{}-{run}", tool.name));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let result =
+                timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok).and_then(|first_sample| {
+                    let (ids, files) = message_ids(&dir.join("Mail"));
+                    if ids != expected || files != n {
+                        return Err(format!(
+                            "wrong result: {files} files, {} of {n} messages",
+                            ids.len()
+                        ));
+                    }
+                    let again = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok)?;
+                    if message_ids(&dir.join("Mail")).1 != n {
+                        return Err("the no-op rerun fetched again".to_string());
+                    }
+                    Ok((first_sample, again))
+                });
+            let _ = fs::remove_dir_all(&dir);
+            match result {
+                // Run 0 warms caches and is not counted.
+                Ok(_) if run == 0 => {}
+                Ok((a, b)) => {
+                    first.push(a);
+                    noop.push(b);
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failure {
+            println!(
+                "| {} | failed: {} | | | | | |",
+                tool.name,
+                e.replace('\n', " ").chars().take(200).collect::<String>()
+            );
+            continue;
+        }
+        let wall = median(first.iter().map(|s| s.wall).collect());
+        let cpu = median(first.iter().map(|s| s.cpu).collect());
+        let rss = median(first.iter().map(|s| s.rss_kib as f64).collect()) / 1024.0;
+        let noop_wall = median(noop.iter().map(|s| s.wall).collect());
+        let (bw, br) = *base.get_or_insert((wall, rss));
+        println!(
+            "| {} | {wall:.2} | {cpu:.2} | {rss:.1} | {noop_wall:.3} | {:.2} | {:.2} |",
+            tool.name,
+            wall / bw,
+            rss / br
+        );
+    }
+    let _ = fs::remove_dir_all(&scratch);
+}
