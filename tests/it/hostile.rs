@@ -154,3 +154,98 @@ fn an_endless_line_is_a_protocol_error() {
     run.expect(76);
     assert!(run.stderr.contains("longer than"), "{}", run.stderr);
 }
+
+#[test]
+fn oauth_tokens_and_their_refusal() {
+    for mech in ["xoauth2", "oauthbearer"] {
+        let script = Script {
+            uidl: true,
+            sasl: vec![mech.to_uppercase()],
+            secret: "tok-123".into(),
+            uidls: vec![Some("x".into())],
+            ..Script::default()
+        };
+        let server = FakePop3::start(script, &[message("oauth", 0, 200)]);
+        let mut env = Env::new();
+        env.var("FAKE_PW", "tok-123");
+        let maildir = env.path("Mail");
+        env.config(&account(
+            server.port,
+            &maildir,
+            &format!("auth = \"{mech}\""),
+        ));
+        env.run(&["fetch"]).expect(0);
+        assert_eq!(local_messages(&maildir).len(), 1, "{mech}");
+
+        env.vars.retain(|(k, _)| k != "FAKE_PW");
+        env.var("FAKE_PW", "expired");
+        let run = env.run(&["fetch"]);
+        run.expect(77);
+        assert!(
+            run.stderr.contains("invalid token"),
+            "{mech}: {}",
+            run.stderr
+        );
+        let seen = server.seen.lock().unwrap();
+        let answer = seen
+            .commands
+            .iter()
+            .find(|c| c.starts_with("(answer)"))
+            .cloned();
+        let want = if mech == "oauthbearer" {
+            "(answer) AQ=="
+        } else {
+            "(answer) "
+        };
+        assert_eq!(
+            answer.as_deref().map(str::trim_end),
+            Some(want.trim_end()),
+            "{mech}"
+        );
+    }
+}
+
+#[test]
+fn a_second_concurrent_run_exits_at_once_with_its_own_code() {
+    let server = FakePop3::start(
+        Script {
+            stall: true,
+            ..Script::default()
+        },
+        &[],
+    );
+    let (env, _) = env_for(server.port, "");
+    let mut first = env
+        .command(&["fetch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run holds the lock (it is then stalled by the server).
+    let lock = env.path("state/mailferry/fake.lock");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_to_string(&lock)
+        .map(|t| t.trim().is_empty())
+        .unwrap_or(true)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first run never took the lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = std::time::Instant::now();
+    let second = env.run(&["fetch"]);
+    second.expect(80);
+    assert!(
+        second.stderr.contains(&format!("pid {}", first.id())),
+        "{}",
+        second.stderr
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "the second run waited"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -335,3 +335,67 @@ fn status_after_runs() {
         0o600
     );
 }
+
+#[test]
+fn every_password_mechanism_logs_in() {
+    let server = dovecot();
+    let user = server.user("mechs");
+    server.put(&user, "", &corpus("mech", 2));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    for mech in ["plain", "login", "user", "apop"] {
+        let maildir = env.path(&format!("Mail-{mech}"));
+        env.config(&pop3_account(
+            "acct",
+            &user,
+            "implicit",
+            &maildir,
+            &format!("auth = \"{mech}\""),
+        ));
+        fs::remove_dir_all(env.path("state")).ok();
+        env.run(&["fetch"]).expect(0);
+        assert_eq!(local_messages(&maildir).len(), 2, "{mech}");
+    }
+}
+
+#[test]
+fn quiet_prints_nothing_and_limits_apply() {
+    let server = dovecot();
+    let user = server.user("limits");
+    let mut mail = corpus("lim", 5);
+    mail.push(message("big", 0, 50_000));
+    server.put(&user, "", &mail);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&pop3_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "max_size = \"20k\"",
+    ));
+    let run = env.run(&["-q", "fetch", "--max-messages", "3"]);
+    run.expect(0);
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+    assert_eq!(local_messages(&maildir).len(), 3);
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("fetched 2 messages") && run.stdout.contains("1 too large"),
+        "{}",
+        run.stdout
+    );
+    assert!(!local_messages(&maildir).contains(&message("big", 0, 50_000)));
+    let run = env.run(&["--json", "fetch"]);
+    run.expect(0);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    assert_eq!(
+        (
+            v["account"].as_str(),
+            v["fetched"].as_u64(),
+            v["too_large"].as_u64()
+        ),
+        (Some("acct"), Some(0), Some(1))
+    );
+}

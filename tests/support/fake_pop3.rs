@@ -6,6 +6,9 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
 /// How the fake server misbehaves.
 #[derive(Debug, Clone, Default)]
 pub struct Script {
@@ -21,6 +24,10 @@ pub struct Script {
     pub stall: bool,
     /// Send a greeting line that never ends.
     pub endless_greeting: bool,
+    /// SASL mechanisms offered (PLAIN, XOAUTH2, OAUTHBEARER are understood).
+    pub sasl: Vec<String>,
+    /// The password (PLAIN) or bearer token (OAuth) that logs in.
+    pub secret: String,
 }
 
 /// The messages on the server: (UIDL, body with CRLF line ends).
@@ -139,11 +146,44 @@ fn session(
                 if script.stls {
                     caps.push_str("STLS\r\n");
                 }
+                if !script.sasl.is_empty() {
+                    caps.push_str(&format!("SASL {}\r\n", script.sasl.join(" ")));
+                }
                 caps.push_str(".\r\n");
                 caps.into_bytes()
             }
             "USER" | "PASS" | "NOOP" | "RSET" => b"+OK\r\n".to_vec(),
             "STLS" => b"-ERR not today\r\n".to_vec(),
+            "AUTH" => {
+                let mech = cmd.split(' ').nth(1).unwrap_or("").to_ascii_uppercase();
+                let ir = cmd.split(' ').nth(2).unwrap_or("");
+                let decoded = B64.decode(ir).unwrap_or_default();
+                let text = String::from_utf8_lossy(&decoded).into_owned();
+                let good = match mech.as_str() {
+                    "PLAIN" => text == format!("\0u\0{}", script.secret),
+                    "XOAUTH2" => text == format!("user=u\x01auth=Bearer {}\x01\x01", script.secret),
+                    "OAUTHBEARER" => {
+                        text == format!("n,a=u,\x01auth=Bearer {}\x01\x01", script.secret)
+                    }
+                    _ => false,
+                };
+                if good && script.sasl.contains(&mech) {
+                    b"+OK logged in\r\n".to_vec()
+                } else if mech.contains("OAUTH") {
+                    // RFC 7628: an error challenge, which the client must answer before -ERR.
+                    let challenge = B64.encode(r#"{"status":"invalid_token"}"#);
+                    out.write_all(format!("+ {challenge}\r\n").as_bytes())?;
+                    line.clear();
+                    reader.read_line(&mut line)?;
+                    seen.lock()
+                        .unwrap()
+                        .commands
+                        .push(format!("(answer) {}", line.trim_end()));
+                    b"-ERR [AUTH] invalid token\r\n".to_vec()
+                } else {
+                    b"-ERR [AUTH] bad credentials\r\n".to_vec()
+                }
+            }
             "STAT" => format!("+OK {} 0\r\n", msgs.len()).into_bytes(),
             "LIST" => {
                 let mut r = String::from("+OK\r\n");
