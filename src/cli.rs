@@ -76,7 +76,7 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Say more (repeat for a protocol trace; passwords are never shown)
+    /// Say more: connection, TLS and the plan of each account, on standard error
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 

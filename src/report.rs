@@ -70,6 +70,13 @@ impl Output {
         }
     }
 
+    /// Prints a detail line to stderr under `-v`.
+    pub fn detail(&self, line: &str) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
     /// Prints an informational line (not under -q or --json).
     pub fn info(&self, line: &str) {
         if !self.quiet && !self.json {

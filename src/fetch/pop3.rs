@@ -61,6 +61,7 @@ pub async fn run(
         let mut session = pop3::open(account, &secret).await?;
         let listing = listing(&mut session.client, &session.caps, opts.mode).await?;
         let plan = plan::plan(&listing, &known, &policy);
+        describe(account, &session, &listing, &plan, out);
         for &i in &plan.fetch {
             let m = &listing[i];
             out.info(&format!(
@@ -96,11 +97,32 @@ pub async fn run(
 
     // Rounds: each is one session; a round ends early after `commit_every` deletions so that
     // an interrupted run over a large mailbox keeps what it deleted (QUIT commits DELE).
+    let mut confirmed_deleted: HashSet<String> = HashSet::new();
     loop {
         let mut session = pop3::open(account, &secret).await?;
         let listing = listing(&mut session.client, &session.caps, opts.mode).await?;
+        // A server that confirmed a deletion (QUIT +OK) but still lists the message would make
+        // this loop go round for ever; it is lying, so stop.
+        if let Some(id) = listing
+            .iter()
+            .filter_map(|m| m.id.as_ref())
+            .find(|id| confirmed_deleted.contains(*id))
+        {
+            return Err(Pop3Error::Protocol(format!(
+                "the server still lists message {} after confirming its deletion",
+                sanitize(id, 100)
+            ))
+            .into());
+        }
         let known = state.pop3_known()?;
+        let policy = Policy {
+            max_messages: policy
+                .max_messages
+                .map(|m| m.saturating_sub(outcome.fetched)),
+            ..policy
+        };
         let plan = plan::plan(&listing, &known, &policy);
+        describe(account, &session, &listing, &plan, out);
         outcome.too_large = plan.too_large.len() as u64;
         outcome.deferred = plan.deferred as u64;
         if plan.is_empty() {
@@ -131,11 +153,39 @@ pub async fn run(
         // QUIT's +OK: the server has removed what we marked.
         state.pop3_mark_deleted(&deleted, now())?;
         outcome.deleted += deleted.len() as u64;
+        confirmed_deleted.extend(deleted);
         if finished.complete {
             break;
         }
     }
     Ok(outcome)
+}
+
+/// The `-v` lines: where we are connected and what the plan is.
+fn describe(
+    account: &Account,
+    session: &pop3::Session,
+    listing: &[Listed],
+    plan: &Plan,
+    out: &Output,
+) {
+    let tls = match session.fingerprint {
+        Some(fp) => format!("TLS, certificate {fp}"),
+        None => "no TLS".to_string(),
+    };
+    out.detail(&format!(
+        "{}: connected to {}:{} ({tls})",
+        account.name, account.host, account.port
+    ));
+    out.detail(&format!(
+        "{}: {} messages on the server; {} to fetch, {} due for deletion, {} too large, {} deferred",
+        account.name,
+        listing.len(),
+        plan.fetch.len(),
+        plan.delete.len(),
+        plan.too_large.len(),
+        plan.deferred
+    ));
 }
 
 /// Settles records of a batch that was interrupted: keeps those whose file is in the Maildir,

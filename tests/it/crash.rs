@@ -4,17 +4,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::support::proxy::Proxy;
-use crate::support::{Env, dovecot, files_in, local_messages, message, pop3_account};
+use crate::support::{Env, assert_same, dovecot, files_in, local_messages, message, pop3_account};
 
 fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| message(tag, i, 300 + (i * 53) % 4000))
         .collect()
-}
-
-fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    v.sort();
-    v
 }
 
 /// Every step of a delete-mode fetch where a crash must be survivable, with the occurrences to
@@ -59,10 +54,10 @@ fn crash_at_every_step_of_a_delete_run_loses_and_duplicates_nothing() {
             );
 
             env.run(&["fetch"]).expect(0);
-            assert_eq!(
+            assert_same(
                 local_messages(&maildir),
-                sorted(mail.clone()),
-                "{step}:{n}: each message exactly once"
+                &mail,
+                &format!("{step}:{n}: each message exactly once"),
             );
             assert_eq!(
                 server.count(&user, "INBOX"),
@@ -112,7 +107,7 @@ fn sigkill_at_many_moments_then_a_full_run() {
         child.wait().unwrap();
     }
     env.run(&["fetch"]).expect(0);
-    assert_eq!(local_messages(&maildir), sorted(mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
     assert_eq!(server.count(&user, "INBOX"), 0);
     assert!(
         killed > 0,
@@ -156,6 +151,6 @@ fn connection_cut_mid_retr_leaves_no_partial_message() {
     }
     proxy.cut_after(None);
     env.run(&["fetch"]).expect(0);
-    assert_eq!(local_messages(&maildir), sorted(mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
     assert_eq!(server.count(&user, "INBOX"), 0);
 }

@@ -1,7 +1,7 @@
 //! POP3 servers that are broken or hostile (scripted fakes: a real server will not do this).
 
 use crate::support::fake_pop3::{FakePop3, Script};
-use crate::support::{Env, local_messages, message};
+use crate::support::{Env, assert_same, local_messages, message};
 
 fn account(port: u16, maildir: &std::path::Path, extra: &str) -> String {
     format!(
@@ -17,12 +17,6 @@ fn env_for(port: u16, extra: &str) -> (Env, std::path::PathBuf) {
     let maildir = env.path("Mail");
     env.config(&account(port, &maildir, extra));
     (env, maildir)
-}
-
-fn lf(messages: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let mut v = messages.to_vec();
-    v.sort();
-    v
 }
 
 #[test]
@@ -43,7 +37,7 @@ fn duplicate_uidls_neither_merge_nor_lose_messages() {
     let server = FakePop3::start(script, &mail);
     let (env, maildir) = env_for(server.port, "");
     env.run(&["fetch"]).expect(0);
-    assert_eq!(local_messages(&maildir), lf(&mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
     let run = env.run(&["fetch"]);
     run.expect(0);
     assert!(run.stdout.contains("no new mail"), "{}", run.stdout);
@@ -65,7 +59,7 @@ fn without_uidl_keep_mode_uses_header_hashes() {
     let (env, maildir) = env_for(server.port, "");
     env.run(&["fetch"]).expect(0);
     env.run(&["fetch"]).expect(0);
-    assert_eq!(local_messages(&maildir), lf(&mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
     let new = String::from_utf8(message("nouidl", 9, 300))
         .unwrap()
         .replace('\n', "\r\n");
@@ -89,7 +83,7 @@ fn without_uidl_and_top_only_delete_mode_works() {
     assert!(run.stderr.contains("UIDL or TOP"), "{}", run.stderr);
     assert!(local_messages(&maildir).is_empty());
     env.run(&["fetch", "--delete"]).expect(0);
-    assert_eq!(local_messages(&maildir), lf(&mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
     assert!(server.mailbox.lock().unwrap().is_empty());
 }
 
@@ -248,4 +242,30 @@ fn a_second_concurrent_run_exits_at_once_with_its_own_code() {
     );
     first.kill().unwrap();
     first.wait().unwrap();
+}
+
+#[test]
+fn a_server_that_lies_about_deleting_is_caught() {
+    // More than one batch (64), so that the run starts a second session.
+    let mail: Vec<Vec<u8>> = (0..70).map(|i| message("liar", i, 200)).collect();
+    let script = Script {
+        uidl: true,
+        uidls: (0..70).map(|i| Some(format!("u{i}"))).collect(),
+        ignore_deletes: true,
+        ..Script::default()
+    };
+    let server = FakePop3::start(script, &mail);
+    let (mut env, maildir) = env_for(server.port, "mode = \"delete\"");
+    env.var("MAILFERRY_COMMIT_EVERY", "1");
+    let run = env.run(&["fetch"]);
+    run.expect(76);
+    assert!(
+        run.stderr.contains("after confirming its deletion"),
+        "{}",
+        run.stderr
+    );
+    // The first batch was fetched and is kept; the run stopped before anything else.
+    let local = local_messages(&maildir);
+    assert_eq!(local.len(), 64);
+    assert!(local.iter().all(|m| mail.contains(m)));
 }

@@ -2,17 +2,12 @@
 
 use std::fs;
 
-use crate::support::{Env, dovecot, files_in, local_messages, message, pop3_account};
+use crate::support::{Env, assert_same, dovecot, files_in, local_messages, message, pop3_account};
 
 fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| message(tag, i, 200 + (i * 37) % 3000))
         .collect()
-}
-
-fn sorted(mut v: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
-    v.sort();
-    v
 }
 
 #[test]
@@ -34,7 +29,7 @@ fn keep_mode_is_incremental_and_byte_identical() {
             "{tls}: {}",
             run.stdout
         );
-        assert_eq!(local_messages(&maildir), sorted(first.clone()), "{tls}");
+        assert_same(local_messages(&maildir), &first, tls);
         assert!(files_in(&maildir.join("tmp")).is_empty());
         assert_eq!(
             server.count(&user, "INBOX"),
@@ -62,7 +57,7 @@ fn keep_mode_is_incremental_and_byte_identical() {
         );
         let mut all = first.clone();
         all.extend(more);
-        assert_eq!(local_messages(&maildir), sorted(all), "{tls}");
+        assert_same(local_messages(&maildir), &all, tls);
     }
 }
 
@@ -90,7 +85,7 @@ fn delete_mode_empties_the_server_and_keeps_one_copy() {
         run.stdout
     );
     assert_eq!(server.count(&user, "INBOX"), 0);
-    assert_eq!(local_messages(&maildir), sorted(mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
     env.run(&["fetch"]).expect(0);
     assert_eq!(local_messages(&maildir).len(), 40);
 }
@@ -110,7 +105,7 @@ fn keep_then_delete_removes_what_was_fetched_without_refetching() {
     run.expect(0);
     assert!(run.stdout.contains("deleted 6"), "{}", run.stdout);
     assert_eq!(server.count(&user, "INBOX"), 0);
-    assert_eq!(local_messages(&maildir), sorted(mail));
+    assert_same(local_messages(&maildir), &mail, "local messages");
 }
 
 #[test]
@@ -198,7 +193,7 @@ fn delete_after_deletes_exactly_the_old_ones() {
     );
     let mut all = old;
     all.extend(young);
-    assert_eq!(local_messages(&maildir), sorted(all));
+    assert_same(local_messages(&maildir), &all, "local messages");
 }
 
 #[test]

@@ -28,6 +28,8 @@ pub struct Script {
     pub sasl: Vec<String>,
     /// The password (PLAIN) or bearer token (OAuth) that logs in.
     pub secret: String,
+    /// Answer QUIT +OK but keep the messages marked for deletion (a lying server).
+    pub ignore_deletes: bool,
 }
 
 /// The messages on the server: (UIDL, body with CRLF line ends).
@@ -235,6 +237,10 @@ fn session(
                 }
                 None => b"-ERR no such message\r\n".to_vec(),
             },
+            "QUIT" if script.ignore_deletes => {
+                out.write_all(b"+OK bye\r\n")?;
+                return Ok(());
+            }
             "QUIT" => {
                 let mut mb = mailbox.lock().unwrap();
                 let mut i = 0;

@@ -179,3 +179,25 @@ pub fn pop3_account(name: &str, user: &User, tls: &str, maildir: &Path, extra: &
         maildir.display()
     )
 }
+
+/// Asserts that two sets of messages are equal (as multisets), with a short message when not.
+#[track_caller]
+pub fn assert_same(actual: Vec<Vec<u8>>, expected: &[Vec<u8>], what: &str) {
+    let mut expected = expected.to_vec();
+    expected.sort();
+    if actual == expected {
+        return;
+    }
+    let missing = expected.iter().filter(|m| !actual.contains(m)).count();
+    let extra = actual.iter().filter(|m| !expected.contains(m)).count();
+    let dupes = actual.len() - {
+        let mut d = actual.clone();
+        d.dedup();
+        d.len()
+    };
+    panic!(
+        "{what}: {} messages, expected {}; {missing} missing, {extra} unexpected, {dupes} duplicates",
+        actual.len(),
+        expected.len()
+    );
+}
