@@ -299,10 +299,62 @@ fn main() {
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let server = dovecot::dovecot();
-    let user = server.user("bench");
+    let exe = std::env::current_exe().expect("own path");
+    let mailferry = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("mailferry");
+    let scratch = std::env::temp_dir().join(format!("mailferry-bench-{}", std::process::id()));
+
     let mail = corpus(n);
     let total: usize = mail.iter().map(Vec::len).sum();
-    server.put(&user, "", &mail);
+    scenario(
+        server,
+        "bench",
+        &mail,
+        &format!(
+            "{n} messages ({:.1} MiB), keep mode; medians of {runs} runs",
+            total as f64 / 1048576.0
+        ),
+        runs,
+        &mailferry,
+        &scratch,
+    );
+    // One 25 MB message: memory must not grow with message size.
+    let mut big = corpus(1);
+    big[0].extend(
+        std::iter::repeat_n(
+            b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789\n",
+            340_000,
+        )
+        .flatten(),
+    );
+    scenario(
+        server,
+        "bench-big",
+        &big,
+        "one 25 MB message, keep mode; medians of 3 runs",
+        3,
+        &mailferry,
+        &scratch,
+    );
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// Fills a mailbox of its own with `mail` and times every tool fetching it.
+fn scenario(
+    server: &dovecot::Dovecot,
+    name: &str,
+    mail: &[Vec<u8>],
+    title: &str,
+    runs: usize,
+    mailferry: &Path,
+    scratch: &Path,
+) {
+    let n = mail.len();
+    let user = server.user(name);
+    server.put(&user, "", mail);
     // Let Dovecot index the mailbox before any tool is timed.
     server.doveadm(&[
         "-f",
@@ -318,24 +370,14 @@ fn main() {
     let expected: BTreeSet<String> = (0..n)
         .map(|i| format!("Message-ID: <bench.{i}@example.org>"))
         .collect();
-
-    let exe = std::env::current_exe().expect("own path");
     let ctx = Ctx {
         port: server.pop3s,
         user: user.name.clone(),
         password: user.password.clone(),
         ca: server.ca.clone(),
-        mailferry: exe
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("target dir")
-            .join("mailferry"),
+        mailferry: mailferry.to_path_buf(),
     };
-    let scratch = std::env::temp_dir().join(format!("mailferry-bench-{}", std::process::id()));
-    println!(
-        "POP3 over implicit TLS, Dovecot on 127.0.0.1, {n} messages ({:.1} MiB), keep mode; medians of {runs} runs\n",
-        total as f64 / 1048576.0
-    );
+    println!("\nPOP3 over implicit TLS, Dovecot on 127.0.0.1: {title}\n");
     println!(
         "| tool | first fetch wall s | CPU s | peak RSS MiB | no-op rerun wall s | wall vs mailferry | RSS vs mailferry |"
     );
@@ -398,5 +440,4 @@ fn main() {
             rss / br
         );
     }
-    let _ = fs::remove_dir_all(&scratch);
 }
