@@ -93,6 +93,9 @@ pub fn classify(err: &anyhow::Error) -> Exit {
         if let Some(e) = cause.downcast_ref::<crate::pop3::Pop3Error>() {
             return e.exit();
         }
+        if let Some(e) = cause.downcast_ref::<crate::imap::ImapError>() {
+            return e.exit();
+        }
         if let Some(e) = cause.downcast_ref::<crate::state::StateError>() {
             return e.exit();
         }

@@ -1,0 +1,382 @@
+//! An async IMAP client over the sans-IO codec: one response at a time, `BODY[]` literals
+//! streamed to a sink as they arrive, every untagged response handed back (none dropped),
+//! timeouts on every wait, commands pipelined where the caller asks.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::ImapError;
+use super::codec::{self, Code, Response, Status, StatusLine};
+use crate::net::{BoxIo, Fingerprint, NetError, start_tls};
+use crate::text::sanitize;
+
+/// The longest response line (between literals) accepted.
+const MAX_SEGMENT: usize = 16 << 20;
+/// The longest literal held in memory (anything but a message body, which is streamed).
+const MAX_INLINE_LITERAL: usize = 16 << 20;
+
+/// Receives message bodies (`BODY[]` literals) and the FETCH responses around them.
+pub trait FetchSink {
+    /// A body of `len` bytes begins.
+    fn begin(&mut self, len: usize) -> anyhow::Result<()>;
+    /// Some of its bytes (CRLF line ends as sent).
+    fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()>;
+    /// The FETCH response is complete; `fetch.body` says whether a body came with it.
+    fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()>;
+}
+
+/// A sink that drops bodies (for commands that ask for none).
+pub struct NoBodies;
+
+impl FetchSink for NoBodies {
+    fn begin(&mut self, _: usize) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn data(&mut self, _: &[u8]) -> anyhow::Result<()> {
+        Ok(())
+    }
+    fn fetched(&mut self, _: codec::Fetch) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connected IMAP session.
+pub struct Client {
+    io: BoxIo,
+    buf: Vec<u8>,
+    start: usize,
+    timeout: Duration,
+    next_tag: u32,
+    /// Capabilities, upper case.
+    pub caps: Vec<String>,
+}
+
+type Result<T> = std::result::Result<T, ImapError>;
+
+impl Client {
+    /// Takes a fresh connection and reads the greeting.
+    pub async fn start(io: BoxIo, timeout: Duration) -> Result<(Client, StatusLine)> {
+        let mut client = Client {
+            io,
+            buf: Vec::with_capacity(64 * 1024),
+            start: 0,
+            timeout,
+            next_tag: 1,
+            caps: Vec::new(),
+        };
+        match client.read(&mut NoBodies).await? {
+            Response::Status(s) if matches!(s.status, Status::Ok | Status::Preauth) => {
+                if let Some(Code::Capability(c)) = &s.code {
+                    client.caps = c.clone();
+                }
+                Ok((client, s))
+            }
+            Response::Status(s) => Err(ImapError::Refused {
+                command: "connect".into(),
+                status: s.status,
+                code: s.code.map(|c| format!("{c:?}")),
+                text: sanitize(&s.text, 300),
+            }),
+            other => Err(ImapError::Protocol(format!(
+                "unexpected greeting: {}",
+                sanitize(&format!("{other:?}"), 200)
+            ))),
+        }
+    }
+
+    /// Whether the server announced a capability.
+    pub fn has(&self, cap: &str) -> bool {
+        self.caps.iter().any(|c| c == cap)
+    }
+
+    async fn fill(&mut self, what: &str) -> Result<()> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
+            self.buf.reserve(64 * 1024);
+        }
+        let n = tokio::time::timeout(self.timeout, self.io.read_buf(&mut self.buf))
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: what.to_string(),
+                after: self.timeout,
+            })?
+            .map_err(NetError::Io)?;
+        if n == 0 {
+            return Err(NetError::Closed {
+                during: format!("while mailferry was waiting for {what}"),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Reads one whole response; a `BODY[]` literal goes to `sink` (or is dropped).
+    pub async fn read(&mut self, sink: &mut dyn FetchSink) -> Result<Response> {
+        let mut assembled = Vec::new();
+        let mut streamed = false;
+        loop {
+            let seg_len = loop {
+                if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..]) {
+                    break i + 1;
+                }
+                if self.buf.len() - self.start > MAX_SEGMENT {
+                    return Err(ImapError::Protocol(format!(
+                        "a response line longer than {MAX_SEGMENT} bytes"
+                    )));
+                }
+                self.fill("a response").await?;
+            };
+            let segment = &self.buf[self.start..self.start + seg_len];
+            match codec::literal_at_end(segment) {
+                None => {
+                    assembled.extend_from_slice(segment);
+                    self.start += seg_len;
+                    let response = codec::parse(&assembled)?;
+                    if let Response::Fetch(f) = &response {
+                        if f.body != streamed {
+                            return Err(ImapError::Protocol(
+                                "a FETCH body that was not where announced".into(),
+                            ));
+                        }
+                        sink.fetched(f.clone()).map_err(ImapError::Local)?;
+                    }
+                    return Ok(response);
+                }
+                Some((len, true)) => {
+                    if streamed {
+                        return Err(ImapError::Protocol(
+                            "two message bodies in one FETCH response".into(),
+                        ));
+                    }
+                    let open = memchr::memrchr(b'{', segment).unwrap_or(0);
+                    assembled.extend_from_slice(&segment[..open]);
+                    assembled.extend_from_slice(b"{0}\r\n");
+                    self.start += seg_len;
+                    sink.begin(len).map_err(ImapError::Local)?;
+                    let mut remaining = len;
+                    while remaining > 0 {
+                        if self.start == self.buf.len() {
+                            self.fill("a message body").await?;
+                        }
+                        let n = remaining.min(self.buf.len() - self.start);
+                        sink.data(&self.buf[self.start..self.start + n])
+                            .map_err(ImapError::Local)?;
+                        self.start += n;
+                        remaining -= n;
+                    }
+                    streamed = true;
+                }
+                Some((len, false)) => {
+                    if len > MAX_INLINE_LITERAL {
+                        return Err(ImapError::Protocol(format!(
+                            "a literal of {len} bytes where a short one is due"
+                        )));
+                    }
+                    assembled.extend_from_slice(segment);
+                    self.start += seg_len;
+                    while self.buf.len() - self.start < len {
+                        self.fill("a literal").await?;
+                    }
+                    assembled.extend_from_slice(&self.buf[self.start..self.start + len]);
+                    self.start += len;
+                }
+            }
+        }
+    }
+
+    /// A fresh command tag.
+    pub fn tag(&mut self) -> String {
+        let tag = format!("m{}", self.next_tag);
+        self.next_tag += 1;
+        tag
+    }
+
+    /// Writes bytes and flushes, within the timeout.
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        let io = &mut self.io;
+        let job = async move {
+            io.write_all(data).await?;
+            io.flush().await
+        };
+        tokio::time::timeout(self.timeout, job)
+            .await
+            .map_err(|_| NetError::Timeout {
+                what: "the server to take a command".into(),
+                after: self.timeout,
+            })?
+            .map_err(NetError::Io)?;
+        Ok(())
+    }
+
+    /// Sends a tagged command line; returns the tag.
+    pub async fn send(&mut self, command: &str) -> Result<String> {
+        if command.contains(['\r', '\n', '\0']) {
+            return Err(ImapError::Protocol(
+                "refusing to send a command with a line break in it".into(),
+            ));
+        }
+        let tag = self.tag();
+        self.write(format!("{tag} {command}\r\n").as_bytes())
+            .await?;
+        Ok(tag)
+    }
+
+    /// Reads until the completion of `tag`, passing untagged responses to `untagged` and bodies
+    /// to `sink`. NO and BAD become errors.
+    pub async fn complete(
+        &mut self,
+        tag: &str,
+        what: &str,
+        sink: &mut dyn FetchSink,
+        untagged: &mut Vec<Response>,
+    ) -> Result<StatusLine> {
+        loop {
+            match self.read(sink).await? {
+                Response::Tagged { tag: t, status } if t == tag => {
+                    return match status.status {
+                        Status::Ok => Ok(status),
+                        s => Err(ImapError::Refused {
+                            command: what.to_string(),
+                            status: s,
+                            code: status.code.map(|c| match c {
+                                Code::Other(name, _) => name,
+                                c => format!("{c:?}"),
+                            }),
+                            text: sanitize(&status.text, 300),
+                        }),
+                    };
+                }
+                Response::Tagged { tag: t, .. } => {
+                    return Err(ImapError::Protocol(format!(
+                        "a reply for command {} that was not sent",
+                        sanitize(&t, 40)
+                    )));
+                }
+                Response::Status(s) if s.status == Status::Bye => {
+                    return Err(ImapError::Bye(sanitize(&s.text, 300)));
+                }
+                Response::Capability(c) => {
+                    self.caps = c.clone();
+                    untagged.push(Response::Capability(c));
+                }
+                Response::Continue(_) => {
+                    return Err(ImapError::Protocol(format!(
+                        "an unexpected continuation during {what}"
+                    )));
+                }
+                other => untagged.push(other),
+            }
+        }
+    }
+
+    /// Runs one command to completion; returns its untagged responses and completion.
+    pub async fn run(&mut self, command: &str) -> Result<(Vec<Response>, StatusLine)> {
+        let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let tag = self.send(command).await?;
+        let mut untagged = Vec::new();
+        let status = self
+            .complete(&tag, &what, &mut NoBodies, &mut untagged)
+            .await?;
+        Ok((untagged, status))
+    }
+
+    /// Asks for the capabilities (kept in `caps`).
+    pub async fn capability(&mut self) -> Result<()> {
+        self.run("CAPABILITY").await?;
+        Ok(())
+    }
+
+    /// STARTTLS: upgrades the connection. Bytes sent after the OK are refused (injection).
+    pub async fn starttls(
+        mut self,
+        host: &str,
+        pin: Option<Fingerprint>,
+    ) -> Result<(Client, Fingerprint)> {
+        self.run("STARTTLS").await?;
+        if self.start < self.buf.len() {
+            return Err(ImapError::Protocol(
+                "the server sent data after its STARTTLS reply, before TLS began (possible injection)".into(),
+            ));
+        }
+        let (io, fp) = start_tls(self.io, host, pin, self.timeout).await?;
+        let mut client = Client {
+            io,
+            buf: self.buf,
+            start: 0,
+            timeout: self.timeout,
+            next_tag: self.next_tag,
+            caps: Vec::new(),
+        };
+        // Capabilities learnt before TLS are not to be trusted (RFC 3501 §6.2.1).
+        client.capability().await?;
+        Ok((client, fp))
+    }
+
+    /// Appends a message; returns (UIDVALIDITY, UID) when the server has UIDPLUS.
+    pub async fn append(
+        &mut self,
+        mailbox: &str,
+        flags: &str,
+        date: Option<&str>,
+        message: &[u8],
+    ) -> Result<Option<(u32, u32)>> {
+        let name = codec::quote(&codec::utf7_encode(mailbox))
+            .ok_or_else(|| ImapError::Protocol("bad mailbox name".into()))?;
+        let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
+        let plus = self.has("LITERAL+");
+        let tag = self.tag();
+        let head = format!(
+            "{tag} APPEND {name} ({flags}){date} {{{}{}}}\r\n",
+            message.len(),
+            if plus { "+" } else { "" }
+        );
+        self.write(head.as_bytes()).await?;
+        if !plus {
+            match self.read(&mut NoBodies).await? {
+                Response::Continue(_) => {}
+                Response::Tagged { status, .. } => {
+                    return Err(ImapError::Refused {
+                        command: "APPEND".into(),
+                        status: status.status,
+                        code: None,
+                        text: sanitize(&status.text, 300),
+                    });
+                }
+                other => {
+                    return Err(ImapError::Protocol(format!(
+                        "unexpected reply to APPEND: {}",
+                        sanitize(&format!("{other:?}"), 200)
+                    )));
+                }
+            }
+        }
+        self.write(message).await?;
+        self.write(b"\r\n").await?;
+        let mut untagged = Vec::new();
+        let status = self
+            .complete(&tag, "APPEND", &mut NoBodies, &mut untagged)
+            .await?;
+        Ok(match status.code {
+            Some(Code::AppendUid(v, u)) => Some((v, u)),
+            _ => None,
+        })
+    }
+
+    /// LOGOUT, ignoring what a server does after saying BYE.
+    pub async fn logout(mut self) -> Result<()> {
+        let tag = self.send("LOGOUT").await?;
+        let mut untagged = Vec::new();
+        match self
+            .complete(&tag, "LOGOUT", &mut NoBodies, &mut untagged)
+            .await
+        {
+            Ok(_) | Err(ImapError::Bye(_)) => Ok(()),
+            Err(ImapError::Net(NetError::Closed { .. })) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}
