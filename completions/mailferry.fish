@@ -27,7 +27,7 @@ end
 complete -c mailferry -n "__fish_mailferry_needs_command" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_needs_command" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_needs_command" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_needs_command" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_needs_command" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_needs_command" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_needs_command" -s V -l version -d 'Print version'
@@ -58,7 +58,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l delete -d 
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s n -l dry-run -d 'Show what would be fetched or deleted; change nothing anywhere'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
@@ -67,7 +67,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l pull -d 'On
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l push -d 'Only copy changes from the Maildir to the server'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s n -l dry-run -d 'Show what would change; change nothing anywhere'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from -d 'Source: an account name, a URL or a Maildir path' -r
@@ -77,7 +77,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l state-di
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l verify -d 'Compare both sides after copying and report differences'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s n -l dry-run -d 'Show the plan; change nothing anywhere'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l maildir -d 'Maildir to deliver into (needed when an account is given as a URL)' -r -F
@@ -93,25 +93,35 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s c -l confi
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l maildir -d 'Maildir to deliver into (needed when an account is given as a URL)' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l password-env -d 'Take the password from this environment variable' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l password-command -d 'Take the password from the first line this shell command prints' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l tls -d 'TLS mode [default: implicit for pop3s/imaps, starttls for pop3/imap]' -r -f -a "implicit\t'TLS from the first byte (pop3s, imaps)'
+starttls\t'Plain connection upgraded with STLS / STARTTLS'
+none\t'No TLS at all (needs --allow-plaintext)'"
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l tls-fingerprint -d 'Accept the server\'s certificate by its SHA-256 fingerprint ("sha256:HEX")' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l layout -d 'Maildir folder layout' -r -f -a "maildir++\t'Maildir++: sub-folders as .Sub.Folder (Dovecot\'s default)'
+fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l json -d 'Print the summary as JSON on standard output'
-complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s h -l help -d 'Print help'
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s v -l verbose -d 'Say more: connection, TLS and the plan of each account, on standard error'
+complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "fetch" -d 'Fetch mail one way, from POP3 or IMAP into a Maildir'

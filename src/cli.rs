@@ -76,7 +76,8 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Say more: connection, TLS and the plan of each account, on standard error
+    /// Say more on standard error: -v the connection and plan of each account, -vv a protocol
+    /// trace (credentials are never shown)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -272,6 +273,8 @@ pub struct ListArgs {
     /// Account name from the config, or a URL
     #[arg(value_name = "ACCOUNT|URL")]
     pub account: String,
+    #[command(flatten)]
+    pub adhoc: AdhocArgs,
 }
 
 /// `mailferry status`.

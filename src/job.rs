@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use crate::adhoc::{self, Adhoc};
-use crate::cli::{AdhocArgs, CheckArgs, Cli, Command, FetchArgs, StatusArgs};
+use crate::cli::{AdhocArgs, CheckArgs, Cli, Command, FetchArgs, ListArgs, StatusArgs};
 use crate::config::{self, Account, Config, ConfigError, Mode, Protocol};
 use crate::exit::{Exit, NotBuilt, classify};
 use crate::fetch::{self, FetchOptions, now};
@@ -13,7 +13,7 @@ use crate::report::{Outcome, Output};
 use crate::state::State;
 use crate::text::sanitize;
 use crate::units::{parse_duration, parse_size};
-use crate::{credentials, lock, pop3};
+use crate::{credentials, imap, lock, pop3};
 
 /// POP3 deletions committed (QUIT and reconnect) at least this often in delete mode.
 const COMMIT_EVERY: usize = 1000;
@@ -25,6 +25,7 @@ pub fn run(cli: Cli) -> Exit {
         json: cli.json,
         verbose: cli.verbose,
     };
+    crate::report::set_trace(cli.verbose >= 2 && !cli.quiet);
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
             shell,
@@ -61,7 +62,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Status(args) => vec![(String::new(), ctx.status(args, &out))],
         Command::Sync(_) => not_built("mailferry sync (two-way IMAP sync)"),
         Command::Migrate(_) => not_built("mailferry migrate"),
-        Command::List(_) => not_built("mailferry list"),
+        Command::List(args) => runtime.block_on(ctx.list(args, &out)),
         Command::Completions { .. } => vec![],
     };
     let mut worst = Exit::Ok;
@@ -226,19 +227,19 @@ impl Setup {
         out: &Output,
     ) -> anyhow::Result<Outcome> {
         let opts = fetch_options(account, args, self.state_path(&account.name))?;
-        if account.protocol == Protocol::Imap {
-            return Err(NotBuilt {
-                what: "fetching over IMAP".to_string(),
-            }
-            .into());
-        }
         let _lock = lock::acquire(&self.state_dir, &account.name)?;
         if opts.dry_run {
-            return fetch::pop3::run(account, &opts, None, out).await;
+            return match account.protocol {
+                Protocol::Pop3 => fetch::pop3::run(account, &opts, None, out).await,
+                Protocol::Imap => fetch::imap::run(account, &opts, None, out).await,
+            };
         }
         let mut state = State::open(&opts.state_path)?;
         let run = state.run_started(now())?;
-        let result = fetch::pop3::run(account, &opts, Some(&mut state), out).await;
+        let result = match account.protocol {
+            Protocol::Pop3 => fetch::pop3::run(account, &opts, Some(&mut state), out).await,
+            Protocol::Imap => fetch::imap::run(account, &opts, Some(&mut state), out).await,
+        };
         let recorded = match &result {
             Ok(o) => state.run_finished(run, now(), "ok", o.fetched, o.deleted, None),
             Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
@@ -259,6 +260,15 @@ impl Setup {
             results.push((account.name.clone(), result));
         }
         results
+    }
+
+    async fn list(&self, args: &ListArgs, out: &Output) -> Vec<(String, anyhow::Result<()>)> {
+        let account = match self.accounts(std::slice::from_ref(&args.account), &args.adhoc) {
+            Ok(mut a) => a.remove(0),
+            Err(e) => return vec![(String::new(), Err(e.into()))],
+        };
+        let result = list_account(&account, out).await;
+        vec![(account.name, result)]
     }
 
     fn status(&self, args: &StatusArgs, out: &Output) -> anyhow::Result<()> {
@@ -379,13 +389,124 @@ fn fetch_options(
     })
 }
 
+/// `mailferry check` for IMAP: connect, TLS, login, capabilities, folders; nothing moves.
+async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
+    let secret = credentials::password(account)?;
+    let mut session = imap::open(account, &secret).await?;
+    let (folders, skipped) = imap::list_folders(&mut session.client).await?;
+    let interesting = [
+        "IMAP4REV1",
+        "IMAP4REV2",
+        "UIDPLUS",
+        "CONDSTORE",
+        "QRESYNC",
+        "LITERAL+",
+        "MOVE",
+        "IDLE",
+        "COMPRESS=DEFLATE",
+    ];
+    let caps: Vec<&str> = interesting
+        .iter()
+        .copied()
+        .filter(|c| session.client.has(c))
+        .collect();
+    session.client.logout().await?;
+    if out.json {
+        let value = serde_json::json!({
+            "account": account.name,
+            "server": format!("{}:{}", account.host, account.port),
+            "tls_fingerprint": session.fingerprint.map(|f| f.to_string()),
+            "capabilities": caps,
+            "folders": folders.len(),
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    let name = &account.name;
+    out.info(&format!(
+        "{name}: connected to {}:{}",
+        account.host, account.port
+    ));
+    match session.fingerprint {
+        Some(fp) => out.info(&format!("{name}: TLS certificate {fp}")),
+        None => out.info(&format!("{name}: no TLS (plaintext allowed by the config)")),
+    }
+    out.info(&format!(
+        "{name}: logged in as {}; capabilities: {}",
+        account.user,
+        caps.join(", ")
+    ));
+    out.info(&format!("{name}: {} folders", folders.len()));
+    for warning in skipped {
+        out.warn(&format!("{name}: {warning}"));
+    }
+    Ok(())
+}
+
+/// `mailferry list`: folders with message counts.
+async fn list_account(account: &Account, out: &Output) -> anyhow::Result<()> {
+    let secret = credentials::password(account)?;
+    if account.protocol == Protocol::Pop3 {
+        let mut session = pop3::open(account, &secret).await?;
+        let n = session.client.list().await?.len();
+        session.client.quit().await?;
+        out.info(&format!(
+            "INBOX: {n} message{}",
+            if n == 1 { "" } else { "s" }
+        ));
+        return Ok(());
+    }
+    let mut session = imap::open(account, &secret).await?;
+    let (folders, skipped) = imap::list_folders(&mut session.client).await?;
+    for folder in &folders {
+        let (untagged, _) = session
+            .client
+            .run(&format!("STATUS {} (MESSAGES UNSEEN)", folder.quoted()))
+            .await?;
+        let counts = untagged.iter().find_map(|r| match r {
+            imap::Response::Other(text) if text.starts_with("STATUS") => Some(text.clone()),
+            _ => None,
+        });
+        let number = |key: &str| {
+            counts.as_deref().and_then(|t| {
+                let t = t.to_ascii_uppercase();
+                let at = t.rfind(key)? + key.len();
+                t[at..]
+                    .trim_start()
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
+            })
+        };
+        let (messages, unseen) = (
+            number("MESSAGES").unwrap_or(0),
+            number("UNSEEN").unwrap_or(0),
+        );
+        if out.json {
+            println!(
+                "{}",
+                serde_json::json!({"folder": folder.name, "messages": messages, "unseen": unseen})
+            );
+        } else {
+            out.info(&format!(
+                "{}: {messages} message{} ({unseen} unseen)",
+                sanitize(&folder.name, 200),
+                if messages == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    session.client.logout().await?;
+    for warning in skipped {
+        out.warn(&format!("{}: {warning}", account.name));
+    }
+    Ok(())
+}
+
 /// `mailferry check`: connect, TLS, login, capabilities, message count; nothing moves.
 async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
     if account.protocol == Protocol::Imap {
-        return Err(NotBuilt {
-            what: "checking IMAP accounts".to_string(),
-        }
-        .into());
+        return check_imap(account, out).await;
     }
     let secret = credentials::password(account)?;
     let mut session = pop3::open(account, &secret).await?;

@@ -8,6 +8,40 @@ use serde::Serialize;
 
 use crate::text::sanitize;
 
+/// Whether the protocol trace (`-vv`) is on.
+static TRACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Turns the protocol trace on or off.
+pub fn set_trace(on: bool) {
+    TRACE.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Prints one protocol line to stderr when the trace is on. Commands that carry credentials
+/// (LOGIN, AUTHENTICATE, PASS, APOP, SASL responses) are shown without their arguments.
+pub fn trace(direction: &str, line: &[u8]) {
+    if !TRACE.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    let text = String::from_utf8_lossy(line);
+    let text = text.trim_end();
+    let words: Vec<&str> = text.splitn(3, ' ').collect();
+    let secret = |w: &str| {
+        ["LOGIN", "AUTHENTICATE", "PASS", "APOP", "AUTH", "USER"]
+            .iter()
+            .any(|k| w.eq_ignore_ascii_case(k))
+    };
+    let shown = if direction == "C" && words.first().is_some_and(|w| secret(w)) {
+        format!("{} <redacted>", words[0])
+    } else if direction == "C" && words.get(1).is_some_and(|w| secret(w)) {
+        format!("{} {} <redacted>", words[0], words[1])
+    } else if direction == "C+" {
+        "<continuation redacted>".to_string()
+    } else {
+        sanitize(text, 300)
+    };
+    eprintln!("{direction}: {shown}");
+}
+
 /// How output is wanted.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -74,6 +108,13 @@ impl Output {
     pub fn detail(&self, line: &str) {
         if self.verbose > 0 && !self.quiet {
             eprintln!("{line}");
+        }
+    }
+
+    /// Prints a warning to stderr (not under -q).
+    pub fn warn(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("mailferry: warning: {line}");
         }
     }
 

@@ -108,7 +108,8 @@ const MIGRATIONS: &[&str] = &[
         highestmodseq INTEGER,
         uidnext INTEGER
     );
-    -- IMAP: the pairing of server messages and Maildir messages with the last synced flags.
+    -- IMAP: the pairing of server messages and Maildir messages with the last synced flags
+    -- (Maildir letters). local_name is NULL for a message seen but not fetched (too large).
     CREATE TABLE imap_messages (
         id INTEGER PRIMARY KEY,
         folder_id INTEGER NOT NULL REFERENCES imap_folders(id) ON DELETE CASCADE,
@@ -117,6 +118,8 @@ const MIGRATIONS: &[&str] = &[
         flags TEXT NOT NULL DEFAULT '',
         size INTEGER,
         message_id TEXT,
+        -- 0 while the local copy may not have been renamed into place yet.
+        delivered INTEGER NOT NULL DEFAULT 0,
         UNIQUE (folder_id, uid),
         UNIQUE (folder_id, local_name)
     );
@@ -137,6 +140,34 @@ pub struct Pop3Record {
     pub first_seen: i64,
     /// Unix time when its deletion on the server was confirmed.
     pub deleted: Option<i64>,
+}
+
+/// A server folder as state knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapFolder {
+    /// Row id.
+    pub id: i64,
+    /// UIDVALIDITY the UIDs below belong to.
+    pub uidvalidity: Option<u32>,
+    /// HIGHESTMODSEQ after the last complete pass (CONDSTORE).
+    pub highestmodseq: Option<u64>,
+    /// UIDNEXT after the last complete pass.
+    pub uidnext: Option<u32>,
+}
+
+/// An IMAP message as state knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImapRecord {
+    /// UID on the server.
+    pub uid: u32,
+    /// Maildir unique name; None when it was seen but not fetched.
+    pub local_name: Option<String>,
+    /// Flags last synced (Maildir letters).
+    pub flags: String,
+    /// RFC822.SIZE on the server.
+    pub size: u64,
+    /// Message-ID header, for re-matching after a UIDVALIDITY change.
+    pub message_id: Option<String>,
 }
 
 /// What `status` shows about an account.
@@ -367,6 +398,213 @@ impl State {
         tx.commit().map_err(&sql)
     }
 
+    /// The state of a server folder, created (empty) if it is new.
+    pub fn imap_folder(&mut self, name: &str, local_path: &str) -> Result<ImapFolder> {
+        let sql = sql_err(&self.path);
+        self.conn
+            .execute(
+                "INSERT INTO imap_folders (name, local_path) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
+                params![name, local_path],
+            )
+            .map_err(&sql)?;
+        self.conn
+            .query_row(
+                "SELECT id, uidvalidity, highestmodseq, uidnext FROM imap_folders WHERE name = ?1",
+                params![name],
+                |r| {
+                    Ok(ImapFolder {
+                        id: r.get(0)?,
+                        uidvalidity: r.get::<_, Option<i64>>(1)?.map(|v| v as u32),
+                        highestmodseq: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                        uidnext: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
+                    })
+                },
+            )
+            .map_err(&sql)
+    }
+
+    /// Records a folder's UIDVALIDITY, HIGHESTMODSEQ and UIDNEXT after a successful pass.
+    pub fn imap_folder_synced(&mut self, folder: &ImapFolder) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE imap_folders SET uidvalidity = ?2, highestmodseq = ?3, uidnext = ?4 WHERE id = ?1",
+                params![
+                    folder.id,
+                    folder.uidvalidity.map(i64::from),
+                    folder.highestmodseq.map(|m| m as i64),
+                    folder.uidnext.map(i64::from)
+                ],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// The messages state knows in a folder, by UID.
+    pub fn imap_messages(&self, folder: i64) -> Result<Vec<ImapRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid, local_name, flags, size, message_id FROM imap_messages
+                 WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![folder], |r| {
+                Ok(ImapRecord {
+                    uid: r.get::<_, i64>(0)? as u32,
+                    local_name: r.get(1)?,
+                    flags: r.get(2)?,
+                    size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                    message_id: r.get(4)?,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+    }
+
+    /// Records messages about to be renamed into the Maildir (or skipped, with no local name),
+    /// confirming earlier ones, in one durable transaction; see [`State::pop3_record`].
+    pub fn imap_record(&mut self, folder: i64, records: &[ImapRecord]) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        tx.execute(
+            "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0",
+            [],
+        )
+        .map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO imap_messages (folder_id, uid, local_name, flags, size, message_id, delivered)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT(folder_id, uid) DO UPDATE SET local_name = excluded.local_name,
+                        flags = excluded.flags, size = excluded.size, message_id = excluded.message_id,
+                        delivered = excluded.delivered",
+                )
+                .map_err(&sql)?;
+            for r in records {
+                stmt.execute(params![
+                    folder,
+                    r.uid,
+                    r.local_name,
+                    r.flags,
+                    r.size as i64,
+                    r.message_id,
+                    r.local_name.is_none()
+                ])
+                .map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// Confirms every recorded IMAP message whose rename is durable.
+    pub fn imap_settle(&mut self) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0",
+                [],
+            )
+            .map_err(self.sql())?;
+        Ok(())
+    }
+
+    /// After a crash: pending records of `folder` whose file is not in the Maildir are
+    /// forgotten (fetched again); the others are confirmed. Returns the names forgotten.
+    pub fn imap_recover(
+        &mut self,
+        folder: i64,
+        present: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let pending: Vec<(i64, Option<String>)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, local_name FROM imap_messages WHERE delivered = 0 AND folder_id = ?1")
+                .map_err(&sql)?;
+            stmt.query_map(params![folder], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(&sql)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(&sql)?
+        };
+        let mut forgotten = Vec::new();
+        for (id, local) in pending {
+            if local.as_deref().is_some_and(&present) {
+                tx.execute(
+                    "UPDATE imap_messages SET delivered = 1 WHERE id = ?1",
+                    params![id],
+                )
+                .map_err(&sql)?;
+            } else {
+                tx.execute("DELETE FROM imap_messages WHERE id = ?1", params![id])
+                    .map_err(&sql)?;
+                forgotten.extend(local);
+            }
+        }
+        tx.commit().map_err(&sql)?;
+        Ok(forgotten)
+    }
+
+    /// Whether any IMAP message of `folder` is recorded but not confirmed.
+    pub fn imap_has_pending(&self, folder: i64) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM imap_messages WHERE delivered = 0 AND folder_id = ?1)",
+                params![folder],
+                |r| r.get(0),
+            )
+            .map_err(self.sql())
+    }
+
+    /// Forgets messages of a folder by UID (expunged on the server).
+    pub fn imap_forget(&mut self, folder: i64, uids: &[u32]) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached("DELETE FROM imap_messages WHERE folder_id = ?1 AND uid = ?2")
+                .map_err(&sql)?;
+            for uid in uids {
+                stmt.execute(params![folder, uid]).map_err(&sql)?;
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// After a UIDVALIDITY change: gives re-matched messages their new UIDs and forgets the
+    /// rest, in one transaction with the new UIDVALIDITY.
+    pub fn imap_rebind(&mut self, folder: &ImapFolder, moves: &[(u32, u32)]) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            // Park re-matched rows on negative UIDs first, so old and new UIDs cannot collide.
+            let mut park = tx
+                .prepare_cached(
+                    "UPDATE imap_messages SET uid = -?3 WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&sql)?;
+            for (old, new) in moves {
+                park.execute(params![folder.id, old, new]).map_err(&sql)?;
+            }
+            tx.execute(
+                "DELETE FROM imap_messages WHERE folder_id = ?1 AND uid > 0",
+                params![folder.id],
+            )
+            .map_err(&sql)?;
+            tx.execute(
+                "UPDATE imap_messages SET uid = -uid WHERE folder_id = ?1 AND uid < 0",
+                params![folder.id],
+            )
+            .map_err(&sql)?;
+            tx.execute(
+                "UPDATE imap_folders SET uidvalidity = ?2, highestmodseq = NULL, uidnext = NULL WHERE id = ?1",
+                params![folder.id, folder.uidvalidity.map(i64::from)],
+            )
+            .map_err(&sql)?;
+        }
+        tx.commit().map_err(&sql)
+    }
+
     /// Starts a run record; returns its id.
     pub fn run_started(&mut self, now: i64) -> Result<i64> {
         self.conn
@@ -492,6 +730,40 @@ mod tests {
         assert_eq!(known.len(), 2);
         assert!(known.contains_key("a") && known.contains_key("b"));
         assert!(!s.pop3_has_pending().unwrap());
+    }
+
+    #[test]
+    fn imap_records_recovery_and_rebinding() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
+        let mut f = s.imap_folder("INBOX", "").unwrap();
+        assert_eq!(s.imap_folder("INBOX", "").unwrap().id, f.id);
+        let rec = |uid: u32, name: &str| ImapRecord {
+            uid,
+            local_name: Some(name.into()),
+            flags: "S".into(),
+            size: 10,
+            message_id: Some(format!("<{uid}@x>")),
+        };
+        s.imap_record(f.id, &[rec(1, "a"), rec(2, "b")]).unwrap();
+        s.imap_record(f.id, &[rec(3, "c")]).unwrap();
+        assert!(s.imap_has_pending(f.id).unwrap());
+        assert_eq!(
+            s.imap_recover(f.id, |n| n != "c").unwrap(),
+            vec!["c".to_string()]
+        );
+        assert_eq!(s.imap_messages(f.id).unwrap().len(), 2);
+        f.uidvalidity = Some(7);
+        // UID 1 becomes 2 and 2 becomes 1 (a swap must not collide); nothing is forgotten.
+        s.imap_rebind(&f, &[(1, 2), (2, 1)]).unwrap();
+        let m = s.imap_messages(f.id).unwrap();
+        assert_eq!((m[0].uid, m[0].local_name.as_deref()), (1, Some("b")));
+        assert_eq!((m[1].uid, m[1].local_name.as_deref()), (2, Some("a")));
+        assert_eq!(s.imap_folder("INBOX", "").unwrap().uidvalidity, Some(7));
+        s.imap_rebind(&f, &[(1, 5)]).unwrap();
+        let m = s.imap_messages(f.id).unwrap();
+        assert_eq!(m.len(), 1);
+        assert_eq!((m[0].uid, m[0].local_name.as_deref()), (5, Some("b")));
     }
 
     #[test]

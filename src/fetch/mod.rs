@@ -1,5 +1,6 @@
 //! `mailferry fetch`: one-way transfer from a server into a Maildir.
 
+pub mod imap;
 pub mod plan;
 pub mod pop3;
 

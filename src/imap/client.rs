@@ -131,6 +131,7 @@ impl Client {
                 self.fill("a response").await?;
             };
             let segment = &self.buf[self.start..self.start + seg_len];
+            crate::report::trace("S", segment);
             match codec::literal_at_end(segment) {
                 None => {
                     assembled.extend_from_slice(segment);
@@ -305,7 +306,7 @@ impl Client {
         let (io, fp) = start_tls(self.io, host, pin, self.timeout).await?;
         let mut client = Client {
             io,
-            buf: self.buf,
+            buf: Vec::with_capacity(64 * 1024),
             start: 0,
             timeout: self.timeout,
             next_tag: self.next_tag,

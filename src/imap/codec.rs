@@ -603,13 +603,11 @@ pub fn parse(line: &[u8]) -> Result<Response, ParseError> {
         "SEARCH" => {
             let mut uids = Vec::new();
             while !lx.at_end() {
-                match lx.value()? {
-                    Value::Atom(a) => {
-                        if let Some(n) = std::str::from_utf8(&a).ok().and_then(|a| a.parse().ok()) {
-                            uids.push(n);
-                        }
-                    }
-                    _ => {} // (MODSEQ n)
+                // A trailing (MODSEQ n) is not a UID.
+                if let Value::Atom(a) = lx.value()?
+                    && let Some(n) = std::str::from_utf8(&a).ok().and_then(|a| a.parse().ok())
+                {
+                    uids.push(n);
                 }
                 lx.spaces();
             }

@@ -211,7 +211,10 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
     } else {
         let tag = client.send(&format!("AUTHENTICATE {name}")).await?;
         match client.read(&mut client::NoBodies).await? {
-            Response::Continue(_) => client.write(format!("{initial}\r\n").as_bytes()).await?,
+            Response::Continue(_) => {
+                crate::report::trace("C+", b"");
+                client.write(format!("{initial}\r\n").as_bytes()).await?
+            }
             Response::Tagged { status, .. } => return Err(failed(status.text, false)),
             other => {
                 return Err(ImapError::Protocol(format!(
@@ -223,7 +226,10 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
     };
     loop {
         match client.read(&mut client::NoBodies).await? {
-            Response::Continue(_) => client.write(format!("{abort}\r\n").as_bytes()).await?,
+            Response::Continue(_) => {
+                crate::report::trace("C+", b"");
+                client.write(format!("{abort}\r\n").as_bytes()).await?
+            }
             Response::Tagged { tag: t, status } if t == tag => {
                 return match status.status {
                     Status::Ok => {
@@ -247,6 +253,130 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
             _ => {}
         }
     }
+}
+
+/// A selectable folder on the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFolder {
+    /// Its name in UTF-8, hierarchy levels joined by '/' (what patterns and messages use).
+    pub name: String,
+    /// Its name as the server spells it (modified UTF-7), for commands.
+    pub wire: String,
+    /// Its hierarchy levels in UTF-8 (INBOX is `["INBOX"]`).
+    pub components: Vec<String>,
+}
+
+impl RemoteFolder {
+    /// The name quoted for a command.
+    pub fn quoted(&self) -> String {
+        codec::quote(&self.wire).unwrap_or_else(|| "\"\"".to_string())
+    }
+}
+
+/// Lists the selectable folders; names that cannot be used are returned as warnings instead.
+pub async fn list_folders(
+    client: &mut Client,
+) -> Result<(Vec<RemoteFolder>, Vec<String>), ImapError> {
+    let (untagged, _) = client.run("LIST \"\" \"*\"").await?;
+    let mut folders = Vec::new();
+    let mut skipped = Vec::new();
+    for r in untagged {
+        let Response::List(entry) = r else { continue };
+        if entry.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        }) {
+            continue;
+        }
+        let shown = crate::text::sanitize_bytes(&entry.name, 100);
+        let Some(utf8) = codec::utf7_decode(&entry.name) else {
+            skipped.push(format!(
+                "folder {shown:?} skipped: its name is not valid modified UTF-7"
+            ));
+            continue;
+        };
+        let components: Vec<String> = match entry.delimiter {
+            Some(d) => utf8.split(d).map(str::to_string).collect(),
+            None => vec![utf8.clone()],
+        };
+        if components.iter().any(|c| c.is_empty()) {
+            skipped.push(format!(
+                "folder {shown:?} skipped: it has an empty hierarchy level"
+            ));
+            continue;
+        }
+        let wire = String::from_utf8_lossy(&entry.name).into_owned();
+        let components = if components.len() == 1 && components[0].eq_ignore_ascii_case("INBOX") {
+            vec!["INBOX".to_string()]
+        } else {
+            components
+        };
+        folders.push(RemoteFolder {
+            name: components.join("/"),
+            wire,
+            components,
+        });
+    }
+    folders.sort_by(|a, b| a.name.cmp(&b.name));
+    folders.dedup_by(|a, b| a.name == b.name);
+    Ok((folders, skipped))
+}
+
+/// What SELECT or EXAMINE reported.
+#[derive(Debug, Clone, Default)]
+pub struct Selected {
+    /// Messages in the folder.
+    pub exists: u32,
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// UIDNEXT, if sent.
+    pub uidnext: Option<u32>,
+    /// HIGHESTMODSEQ, if CONDSTORE is on and the folder has mod-sequences.
+    pub highestmodseq: Option<u64>,
+}
+
+/// Selects a folder (read-only with EXAMINE); CONDSTORE is asked for when it is enabled.
+pub async fn select(
+    session: &mut Session,
+    folder: &RemoteFolder,
+    read_only: bool,
+) -> Result<Selected, ImapError> {
+    let verb = if read_only { "EXAMINE" } else { "SELECT" };
+    let condstore = if session.condstore {
+        " (CONDSTORE)"
+    } else {
+        ""
+    };
+    let (untagged, status) = session
+        .client
+        .run(&format!("{verb} {}{condstore}", folder.quoted()))
+        .await?;
+    let mut selected = Selected::default();
+    let mut validity = None;
+    let codes = untagged
+        .iter()
+        .filter_map(|r| match r {
+            Response::Status(s) => s.code.as_ref(),
+            Response::Exists(n) => {
+                selected.exists = *n;
+                None
+            }
+            _ => None,
+        })
+        .chain(status.code.as_ref())
+        .cloned()
+        .collect::<Vec<_>>();
+    for code in codes {
+        match code {
+            Code::UidValidity(v) => validity = Some(v),
+            Code::UidNext(n) => selected.uidnext = Some(n),
+            Code::HighestModseq(m) => selected.highestmodseq = Some(m),
+            Code::NoModseq => selected.highestmodseq = None,
+            _ => {}
+        }
+    }
+    selected.uidvalidity =
+        validity.ok_or(ImapError::Missing("UIDVALIDITY for a selected folder"))?;
+    Ok(selected)
 }
 
 /// IMAP system flags and their Maildir letters (keywords are not carried yet).

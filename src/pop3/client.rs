@@ -107,6 +107,7 @@ impl Client {
     /// Reads one status line.
     pub async fn read_reply(&mut self, what: &str) -> Result<Reply> {
         let line = self.read_line(what).await?;
+        crate::report::trace("S", &line);
         codec::parse_reply(&line)
             .map_err(|e| Pop3Error::Protocol(format!("{} in {what}", sanitize(&e.0, 200))))
     }
@@ -135,7 +136,19 @@ impl Client {
             ));
         }
         let verb = line.split(' ').next().unwrap_or("").to_string();
+        crate::report::trace("C", line.as_bytes());
         self.write(format!("{line}\r\n").as_bytes(), &verb).await
+    }
+
+    /// Sends a SASL continuation answer (never shown in the trace).
+    async fn send_answer(&mut self, answer: &str) -> Result<()> {
+        if answer.contains(['\r', '\n', '\0']) {
+            return Err(Pop3Error::Protocol(
+                "refusing to send an answer with a line break in it".to_string(),
+            ));
+        }
+        crate::report::trace("C+", b"");
+        self.write(format!("{answer}\r\n").as_bytes(), "AUTH").await
     }
 
     /// Sends a command and expects `+OK`; returns its text.
@@ -218,7 +231,7 @@ impl Client {
         let (io, fingerprint) = start_tls(self.io, host, pin, self.timeout).await?;
         let client = Client {
             io,
-            buf: self.buf,
+            buf: Vec::with_capacity(64 * 1024),
             start: 0,
             timeout: self.timeout,
             greeting: self.greeting,
@@ -295,7 +308,7 @@ impl Client {
                 self.send("AUTH LOGIN").await?;
                 for answer in [B64.encode(user), B64.encode(pw)] {
                     match self.read_reply("AUTH LOGIN").await? {
-                        Reply::Continue(_) => self.send(&answer).await?,
+                        Reply::Continue(_) => self.send_answer(&answer).await?,
                         r => return Err(fail("AUTH LOGIN", r)),
                     }
                 }
@@ -325,14 +338,17 @@ impl Client {
                 .await
                 .map_err(SaslFailure::Other)?;
             match self.read_reply("AUTH").await.map_err(SaslFailure::Other)? {
-                Reply::Continue(_) => self.send(initial).await.map_err(SaslFailure::Other)?,
+                Reply::Continue(_) => self
+                    .send_answer(initial)
+                    .await
+                    .map_err(SaslFailure::Other)?,
                 r => return Err(SaslFailure::Reply(r)),
             }
         }
         loop {
             match self.read_reply("AUTH").await.map_err(SaslFailure::Other)? {
                 Reply::Ok { .. } => return Ok(()),
-                Reply::Continue(_) => self.send(abort).await.map_err(SaslFailure::Other)?,
+                Reply::Continue(_) => self.send_answer(abort).await.map_err(SaslFailure::Other)?,
                 r => return Err(SaslFailure::Reply(r)),
             }
         }

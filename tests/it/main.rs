@@ -8,4 +8,5 @@ mod crash;
 mod dovecot_harness;
 mod generated;
 mod hostile;
+mod imap;
 mod pop3;

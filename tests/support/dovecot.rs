@@ -307,9 +307,18 @@ service anvil {{
         }
     }
 
-    /// Puts messages into a folder of the user's server Maildir ("" is INBOX), as a local
-    /// delivery agent would: written to tmp/, renamed into new/, owned by the mail user.
+    /// Puts messages into a folder of the user's server Maildir ("" is INBOX; "A.B" is B
+    /// under A), as a local delivery agent would: written to tmp/, renamed into new/, owned by
+    /// the mail user.
     pub fn put(&self, user: &User, folder: &str, messages: &[Vec<u8>]) {
+        let flagged: Vec<(Vec<u8>, &str)> = messages.iter().map(|m| (m.clone(), "")).collect();
+        self.put_flagged(user, folder, &flagged);
+    }
+
+    /// Like `put`, with Maildir flag letters per message (those go to cur/ as `:2,FLAGS`).
+    /// Each message's modification time, which Dovecot takes as its INTERNALDATE, is a distinct
+    /// time in 2023.
+    pub fn put_flagged(&self, user: &User, folder: &str, messages: &[(Vec<u8>, &str)]) {
         let root = if folder.is_empty() {
             user.maildir()
         } else {
@@ -319,11 +328,24 @@ service anvil {{
             fs::create_dir_all(root.join(sub)).unwrap();
         }
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        for m in messages {
+        for (m, flags) in messages {
             let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let name = format!("{}.T{n}.test", 1_700_000_000 + n);
-            fs::write(root.join("tmp").join(&name), m).unwrap();
-            fs::rename(root.join("tmp").join(&name), root.join("new").join(&name)).unwrap();
+            let tmp = root.join("tmp").join(&name);
+            fs::write(&tmp, m).unwrap();
+            let when = std::time::UNIX_EPOCH + Duration::from_secs(1_680_000_000 + n * 3600);
+            fs::File::options()
+                .write(true)
+                .open(&tmp)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+            let target = if flags.is_empty() {
+                root.join("new").join(&name)
+            } else {
+                root.join("cur").join(format!("{name}:2,{flags}"))
+            };
+            fs::rename(&tmp, target).unwrap();
         }
         self.chown_tree(&user.home);
     }

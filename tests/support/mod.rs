@@ -201,3 +201,43 @@ pub fn assert_same(actual: Vec<Vec<u8>>, expected: &[Vec<u8>], what: &str) {
         expected.len()
     );
 }
+
+/// An IMAP account section for the test server.
+pub fn imap_account(name: &str, user: &User, tls: &str, maildir: &Path, extra: &str) -> String {
+    let server = dovecot();
+    let port = match tls {
+        "implicit" => server.imaps,
+        _ => server.imap,
+    };
+    let plain = if tls == "none" {
+        "allow_plaintext = true\n"
+    } else {
+        ""
+    };
+    format!(
+        "[accounts.{name}]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {port}\ntls = \"{tls}\"\n{plain}user = \"{}\"\npassword_command = \"printf %s '{}'\"\nmaildir = \"{}\"\n{extra}\n",
+        user.name,
+        user.password,
+        maildir.display()
+    )
+}
+
+/// Every message file of a Maildir folder: (contents, flags after ":2,", modification time).
+pub fn local_files(folder: &Path) -> Vec<(Vec<u8>, String, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for sub in ["new", "cur"] {
+        if let Ok(entries) = fs::read_dir(folder.join(sub)) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let flags = name
+                    .split_once(":2,")
+                    .map(|(_, f)| f.to_string())
+                    .unwrap_or_default();
+                let meta = e.metadata().unwrap();
+                out.push((fs::read(e.path()).unwrap(), flags, meta.modified().unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,297 @@
+//! IMAP fetch against the real Dovecot: folders, flags, dates, delete mode, UIDVALIDITY.
+
+use crate::support::{
+    Env, assert_same, dovecot, imap_account, local_files, local_messages, message,
+};
+
+fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| message(tag, i, 300 + (i * 71) % 5000))
+        .collect()
+}
+
+#[test]
+fn first_fetch_copies_folders_flags_and_dates_and_reruns_are_no_ops() {
+    let server = dovecot();
+    for tls in ["implicit", "starttls"] {
+        let user = server.user(&format!("imapfetch-{tls}"));
+        let inbox = corpus(&format!("{tls}-in"), 4);
+        let flagged = message(&format!("{tls}-flagged"), 0, 700);
+        server.put(&user, "", &inbox);
+        server.put_flagged(&user, "", &[(flagged.clone(), "FS")]);
+        let work = corpus(&format!("{tls}-work"), 3);
+        server.put(&user, "Work.Été", &work);
+        let nested = corpus(&format!("{tls}-arch"), 2);
+        server.put(&user, "Archive.2024", &nested);
+        let spam = corpus(&format!("{tls}-spam"), 2);
+        server.put(&user, "Spam", &spam);
+
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        env.config(&imap_account(
+            "acct",
+            &user,
+            tls,
+            &maildir,
+            "folders = [\"*\", \"!Spam\"]",
+        ));
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("fetched 10 messages"),
+            "{tls}: {}",
+            run.stdout
+        );
+        let mut all_inbox = inbox.clone();
+        all_inbox.push(flagged.clone());
+        assert_same(local_messages(&maildir), &all_inbox, "INBOX");
+        assert_same(
+            local_messages(&maildir.join(".Work.Été")),
+            &work,
+            "Work/Été",
+        );
+        assert_same(
+            local_messages(&maildir.join(".Archive.2024")),
+            &nested,
+            "Archive/2024",
+        );
+        assert!(!maildir.join(".Spam").exists(), "excluded folder fetched");
+
+        // Flags and dates: the flagged message is in cur/ with FS; each file's time is the
+        // server's INTERNALDATE, which Dovecot took from the time of the server's file.
+        let files = local_files(&maildir);
+        let (_, flags, _) = files.iter().find(|(m, _, _)| *m == flagged).unwrap();
+        assert_eq!(flags, "FS", "{tls}");
+        let server_times: Vec<std::time::SystemTime> = ["new", "cur"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(user.maildir().join(d)).unwrap().flatten())
+            .map(|e| e.metadata().unwrap().modified().unwrap())
+            .collect();
+        for (_, _, mtime) in &files {
+            assert!(
+                server_times.contains(mtime),
+                "{tls}: local time {mtime:?} is no server INTERNALDATE"
+            );
+        }
+        // BODY.PEEK: fetching marked nothing as read on the server.
+        let seen = server.doveadm(&[
+            "-f", "flow", "search", "-u", &user.name, "mailbox", "INBOX", "SEEN",
+        ]);
+        assert_eq!(
+            seen.lines().filter(|l| !l.trim().is_empty()).count(),
+            1,
+            "{tls}: {seen}"
+        );
+
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(run.stdout.contains("no new mail"), "{tls}: {}", run.stdout);
+
+        let more = corpus(&format!("{tls}-more"), 2);
+        server.put(&user, "Work.Été", &more);
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("fetched 2 messages"),
+            "{tls}: {}",
+            run.stdout
+        );
+        let mut all_work = work.clone();
+        all_work.extend(more);
+        assert_same(
+            local_messages(&maildir.join(".Work.Été")),
+            &all_work,
+            "Work/Été after new mail",
+        );
+        assert_eq!(
+            server.count(&user, "INBOX"),
+            5,
+            "keep mode leaves the server alone"
+        );
+    }
+}
+
+#[test]
+fn delete_mode_empties_the_folders() {
+    let server = dovecot();
+    let user = server.user("imapdelete");
+    let inbox = corpus("idel", 70);
+    server.put(&user, "", &inbox);
+    let sub = corpus("idelsub", 3);
+    server.put(&user, "Sub", &sub);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&imap_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"\nlayout = \"fs\"",
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("deleted 73 on the server"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.count(&user, "INBOX"), 0);
+    assert_eq!(server.count(&user, "Sub"), 0);
+    assert_same(local_messages(&maildir), &inbox, "INBOX");
+    assert_same(
+        local_messages(&maildir.join("Sub")),
+        &sub,
+        "Sub (fs layout)",
+    );
+}
+
+#[test]
+fn adhoc_url_with_a_folder_fetches_only_that_folder() {
+    let server = dovecot();
+    let user = server.user("imapadhoc");
+    server.put(&user, "", &corpus("adin", 2));
+    let work = corpus("adwork", 3);
+    server.put(&user, "Work", &work);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.var("PW", &user.password);
+    let maildir = env.path("Mail");
+    let url = format!("imap://{}@localhost:{}/Work", user.name, server.imap);
+    let run = env.run(&[
+        "fetch",
+        &url,
+        "--maildir",
+        maildir.to_str().unwrap(),
+        "--password-env",
+        "PW",
+    ]);
+    run.expect(0);
+    assert_same(local_messages(&maildir.join(".Work")), &work, "Work");
+    assert!(local_messages(&maildir).is_empty());
+}
+
+#[test]
+fn a_uidvalidity_change_refetches_nothing_twice() {
+    let server = dovecot();
+    let user = server.user("uidvalidity");
+    let first = corpus("uv", 6);
+    server.put(&user, "", &first);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&imap_account("acct", &user, "implicit", &maildir, ""));
+    env.run(&["fetch"]).expect(0);
+    server.doveadm(&[
+        "mailbox",
+        "update",
+        "-u",
+        &user.name,
+        "--uid-validity",
+        "12345",
+        "INBOX",
+    ]);
+    let later = corpus("uv-later", 2);
+    server.put(&user, "", &later);
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(
+        run.stderr
+            .contains("UIDVALIDITY changed; re-matched 6 of 6"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.contains("fetched 2 messages"), "{}", run.stdout);
+    let mut all = first;
+    all.extend(later);
+    assert_same(
+        local_messages(&maildir),
+        &all,
+        "after the UIDVALIDITY change",
+    );
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir).len(), 8);
+}
+
+#[test]
+fn crash_at_every_step_of_an_imap_delete_run() {
+    let server = dovecot();
+    for (step, n) in [
+        ("imap-after-tmp", 1),
+        ("imap-after-tmp", 70),
+        ("imap-after-record", 1),
+        ("imap-after-rename", 1),
+        ("imap-after-rename", 2),
+        ("imap-after-store", 1),
+        ("imap-after-store", 2),
+    ] {
+        let user = server.user(&format!("icrash-{step}-{n}"));
+        let mail = corpus(&format!("{step}{n}"), 100);
+        server.put(&user, "", &mail);
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        env.config(&imap_account(
+            "acct",
+            &user,
+            "implicit",
+            &maildir,
+            "mode = \"delete\"",
+        ));
+        let mut crashing = env.command(&["fetch"]);
+        crashing.env("MAILFERRY_FAILPOINT", format!("{step}:{n}"));
+        let out = crashing.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{step}:{n} should have crashed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.run(&["fetch"]).expect(0);
+        assert_same(local_messages(&maildir), &mail, &format!("{step}:{n}"));
+        assert_eq!(server.count(&user, "INBOX"), 0, "{step}:{n}");
+    }
+}
+
+#[test]
+fn imap_wrong_password_and_check() {
+    let server = dovecot();
+    let mut user = server.user("imapcheck");
+    server.put(&user, "Work", &corpus("chk", 1));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&imap_account(
+        "acct",
+        &user,
+        "starttls",
+        &env.path("Mail"),
+        "",
+    ));
+    let run = env.run(&["-vv", "check"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("TLS certificate sha256:"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("2 folders"), "{}", run.stdout);
+    let run = env.run(&["list", "acct"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("Work") && run.stdout.contains("1 message"),
+        "{}",
+        run.stdout
+    );
+    user.password = "wrong".into();
+    env.config(&imap_account(
+        "acct",
+        &user,
+        "implicit",
+        &env.path("Mail"),
+        "",
+    ));
+    let run = env.run(&["fetch"]);
+    run.expect(77);
+    assert!(run.stderr.contains("login as imapcheck"), "{}", run.stderr);
+}
