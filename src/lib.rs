@@ -17,6 +17,7 @@ pub mod net;
 pub mod pop3;
 pub mod report;
 pub mod state;
+pub mod sync;
 pub mod text;
 pub mod units;
 

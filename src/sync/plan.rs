@@ -1,0 +1,481 @@
+//! The sync planner, pure: the last synced state, the server ("far") and the Maildir ("near")
+//! listings of one folder, and the channel's policy -> the actions that bring both sides
+//! together. No I/O: tested here as truth tables over every case.
+//!
+//! Rules (the README's "Sync semantics" section says the same):
+//! - A message only on one side and unknown to state is new: it is copied to the other side
+//!   when the direction allows.
+//! - A message state knows that is gone from one side was deleted there: the deletion is
+//!   carried to the other side only where `expunge` allows; otherwise the copy left there is
+//!   marked deleted (\Deleted / Maildir T) and stays.
+//! - Flags merge one by one against the last synced flags: a flag changed on one side takes
+//!   that side's value; a flag changed on both sides has necessarily changed the same way. With
+//!   no synced flags (a first pairing), the union of both sides' flags is taken.
+//! - A side that is empty while state knows messages on it is refused (an error), never taken
+//!   as "everything was deleted".
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Flags that exist on both sides: Maildir letter for \Draft \Flagged \Answered \Seen \Deleted.
+pub const SYNCED_FLAGS: &str = "DFRST";
+
+/// What state knows of one message: the pairing and the flags last synced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pair {
+    /// Server UID.
+    pub uid: u32,
+    /// Maildir unique name (None: seen on the server but never fetched).
+    pub local: Option<String>,
+    /// Flags last synced (Maildir letters); None when never synced (first pairing).
+    pub base: Option<String>,
+}
+
+/// Which ways changes flow and where deletions may be carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Policy {
+    /// Server to Maildir.
+    pub pull: bool,
+    /// Maildir to server.
+    pub push: bool,
+    /// Messages deleted in the Maildir may be expunged on the server.
+    pub expunge_far: bool,
+    /// Messages deleted on the server may be removed from the Maildir.
+    pub expunge_near: bool,
+}
+
+/// One thing to do.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Action {
+    /// Copy a server message into the Maildir with these flags.
+    Download {
+        /// UID.
+        uid: u32,
+        /// Flags (letters).
+        flags: String,
+    },
+    /// Copy a Maildir message to the server with these flags.
+    Upload {
+        /// Unique name.
+        local: String,
+        /// Flags (letters).
+        flags: String,
+    },
+    /// Change flags on the server.
+    FarFlags {
+        /// UID.
+        uid: u32,
+        /// Letters to add.
+        add: String,
+        /// Letters to remove.
+        remove: String,
+    },
+    /// Change flags in the Maildir (the whole flag string of the file, other letters kept).
+    NearFlags {
+        /// Unique name.
+        local: String,
+        /// New letters.
+        flags: String,
+    },
+    /// Expunge a message on the server (mark \Deleted, UID EXPUNGE).
+    ExpungeFar {
+        /// UID.
+        uid: u32,
+    },
+    /// Remove a message file from the Maildir.
+    DeleteNear {
+        /// Unique name.
+        local: String,
+    },
+    /// Record the pair's new synced flags.
+    Base {
+        /// UID.
+        uid: u32,
+        /// Letters.
+        flags: String,
+    },
+    /// Forget the pair (both copies are gone).
+    Forget {
+        /// UID.
+        uid: u32,
+    },
+}
+
+/// A refusal to plan: a side is empty while state knows messages there.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The Maildir folder is empty.
+    #[error(
+        "the Maildir folder is empty but state knows {0} messages in it; refusing to take that as \
+         {0} deletions (restore the folder, or remove the account's state to start over)"
+    )]
+    NearEmpty(usize),
+    /// The server folder is empty.
+    #[error(
+        "the server folder is empty but state knows {0} messages in it; refusing to take that as \
+         {0} deletions (if that is right, remove the account's state to start over)"
+    )]
+    FarEmpty(usize),
+}
+
+fn has(flags: &str, letter: char) -> bool {
+    flags.contains(letter)
+}
+
+/// Merges the synced letters one by one (see the module rules).
+pub fn merge(base: Option<&str>, far: &str, near: &str) -> String {
+    SYNCED_FLAGS
+        .chars()
+        .filter(|&l| {
+            let (f, n) = (has(far, l), has(near, l));
+            match base {
+                Some(b) if f == has(b, l) => n,
+                Some(_) => f,
+                None => f || n,
+            }
+        })
+        .collect()
+}
+
+/// The synced letters of a flag string.
+fn synced(flags: &str) -> String {
+    SYNCED_FLAGS.chars().filter(|&l| has(flags, l)).collect()
+}
+
+/// `near` with its synced letters replaced by `synced_letters` (other letters kept).
+fn with_synced(near: &str, synced_letters: &str) -> String {
+    let mut letters: Vec<char> = near.chars().filter(|c| !SYNCED_FLAGS.contains(*c)).collect();
+    letters.extend(synced_letters.chars());
+    crate::maildir::normalize_flags(&letters.into_iter().collect::<String>())
+}
+
+fn diff(from: &str, to: &str) -> (String, String) {
+    let add = SYNCED_FLAGS.chars().filter(|&l| has(to, l) && !has(from, l)).collect();
+    let remove = SYNCED_FLAGS.chars().filter(|&l| !has(to, l) && has(from, l)).collect();
+    (add, remove)
+}
+
+/// Plans one folder. `far`: UID -> flags; `near`: unique name -> flags.
+pub fn plan(
+    pairs: &[Pair],
+    far: &BTreeMap<u32, String>,
+    near: &BTreeMap<String, String>,
+    policy: Policy,
+) -> Result<Vec<Action>, Refusal> {
+    let known_near = pairs.iter().filter(|p| p.local.is_some()).count();
+    let known_far = pairs.len();
+    if near.is_empty() && known_near > 0 {
+        return Err(Refusal::NearEmpty(known_near));
+    }
+    if far.is_empty() && known_far > 0 {
+        return Err(Refusal::FarEmpty(known_far));
+    }
+    let mut actions = Vec::new();
+    let paired_uids: BTreeSet<u32> = pairs.iter().map(|p| p.uid).collect();
+    let paired_locals: BTreeSet<&str> = pairs.iter().filter_map(|p| p.local.as_deref()).collect();
+
+    for p in pairs {
+        let f = far.get(&p.uid);
+        let n = p.local.as_ref().and_then(|l| near.get(l).map(|flags| (l, flags)));
+        match (f, n) {
+            (Some(f), Some((local, n))) => {
+                let merged = merge(p.base.as_deref(), &synced(f), &synced(n));
+                let far_target = if policy.push { merged.clone() } else { synced(f) };
+                let near_target = if policy.pull { merged.clone() } else { synced(n) };
+                if far_target != synced(f) {
+                    let (add, remove) = diff(f, &far_target);
+                    actions.push(Action::FarFlags { uid: p.uid, add, remove });
+                }
+                if near_target != synced(n) {
+                    actions.push(Action::NearFlags {
+                        local: local.clone(),
+                        flags: with_synced(n, &near_target),
+                    });
+                }
+                // The synced state is what the far side now holds.
+                if p.base.as_deref() != Some(far_target.as_str()) {
+                    actions.push(Action::Base {
+                        uid: p.uid,
+                        flags: far_target,
+                    });
+                }
+            }
+            (Some(f), None) if p.local.is_some() => {
+                // Deleted in the Maildir.
+                if policy.push && policy.expunge_far {
+                    actions.push(Action::ExpungeFar { uid: p.uid });
+                    actions.push(Action::Forget { uid: p.uid });
+                } else if policy.push && !has(f, 'T') {
+                    actions.push(Action::FarFlags {
+                        uid: p.uid,
+                        add: "T".into(),
+                        remove: String::new(),
+                    });
+                }
+            }
+            (Some(f), None) => {
+                // Seen on the server but never fetched (too large for a fetch): fetch it now.
+                if policy.pull {
+                    actions.push(Action::Download {
+                        uid: p.uid,
+                        flags: synced(f),
+                    });
+                }
+            }
+            (None, Some((local, n))) => {
+                // Expunged on the server.
+                if policy.pull && policy.expunge_near {
+                    actions.push(Action::DeleteNear { local: local.clone() });
+                    actions.push(Action::Forget { uid: p.uid });
+                } else if policy.pull && !has(n, 'T') {
+                    actions.push(Action::NearFlags {
+                        local: local.clone(),
+                        flags: with_synced(n, &format!("{}T", synced(n))),
+                    });
+                }
+            }
+            (None, None) => actions.push(Action::Forget { uid: p.uid }),
+        }
+    }
+    if policy.pull {
+        for (uid, flags) in far.iter().filter(|(u, _)| !paired_uids.contains(u)) {
+            actions.push(Action::Download {
+                uid: *uid,
+                flags: synced(flags),
+            });
+        }
+    }
+    if policy.push {
+        for (local, flags) in near.iter().filter(|(l, _)| !paired_locals.contains(l.as_str())) {
+            actions.push(Action::Upload {
+                local: local.clone(),
+                flags: synced(flags),
+            });
+        }
+    }
+    Ok(actions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOTH: Policy = Policy {
+        pull: true,
+        push: true,
+        expunge_far: false,
+        expunge_near: false,
+    };
+    const BOTH_EXPUNGE: Policy = Policy {
+        expunge_far: true,
+        expunge_near: true,
+        ..BOTH
+    };
+    const PULL: Policy = Policy { push: false, ..BOTH_EXPUNGE };
+    const PUSH: Policy = Policy { pull: false, ..BOTH_EXPUNGE };
+
+    fn pair(uid: u32, local: &str, base: &str) -> Pair {
+        Pair {
+            uid,
+            local: Some(local.into()),
+            base: Some(base.into()),
+        }
+    }
+
+    fn far(v: &[(u32, &str)]) -> BTreeMap<u32, String> {
+        v.iter().map(|(u, f)| (*u, f.to_string())).collect()
+    }
+
+    fn near(v: &[(&str, &str)]) -> BTreeMap<String, String> {
+        v.iter().map(|(l, f)| (l.to_string(), f.to_string())).collect()
+    }
+
+    /// A second message present on both sides and unchanged, so no side is ever empty.
+    fn with_anchor(
+        pairs: &[Pair],
+        f: &[(u32, &str)],
+        n: &[(&str, &str)],
+        policy: Policy,
+    ) -> Vec<Action> {
+        let mut pairs = pairs.to_vec();
+        pairs.push(pair(999, "anchor", ""));
+        let mut f = far(f);
+        f.insert(999, String::new());
+        let mut n = near(n);
+        n.insert("anchor".into(), String::new());
+        let mut actions = plan(&pairs, &f, &n, policy).unwrap();
+        actions.sort();
+        actions
+    }
+
+    #[test]
+    fn per_flag_merge_truth_table() {
+        // Every (base, far, near) combination of one flag: a change on one side wins, both
+        // sides can only have changed the same way, no base takes the union.
+        for (b, f, n, want) in [
+            (Some(false), false, false, false),
+            (Some(false), true, false, true),
+            (Some(false), false, true, true),
+            (Some(false), true, true, true),
+            (Some(true), true, true, true),
+            (Some(true), false, true, false),
+            (Some(true), true, false, false),
+            (Some(true), false, false, false),
+            (None, false, false, false),
+            (None, true, false, true),
+            (None, false, true, true),
+            (None, true, true, true),
+        ] {
+            let s = |x: bool| if x { "S" } else { "" };
+            let base = b.map(s);
+            assert_eq!(merge(base, s(f), s(n)), s(want), "base {b:?} far {f} near {n}");
+        }
+        // Independent flags merge independently: far flagged it, near read it.
+        assert_eq!(merge(Some(""), "F", "S"), "FS");
+        assert_eq!(merge(Some("FS"), "S", "FRS"), "RS");
+    }
+
+    #[test]
+    fn presence_truth_table() {
+        // (in state, on far, on near) for each policy.
+        let p = pair(1, "m1", "S");
+        // state, far, near: nothing to do.
+        assert_eq!(with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "S")], BOTH), vec![]);
+        // state, far, no near: deleted locally.
+        assert_eq!(
+            with_anchor(&[p.clone()], &[(1, "S")], &[], BOTH),
+            vec![Action::FarFlags { uid: 1, add: "T".into(), remove: "".into() }]
+        );
+        assert_eq!(
+            with_anchor(&[p.clone()], &[(1, "S")], &[], BOTH_EXPUNGE),
+            vec![Action::ExpungeFar { uid: 1 }, Action::Forget { uid: 1 }]
+        );
+        assert_eq!(with_anchor(&[p.clone()], &[(1, "S")], &[], PULL), vec![]);
+        // state, no far, near: expunged on the server.
+        assert_eq!(
+            with_anchor(&[p.clone()], &[], &[("m1", "S")], BOTH),
+            vec![Action::NearFlags { local: "m1".into(), flags: "ST".into() }]
+        );
+        assert_eq!(
+            with_anchor(&[p.clone()], &[], &[("m1", "S")], BOTH_EXPUNGE),
+            vec![Action::DeleteNear { local: "m1".into() }, Action::Forget { uid: 1 }]
+        );
+        assert_eq!(with_anchor(&[p.clone()], &[], &[("m1", "S")], PUSH), vec![]);
+        // state, neither: forget.
+        assert_eq!(with_anchor(&[p.clone()], &[], &[], BOTH), vec![Action::Forget { uid: 1 }]);
+        // no state, far only: new on the server.
+        assert_eq!(
+            with_anchor(&[], &[(7, "FS")], &[], BOTH),
+            vec![Action::Download { uid: 7, flags: "FS".into() }]
+        );
+        assert_eq!(with_anchor(&[], &[(7, "FS")], &[], PUSH), vec![]);
+        // no state, near only: new in the Maildir.
+        assert_eq!(
+            with_anchor(&[], &[], &[("new1", "RS")], BOTH),
+            vec![Action::Upload { local: "new1".into(), flags: "RS".into() }]
+        );
+        assert_eq!(with_anchor(&[], &[], &[("new1", "RS")], PULL), vec![]);
+        // seen on the server but never fetched: fetch it now.
+        let skipped = Pair { uid: 3, local: None, base: None };
+        assert_eq!(
+            with_anchor(&[skipped], &[(3, "")], &[], BOTH),
+            vec![Action::Download { uid: 3, flags: "".into() }]
+        );
+    }
+
+    #[test]
+    fn flag_changes_flow_by_direction() {
+        let p = pair(1, "m1", "");
+        // Far read it, near flagged it: both get both.
+        assert_eq!(
+            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "F")], BOTH),
+            vec![
+                Action::FarFlags { uid: 1, add: "F".into(), remove: "".into() },
+                Action::NearFlags { local: "m1".into(), flags: "FS".into() },
+                Action::Base { uid: 1, flags: "FS".into() },
+            ]
+        );
+        // Pull only: the near change stays local, the far change comes down.
+        assert_eq!(
+            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "F")], PULL),
+            vec![
+                Action::NearFlags { local: "m1".into(), flags: "FS".into() },
+                Action::Base { uid: 1, flags: "S".into() },
+            ]
+        );
+        // Push only: the far change stays there.
+        assert_eq!(
+            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "F")], PUSH),
+            vec![
+                Action::FarFlags { uid: 1, add: "F".into(), remove: "".into() },
+                Action::Base { uid: 1, flags: "FS".into() },
+            ]
+        );
+        // Maildir-only letters (P, keywords) are kept when flags come down.
+        assert_eq!(
+            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "Pa")], BOTH),
+            vec![
+                Action::NearFlags { local: "m1".into(), flags: "PSa".into() },
+                Action::Base { uid: 1, flags: "S".into() },
+            ]
+        );
+        // Removal on one side wins over the unchanged other side.
+        assert_eq!(
+            with_anchor(&[pair(1, "m1", "FS")], &[(1, "S")], &[("m1", "FS")], BOTH),
+            vec![
+                Action::NearFlags { local: "m1".into(), flags: "S".into() },
+                Action::Base { uid: 1, flags: "S".into() },
+            ]
+        );
+    }
+
+    #[test]
+    fn an_empty_side_is_refused_not_taken_as_deletions() {
+        let pairs = vec![pair(1, "m1", ""), pair(2, "m2", "")];
+        let f = far(&[(1, ""), (2, "")]);
+        assert_eq!(plan(&pairs, &f, &near(&[]), BOTH_EXPUNGE), Err(Refusal::NearEmpty(2)));
+        let n = near(&[("m1", ""), ("m2", "")]);
+        assert_eq!(plan(&pairs, &far(&[]), &n, BOTH_EXPUNGE), Err(Refusal::FarEmpty(2)));
+        // Empty and unknown to state is simply empty.
+        assert_eq!(plan(&[], &far(&[]), &near(&[]), BOTH_EXPUNGE), Ok(vec![]));
+    }
+
+    proptest::proptest! {
+        /// Whatever the inputs, nothing is deleted where the policy forbids it, and every
+        /// message present on one side ends up handled (paired, copied, or left by policy).
+        #[test]
+        fn deletions_only_where_allowed(
+            states in proptest::collection::vec((0u8..4, 0u8..32, 0u8..32, 0u8..32), 1..12),
+            pull: bool, push: bool, xf: bool, xn: bool,
+        ) {
+            let letters = |mask: u8| -> String { SYNCED_FLAGS.chars().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, c)| c).collect() };
+            let policy = Policy { pull, push, expunge_far: xf, expunge_near: xn };
+            let mut pairs = Vec::new();
+            let mut f = BTreeMap::new();
+            let mut n = BTreeMap::new();
+            for (i, (presence, b, fm, nm)) in states.iter().enumerate() {
+                let uid = i as u32 + 1;
+                let local = format!("m{uid}");
+                pairs.push(Pair { uid, local: Some(local.clone()), base: Some(letters(*b)) });
+                if presence & 1 != 0 { f.insert(uid, letters(*fm)); }
+                if presence & 2 != 0 { n.insert(local, letters(*nm)); }
+            }
+            if let Ok(actions) = plan(&pairs, &f, &n, policy) {
+                for a in &actions {
+                    match a {
+                        Action::ExpungeFar { uid } => {
+                            proptest::prop_assert!(xf && push);
+                            proptest::prop_assert!(!n.contains_key(&format!("m{uid}")), "expunged a message still in the Maildir");
+                        }
+                        Action::DeleteNear { local } => {
+                            proptest::prop_assert!(xn && pull);
+                            proptest::prop_assert!(!f.contains_key(&local[1..].parse::<u32>().unwrap()), "deleted a message still on the server");
+                        }
+                        Action::FarFlags { .. } | Action::Upload { .. } => proptest::prop_assert!(push),
+                        Action::NearFlags { .. } | Action::Download { .. } => proptest::prop_assert!(pull),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+}
