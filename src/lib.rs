@@ -19,6 +19,7 @@ pub mod report;
 pub mod state;
 pub mod sync;
 pub mod text;
+pub mod transfer;
 pub mod units;
 
 use clap::Parser;

@@ -143,14 +143,23 @@ fn synced(flags: &str) -> String {
 
 /// `near` with its synced letters replaced by `synced_letters` (other letters kept).
 fn with_synced(near: &str, synced_letters: &str) -> String {
-    let mut letters: Vec<char> = near.chars().filter(|c| !SYNCED_FLAGS.contains(*c)).collect();
+    let mut letters: Vec<char> = near
+        .chars()
+        .filter(|c| !SYNCED_FLAGS.contains(*c))
+        .collect();
     letters.extend(synced_letters.chars());
     crate::maildir::normalize_flags(&letters.into_iter().collect::<String>())
 }
 
 fn diff(from: &str, to: &str) -> (String, String) {
-    let add = SYNCED_FLAGS.chars().filter(|&l| has(to, l) && !has(from, l)).collect();
-    let remove = SYNCED_FLAGS.chars().filter(|&l| !has(to, l) && has(from, l)).collect();
+    let add = SYNCED_FLAGS
+        .chars()
+        .filter(|&l| has(to, l) && !has(from, l))
+        .collect();
+    let remove = SYNCED_FLAGS
+        .chars()
+        .filter(|&l| !has(to, l) && has(from, l))
+        .collect();
     (add, remove)
 }
 
@@ -175,15 +184,30 @@ pub fn plan(
 
     for p in pairs {
         let f = far.get(&p.uid);
-        let n = p.local.as_ref().and_then(|l| near.get(l).map(|flags| (l, flags)));
+        let n = p
+            .local
+            .as_ref()
+            .and_then(|l| near.get(l).map(|flags| (l, flags)));
         match (f, n) {
             (Some(f), Some((local, n))) => {
                 let merged = merge(p.base.as_deref(), &synced(f), &synced(n));
-                let far_target = if policy.push { merged.clone() } else { synced(f) };
-                let near_target = if policy.pull { merged.clone() } else { synced(n) };
+                let far_target = if policy.push {
+                    merged.clone()
+                } else {
+                    synced(f)
+                };
+                let near_target = if policy.pull {
+                    merged.clone()
+                } else {
+                    synced(n)
+                };
                 if far_target != synced(f) {
                     let (add, remove) = diff(f, &far_target);
-                    actions.push(Action::FarFlags { uid: p.uid, add, remove });
+                    actions.push(Action::FarFlags {
+                        uid: p.uid,
+                        add,
+                        remove,
+                    });
                 }
                 if near_target != synced(n) {
                     actions.push(Action::NearFlags {
@@ -224,7 +248,9 @@ pub fn plan(
             (None, Some((local, n))) => {
                 // Expunged on the server.
                 if policy.pull && policy.expunge_near {
-                    actions.push(Action::DeleteNear { local: local.clone() });
+                    actions.push(Action::DeleteNear {
+                        local: local.clone(),
+                    });
                     actions.push(Action::Forget { uid: p.uid });
                 } else if policy.pull && !has(n, 'T') {
                     actions.push(Action::NearFlags {
@@ -245,7 +271,10 @@ pub fn plan(
         }
     }
     if policy.push {
-        for (local, flags) in near.iter().filter(|(l, _)| !paired_locals.contains(l.as_str())) {
+        for (local, flags) in near
+            .iter()
+            .filter(|(l, _)| !paired_locals.contains(l.as_str()))
+        {
             actions.push(Action::Upload {
                 local: local.clone(),
                 flags: synced(flags),
@@ -270,8 +299,14 @@ mod tests {
         expunge_near: true,
         ..BOTH
     };
-    const PULL: Policy = Policy { push: false, ..BOTH_EXPUNGE };
-    const PUSH: Policy = Policy { pull: false, ..BOTH_EXPUNGE };
+    const PULL: Policy = Policy {
+        push: false,
+        ..BOTH_EXPUNGE
+    };
+    const PUSH: Policy = Policy {
+        pull: false,
+        ..BOTH_EXPUNGE
+    };
 
     fn pair(uid: u32, local: &str, base: &str) -> Pair {
         Pair {
@@ -286,7 +321,9 @@ mod tests {
     }
 
     fn near(v: &[(&str, &str)]) -> BTreeMap<String, String> {
-        v.iter().map(|(l, f)| (l.to_string(), f.to_string())).collect()
+        v.iter()
+            .map(|(l, f)| (l.to_string(), f.to_string()))
+            .collect()
     }
 
     /// A second message present on both sides and unchanged, so no side is ever empty.
@@ -327,7 +364,11 @@ mod tests {
         ] {
             let s = |x: bool| if x { "S" } else { "" };
             let base = b.map(s);
-            assert_eq!(merge(base, s(f), s(n)), s(want), "base {b:?} far {f} near {n}");
+            assert_eq!(
+                merge(base, s(f), s(n)),
+                s(want),
+                "base {b:?} far {f} near {n}"
+            );
         }
         // Independent flags merge independently: far flagged it, near read it.
         assert_eq!(merge(Some(""), "F", "S"), "FS");
@@ -339,46 +380,81 @@ mod tests {
         // (in state, on far, on near) for each policy.
         let p = pair(1, "m1", "S");
         // state, far, near: nothing to do.
-        assert_eq!(with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "S")], BOTH), vec![]);
+        assert_eq!(
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "S")], BOTH),
+            vec![]
+        );
         // state, far, no near: deleted locally.
         assert_eq!(
-            with_anchor(&[p.clone()], &[(1, "S")], &[], BOTH),
-            vec![Action::FarFlags { uid: 1, add: "T".into(), remove: "".into() }]
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[], BOTH),
+            vec![Action::FarFlags {
+                uid: 1,
+                add: "T".into(),
+                remove: "".into()
+            }]
         );
         assert_eq!(
-            with_anchor(&[p.clone()], &[(1, "S")], &[], BOTH_EXPUNGE),
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[], BOTH_EXPUNGE),
             vec![Action::ExpungeFar { uid: 1 }, Action::Forget { uid: 1 }]
         );
-        assert_eq!(with_anchor(&[p.clone()], &[(1, "S")], &[], PULL), vec![]);
+        assert_eq!(
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[], PULL),
+            vec![]
+        );
         // state, no far, near: expunged on the server.
         assert_eq!(
-            with_anchor(&[p.clone()], &[], &[("m1", "S")], BOTH),
-            vec![Action::NearFlags { local: "m1".into(), flags: "ST".into() }]
+            with_anchor(std::slice::from_ref(&p), &[], &[("m1", "S")], BOTH),
+            vec![Action::NearFlags {
+                local: "m1".into(),
+                flags: "ST".into()
+            }]
         );
         assert_eq!(
-            with_anchor(&[p.clone()], &[], &[("m1", "S")], BOTH_EXPUNGE),
-            vec![Action::DeleteNear { local: "m1".into() }, Action::Forget { uid: 1 }]
+            with_anchor(std::slice::from_ref(&p), &[], &[("m1", "S")], BOTH_EXPUNGE),
+            vec![
+                Action::DeleteNear { local: "m1".into() },
+                Action::Forget { uid: 1 }
+            ]
         );
-        assert_eq!(with_anchor(&[p.clone()], &[], &[("m1", "S")], PUSH), vec![]);
+        assert_eq!(
+            with_anchor(std::slice::from_ref(&p), &[], &[("m1", "S")], PUSH),
+            vec![]
+        );
         // state, neither: forget.
-        assert_eq!(with_anchor(&[p.clone()], &[], &[], BOTH), vec![Action::Forget { uid: 1 }]);
+        assert_eq!(
+            with_anchor(std::slice::from_ref(&p), &[], &[], BOTH),
+            vec![Action::Forget { uid: 1 }]
+        );
         // no state, far only: new on the server.
         assert_eq!(
             with_anchor(&[], &[(7, "FS")], &[], BOTH),
-            vec![Action::Download { uid: 7, flags: "FS".into() }]
+            vec![Action::Download {
+                uid: 7,
+                flags: "FS".into()
+            }]
         );
         assert_eq!(with_anchor(&[], &[(7, "FS")], &[], PUSH), vec![]);
         // no state, near only: new in the Maildir.
         assert_eq!(
             with_anchor(&[], &[], &[("new1", "RS")], BOTH),
-            vec![Action::Upload { local: "new1".into(), flags: "RS".into() }]
+            vec![Action::Upload {
+                local: "new1".into(),
+                flags: "RS".into()
+            }]
         );
         assert_eq!(with_anchor(&[], &[], &[("new1", "RS")], PULL), vec![]);
         // seen on the server but never fetched: fetch it now.
-        let skipped = Pair { uid: 3, local: None, base: None };
+        let skipped = Pair {
+            uid: 3,
+            local: None,
+            base: None,
+        };
         assert_eq!(
             with_anchor(&[skipped], &[(3, "")], &[], BOTH),
-            vec![Action::Download { uid: 3, flags: "".into() }]
+            vec![Action::Download {
+                uid: 3,
+                flags: "".into()
+            }]
         );
     }
 
@@ -387,43 +463,78 @@ mod tests {
         let p = pair(1, "m1", "");
         // Far read it, near flagged it: both get both.
         assert_eq!(
-            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "F")], BOTH),
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "F")], BOTH),
             vec![
-                Action::FarFlags { uid: 1, add: "F".into(), remove: "".into() },
-                Action::NearFlags { local: "m1".into(), flags: "FS".into() },
-                Action::Base { uid: 1, flags: "FS".into() },
+                Action::FarFlags {
+                    uid: 1,
+                    add: "F".into(),
+                    remove: "".into()
+                },
+                Action::NearFlags {
+                    local: "m1".into(),
+                    flags: "FS".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "FS".into()
+                },
             ]
         );
         // Pull only: the near change stays local, the far change comes down.
         assert_eq!(
-            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "F")], PULL),
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "F")], PULL),
             vec![
-                Action::NearFlags { local: "m1".into(), flags: "FS".into() },
-                Action::Base { uid: 1, flags: "S".into() },
+                Action::NearFlags {
+                    local: "m1".into(),
+                    flags: "FS".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "S".into()
+                },
             ]
         );
         // Push only: the far change stays there.
         assert_eq!(
-            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "F")], PUSH),
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "F")], PUSH),
             vec![
-                Action::FarFlags { uid: 1, add: "F".into(), remove: "".into() },
-                Action::Base { uid: 1, flags: "FS".into() },
+                Action::FarFlags {
+                    uid: 1,
+                    add: "F".into(),
+                    remove: "".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "FS".into()
+                },
             ]
         );
         // Maildir-only letters (P, keywords) are kept when flags come down.
         assert_eq!(
-            with_anchor(&[p.clone()], &[(1, "S")], &[("m1", "Pa")], BOTH),
+            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "Pa")], BOTH),
             vec![
-                Action::NearFlags { local: "m1".into(), flags: "PSa".into() },
-                Action::Base { uid: 1, flags: "S".into() },
+                Action::NearFlags {
+                    local: "m1".into(),
+                    flags: "PSa".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "S".into()
+                },
             ]
         );
         // Removal on one side wins over the unchanged other side.
         assert_eq!(
             with_anchor(&[pair(1, "m1", "FS")], &[(1, "S")], &[("m1", "FS")], BOTH),
             vec![
-                Action::NearFlags { local: "m1".into(), flags: "S".into() },
-                Action::Base { uid: 1, flags: "S".into() },
+                Action::NearFlags {
+                    local: "m1".into(),
+                    flags: "S".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "S".into()
+                },
             ]
         );
     }
@@ -432,9 +543,15 @@ mod tests {
     fn an_empty_side_is_refused_not_taken_as_deletions() {
         let pairs = vec![pair(1, "m1", ""), pair(2, "m2", "")];
         let f = far(&[(1, ""), (2, "")]);
-        assert_eq!(plan(&pairs, &f, &near(&[]), BOTH_EXPUNGE), Err(Refusal::NearEmpty(2)));
+        assert_eq!(
+            plan(&pairs, &f, &near(&[]), BOTH_EXPUNGE),
+            Err(Refusal::NearEmpty(2))
+        );
         let n = near(&[("m1", ""), ("m2", "")]);
-        assert_eq!(plan(&pairs, &far(&[]), &n, BOTH_EXPUNGE), Err(Refusal::FarEmpty(2)));
+        assert_eq!(
+            plan(&pairs, &far(&[]), &n, BOTH_EXPUNGE),
+            Err(Refusal::FarEmpty(2))
+        );
         // Empty and unknown to state is simply empty.
         assert_eq!(plan(&[], &far(&[]), &near(&[]), BOTH_EXPUNGE), Ok(vec![]));
     }

@@ -1,0 +1,293 @@
+//! Moving messages between an IMAP folder and a Maildir folder with durable state: the
+//! download sequence (bodies durable in tmp/ -> recorded -> renamed into place), expunging
+//! exactly what is safe, crash recovery, and re-matching after a UIDVALIDITY change. Shared by
+//! `fetch` and `sync`.
+
+use std::collections::{HashMap, HashSet};
+
+use anyhow::Context;
+
+use crate::failpoint;
+use crate::imap::{self, FetchSink, ImapError, Session, codec, date};
+use crate::maildir::{Durable, Folder, TmpMessage};
+use crate::report::Progress;
+use crate::state::{ImapFolder, ImapRecord, State};
+
+/// Messages per durable batch (one state commit and one directory sync each).
+pub const BATCH_MESSAGES: usize = 64;
+/// Bytes per durable batch.
+pub const BATCH_BYTES: u64 = 16 << 20;
+/// What is fetched with each body (ENVELOPE and BODYSTRUCTURE are never asked for).
+const BODY_ITEMS: &str =
+    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[])";
+
+/// Splits (UID, size) pairs into durable batches of at most 64 messages or about 16 MiB.
+pub fn batches(messages: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
+    let mut out = Vec::new();
+    let mut rest = messages;
+    while !rest.is_empty() {
+        let mut take = 0;
+        let mut bytes = 0;
+        while take < rest.len() && take < BATCH_MESSAGES && (take == 0 || bytes < BATCH_BYTES) {
+            bytes += rest[take].1;
+            take += 1;
+        }
+        let (batch, tail) = rest.split_at(take);
+        out.push(batch);
+        rest = tail;
+    }
+    out
+}
+
+/// A message that landed in the Maildir.
+#[derive(Debug, Clone)]
+pub struct Landed {
+    /// Its UID.
+    pub uid: u32,
+    /// Its flags (Maildir letters) as fetched.
+    pub flags: String,
+    /// Its size on the server.
+    pub size: u64,
+}
+
+/// Downloads one batch: bodies streamed into tmp/ and made durable, recorded in state, then
+/// renamed into place. A crash at any point loses nothing and, after [`recover`], duplicates
+/// nothing. UIDs the server no longer has are skipped.
+pub async fn download(
+    session: &mut Session,
+    state: &mut State,
+    folder: &ImapFolder,
+    local: &Folder,
+    uids: &[u32],
+    progress: &mut Progress,
+) -> anyhow::Result<Vec<Landed>> {
+    let mut sink = BodySink {
+        folder: local,
+        current: None,
+        done: Vec::with_capacity(uids.len()),
+        wanted: uids.iter().copied().collect(),
+        progress,
+    };
+    let tag = session
+        .client
+        .send(&format!(
+            "UID FETCH {} {BODY_ITEMS}",
+            codec::format_set(uids)
+        ))
+        .await?;
+    let mut untagged = Vec::new();
+    session
+        .client
+        .complete(&tag, "UID FETCH", &mut sink, &mut untagged)
+        .await?;
+    let mut fetched = sink.done;
+    fetched.sort_by_key(|f| f.uid);
+    let records: Vec<ImapRecord> = fetched
+        .iter()
+        .map(|f| ImapRecord {
+            uid: f.uid,
+            local_name: Some(f.durable.unique()),
+            flags: f.flags.clone(),
+            size: f.size,
+            message_id: f.message_id.clone(),
+        })
+        .collect();
+    // Record before the rename, so that a crash after it cannot cause a duplicate.
+    state.imap_record(folder.id, &records)?;
+    failpoint::hit("imap-after-record");
+    let landed: Vec<Landed> = fetched
+        .iter()
+        .map(|f| Landed {
+            uid: f.uid,
+            flags: f.flags.clone(),
+            size: f.size,
+        })
+        .collect();
+    local.commit(fetched.into_iter().map(|f| (f.durable, f.flags)).collect())?;
+    failpoint::hit("imap-after-rename");
+    Ok(landed)
+}
+
+/// UIDVALIDITY changed: matches server messages to known ones by Message-ID and size, gives
+/// the matches their new UIDs and forgets the rest (their local copies stay). Returns how many
+/// were re-matched.
+pub async fn rematch(
+    session: &mut Session,
+    state: &mut State,
+    folder: &mut ImapFolder,
+    uidvalidity: u32,
+    known: &[ImapRecord],
+) -> anyhow::Result<usize> {
+    let (untagged, _) = session
+        .client
+        .run("UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+        .await?;
+    let mut by_key: HashMap<(String, u64), Vec<u32>> = HashMap::new();
+    for r in known {
+        if let Some(id) = &r.message_id {
+            by_key.entry((id.clone(), r.size)).or_default().push(r.uid);
+        }
+    }
+    let mut moves = Vec::new();
+    for response in untagged {
+        let imap::Response::Fetch(f) = response else {
+            continue;
+        };
+        let (Some(uid), Some(size), Some(id)) =
+            (f.uid, f.size, f.header.as_deref().and_then(message_id))
+        else {
+            continue;
+        };
+        if let Some(old) = by_key.get_mut(&(id, size)).and_then(Vec::pop) {
+            moves.push((old, uid));
+        }
+    }
+    folder.uidvalidity = Some(uidvalidity);
+    state.imap_rebind(folder, &moves)?;
+    Ok(moves.len())
+}
+
+/// Marks messages \Deleted and removes exactly them (UID EXPUNGE), then forgets them in state.
+/// Only ever called for messages whose local copy is durable and recorded. Returns how many
+/// the server reported removed.
+pub async fn expunge(
+    session: &mut Session,
+    state: &mut State,
+    folder: &ImapFolder,
+    uids: &[u32],
+) -> anyhow::Result<u64> {
+    let set = codec::format_set(uids);
+    session
+        .client
+        .run(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))
+        .await?;
+    failpoint::hit("imap-after-store");
+    let (untagged, _) = session.client.run(&format!("UID EXPUNGE {set}")).await?;
+    let removed: u64 = untagged
+        .iter()
+        .map(|r| match r {
+            imap::Response::Expunge(_) => 1,
+            imap::Response::Vanished {
+                earlier: false,
+                uids,
+            } => uids.iter().map(|(a, b)| u64::from(b - a) + 1).sum(),
+            _ => 0,
+        })
+        .sum();
+    state.imap_forget(folder.id, uids)?;
+    Ok(removed)
+}
+
+/// Settles records of a batch that was interrupted (see the POP3 fetch for the scheme).
+pub fn recover(state: &mut State, folder: &ImapFolder, local: &Folder) -> anyhow::Result<()> {
+    if !state.imap_has_pending(folder.id)? {
+        return Ok(());
+    }
+    let present: HashSet<String> = local.list()?.into_iter().map(|e| e.unique).collect();
+    state.imap_recover(folder.id, |name| present.contains(name))?;
+    Ok(())
+}
+
+/// The Message-ID in a header block, if any (folded lines handled).
+pub fn message_id(header: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(header);
+    let mut lines = text.split('\n').peekable();
+    while let Some(line) = lines.next() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("message-id") {
+            continue;
+        }
+        let mut value = value.trim().to_string();
+        while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+            value.push_str(next.trim());
+            lines.next();
+        }
+        let value = value.trim();
+        return (!value.is_empty()).then(|| value.to_string());
+    }
+    None
+}
+
+/// A fetched message, durable in tmp/.
+struct Fetched {
+    uid: u32,
+    flags: String,
+    size: u64,
+    message_id: Option<String>,
+    durable: Durable,
+}
+
+/// Streams `BODY[]` literals into tmp/ files and completes them with their FETCH data.
+struct BodySink<'a> {
+    folder: &'a Folder,
+    current: Option<TmpMessage>,
+    done: Vec<Fetched>,
+    wanted: HashSet<u32>,
+    progress: &'a mut Progress,
+}
+
+impl FetchSink for BodySink<'_> {
+    fn begin(&mut self, _len: usize) -> anyhow::Result<()> {
+        self.current = Some(self.folder.create_tmp()?);
+        Ok(())
+    }
+
+    fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        self.current
+            .as_mut()
+            .context("body data before its start")?
+            .write_crlf(chunk)?;
+        self.progress.bytes(chunk.len() as u64);
+        Ok(())
+    }
+
+    fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()> {
+        if !fetch.body {
+            return Ok(());
+        }
+        let tmp = self
+            .current
+            .take()
+            .context("a FETCH body without its start")?;
+        let uid = fetch
+            .uid
+            .ok_or_else(|| ImapError::Protocol("a FETCH body without its UID".into()))?;
+        // A body for a UID we did not ask for is dropped (its tmp file goes with `tmp`).
+        if !self.wanted.remove(&uid) {
+            return Ok(());
+        }
+        let mtime = fetch.internaldate.as_deref().and_then(date::parse);
+        let durable = tmp.finish(mtime)?;
+        failpoint::hit("imap-after-tmp");
+        self.done.push(Fetched {
+            uid,
+            flags: imap::maildir_flags(fetch.flags.as_deref().unwrap_or_default()),
+            size: fetch.size.unwrap_or(durable.size()),
+            message_id: fetch.header.as_deref().and_then(message_id),
+            durable,
+        });
+        self.progress.message();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_message_ids() {
+        assert_eq!(
+            message_id(b"Message-ID: <a@b>\r\n\r\n").as_deref(),
+            Some("<a@b>")
+        );
+        assert_eq!(
+            message_id(b"message-id:\r\n <folded@x>\r\n\r\n").as_deref(),
+            Some("<folded@x>")
+        );
+        assert_eq!(message_id(b"Subject: x\r\n\r\n"), None);
+        assert_eq!(message_id(b""), None);
+    }
+}
