@@ -14,7 +14,7 @@ Examples:
   mailferry check old-isp                  connect, TLS, login; no mail moves
   mailferry status                         what the state database knows
 
-Exit codes: 0 ok (also \"no new mail\"), 64 usage, 69 not available, 70 internal error,
+Exit codes: 0 ok (also \"no new mail\"), 64 usage, 65 safety stop, 69 not available, 70 internal error,
 74 local I/O, 75 temporary failure (retry), 76 protocol error, 77 authentication or
 certificate, 78 configuration, 80 account locked by another run.";
 
@@ -49,6 +49,7 @@ State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one loc
 Exit codes:
   0   success, including \"no new mail\"
   64  bad command line
+  65  a safety check stopped the run: a folder emptied while state knows its messages
   69  feature not available (not built yet, or the server lacks it)
   70  internal error (a bug: please report it)
   74  local I/O error (disk full, read-only Maildir, state database)

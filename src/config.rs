@@ -296,8 +296,13 @@ struct RawChannel {
     sync: SyncDirection,
     #[serde(default)]
     expunge: Sides,
-    #[serde(default)]
+    #[serde(default = "create_near")]
     create: Sides,
+}
+
+/// Folders found on the server are created in the Maildir unless the channel says otherwise.
+fn create_near() -> Sides {
+    Sides::Near
 }
 
 /// The default config path: `$XDG_CONFIG_HOME/mailferry/config.toml`.

@@ -9,6 +9,8 @@ pub enum Exit {
     Ok = 0,
     /// Bad command line.
     Usage = 64,
+    /// A safety check stopped the run (a side emptied while state knows its messages).
+    Refused = 65,
     /// The feature is not available: not built yet, or the server lacks what it needs.
     Unavailable = 69,
     /// A bug in mailferry.
@@ -37,6 +39,10 @@ impl Exit {
     pub const TABLE: &'static [(Exit, &'static str)] = &[
         (Exit::Ok, "success, including \"no new mail\""),
         (Exit::Usage, "bad command line"),
+        (
+            Exit::Refused,
+            "a safety check stopped the run: a folder emptied while state knows its messages",
+        ),
         (
             Exit::Unavailable,
             "feature not available (not built yet, or the server lacks it)",
@@ -100,6 +106,9 @@ pub fn classify(err: &anyhow::Error) -> Exit {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<crate::maildir::MaildirError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<crate::sync::Refused>() {
             return e.exit();
         }
         if let Some(e) = cause.downcast_ref::<NotBuilt>() {

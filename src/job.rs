@@ -5,12 +5,13 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use crate::adhoc::{self, Adhoc};
-use crate::cli::{AdhocArgs, CheckArgs, Cli, Command, FetchArgs, ListArgs, StatusArgs};
-use crate::config::{self, Account, Config, ConfigError, Mode, Protocol};
+use crate::cli::{AdhocArgs, CheckArgs, Cli, Command, FetchArgs, ListArgs, StatusArgs, SyncArgs};
+use crate::config::{self, Account, Channel, Config, ConfigError, Mode, Protocol, SyncDirection};
 use crate::exit::{Exit, NotBuilt, classify};
 use crate::fetch::{self, FetchOptions, now};
 use crate::report::{Outcome, Output};
 use crate::state::State;
+use crate::sync::{self, SyncOptions, SyncOutcome};
 use crate::text::sanitize;
 use crate::units::{parse_duration, parse_size};
 use crate::{credentials, imap, lock, pop3};
@@ -60,7 +61,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Fetch(args) => runtime.block_on(ctx.fetch(args, &out)),
         Command::Check(args) => runtime.block_on(ctx.check(args, &out)),
         Command::Status(args) => vec![(String::new(), ctx.status(args, &out))],
-        Command::Sync(_) => not_built("mailferry sync (two-way IMAP sync)"),
+        Command::Sync(args) => runtime.block_on(ctx.sync(args, &out)),
         Command::Migrate(_) => not_built("mailferry migrate"),
         Command::List(args) => runtime.block_on(ctx.list(args, &out)),
         Command::Completions { .. } => vec![],
@@ -262,6 +263,99 @@ impl Setup {
         results
     }
 
+    async fn sync(&self, args: &SyncArgs, out: &Output) -> Vec<(String, anyhow::Result<()>)> {
+        let Some(config) = &self.config else {
+            return vec![(
+                String::new(),
+                Err(ConfigError::config("sync needs a config file with [channels]").into()),
+            )];
+        };
+        let names: Vec<String> = if args.channels.is_empty() {
+            config.channels.keys().cloned().collect()
+        } else {
+            args.channels.clone()
+        };
+        if names.is_empty() {
+            return vec![(
+                String::new(),
+                Err(ConfigError::config("no [channels] are configured").into()),
+            )];
+        }
+        let direction = if args.pull {
+            Some(SyncDirection::Pull)
+        } else if args.push {
+            Some(SyncDirection::Push)
+        } else {
+            None
+        };
+        let opts = SyncOptions {
+            direction,
+            dry_run: args.dry_run,
+        };
+        let mut results = Vec::new();
+        for name in names {
+            let Some(channel) = config.channels.get(&name) else {
+                let known = config
+                    .channels
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                results.push((
+                    String::new(),
+                    Err(ConfigError::usage(format!(
+                        "there is no channel \"{}\" (known: {known})",
+                        sanitize(&name, 100)
+                    ))
+                    .into()),
+                ));
+                continue;
+            };
+            let Some(account) = config.accounts.get(&channel.account) else {
+                continue;
+            };
+            let result = self.sync_channel(channel, account, &opts, out).await;
+            if let Ok(o) = &result {
+                if out.json {
+                    println!("{}", serde_json::to_string(o).unwrap_or_default());
+                } else {
+                    out.info(&o.line());
+                }
+            }
+            results.push((name, result.map(|_| ())));
+        }
+        results
+    }
+
+    async fn sync_channel(
+        &self,
+        channel: &Channel,
+        account: &Account,
+        opts: &SyncOptions,
+        out: &Output,
+    ) -> anyhow::Result<SyncOutcome> {
+        let _lock = lock::acquire(&self.state_dir, &account.name)?;
+        let state_path = self.state_path(&account.name);
+        if opts.dry_run && !state_path.exists() {
+            // Plan against empty state without creating a database.
+            let dir = tempdir_for_dry_run()?;
+            let mut state = State::open(&dir.join("dry-run.sqlite"))?;
+            let result = sync::run(channel, account, opts, &mut state, out).await;
+            let _ = std::fs::remove_dir_all(&dir);
+            return result;
+        }
+        let mut state = State::open(&state_path)?;
+        let run = state.run_started(now())?;
+        let result = sync::run(channel, account, opts, &mut state, out).await;
+        let recorded = match &result {
+            Ok(o) => state.run_finished(run, now(), "ok", o.downloaded, o.far_deleted, None),
+            Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
+        };
+        let outcome = result?;
+        recorded?;
+        Ok(outcome)
+    }
+
     async fn list(&self, args: &ListArgs, out: &Output) -> Vec<(String, anyhow::Result<()>)> {
         let account = match self.accounts(std::slice::from_ref(&args.account), &args.adhoc) {
             Ok(mut a) => a.remove(0),
@@ -327,6 +421,13 @@ impl Setup {
         }
         Ok(())
     }
+}
+
+/// A private scratch directory for a dry run that has no state yet.
+fn tempdir_for_dry_run() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("mailferry-dry-run-{}", std::process::id()));
+    crate::state::create_private_dir(&dir)?;
+    Ok(dir)
 }
 
 fn ago(t: i64) -> String {

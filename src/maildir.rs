@@ -350,6 +350,11 @@ pub struct Folder {
 }
 
 impl Folder {
+    /// A folder at an existing directory, without creating anything (for reading).
+    pub fn at(path: PathBuf) -> Folder {
+        Folder { path }
+    }
+
     /// The folder's directory.
     pub fn path(&self) -> &Path {
         &self.path

@@ -170,6 +170,17 @@ pub struct ImapRecord {
     pub message_id: Option<String>,
 }
 
+/// An upload recorded before its APPEND whose UID is not known yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingUpload {
+    /// Row id in imap_messages.
+    pub row: i64,
+    /// Message-ID header, to find it on the server.
+    pub message_id: Option<String>,
+    /// Size with CRLF line ends (RFC822.SIZE on the server).
+    pub size: u64,
+}
+
 /// What `status` shows about an account.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
@@ -601,6 +612,93 @@ impl State {
                 params![folder.id, folder.uidvalidity.map(i64::from)],
             )
             .map_err(&sql)?;
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// Messages being uploaded (recorded before their APPEND, no UID yet) in a folder.
+    pub fn imap_pending_uploads(&self, folder: i64) -> Result<Vec<PendingUpload>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, local_name, message_id, size FROM imap_messages
+                 WHERE folder_id = ?1 AND uid IS NULL AND local_name IS NOT NULL",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![folder], |r| {
+                Ok(PendingUpload {
+                    row: r.get(0)?,
+                    message_id: r.get(2)?,
+                    size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+    }
+
+    /// Records uploads before they are sent (so a crash after the APPEND cannot make a second
+    /// copy): (local name, flags, size, Message-ID). Returns their row ids.
+    pub fn imap_upload_intents(
+        &mut self,
+        folder: i64,
+        uploads: &[(String, String, u64, Option<String>)],
+    ) -> Result<Vec<i64>> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let mut ids = Vec::with_capacity(uploads.len());
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO imap_messages (folder_id, uid, local_name, flags, size, message_id, delivered)
+                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, 1)",
+                )
+                .map_err(&sql)?;
+            for (local, flags, size, message_id) in uploads {
+                stmt.execute(params![folder, local, flags, *size as i64, message_id])
+                    .map_err(&sql)?;
+                ids.push(tx.last_insert_rowid());
+            }
+        }
+        tx.commit().map_err(&sql)?;
+        Ok(ids)
+    }
+
+    /// Gives uploaded messages their UIDs, or forgets intents that did not reach the server
+    /// (uid None), in one transaction.
+    pub fn imap_uploads_done(&mut self, done: &[(i64, Option<u32>)]) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            let mut set = tx
+                .prepare_cached("UPDATE imap_messages SET uid = ?2 WHERE id = ?1")
+                .map_err(&sql)?;
+            let mut drop = tx
+                .prepare_cached("DELETE FROM imap_messages WHERE id = ?1")
+                .map_err(&sql)?;
+            for (id, uid) in done {
+                match uid {
+                    Some(uid) => set.execute(params![id, uid]).map_err(&sql)?,
+                    None => drop.execute(params![id]).map_err(&sql)?,
+                };
+            }
+        }
+        tx.commit().map_err(&sql)
+    }
+
+    /// Records the synced flags of messages: (UID, letters).
+    pub fn imap_set_flags(&mut self, folder: i64, flags: &[(u32, String)]) -> Result<()> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "UPDATE imap_messages SET flags = ?3 WHERE folder_id = ?1 AND uid = ?2",
+                )
+                .map_err(&sql)?;
+            for (uid, f) in flags {
+                stmt.execute(params![folder, uid, f]).map_err(&sql)?;
+            }
         }
         tx.commit().map_err(&sql)
     }

@@ -317,16 +317,15 @@ impl Client {
         Ok((client, fp))
     }
 
-    /// Appends a message; returns (UIDVALIDITY, UID) when the server has UIDPLUS.
+    /// Appends a message to a mailbox (given quoted, as on the wire); returns (UIDVALIDITY,
+    /// UID) when the server has UIDPLUS. LITERAL+ saves a round trip when offered.
     pub async fn append(
         &mut self,
-        mailbox: &str,
+        name: &str,
         flags: &str,
         date: Option<&str>,
         message: &[u8],
     ) -> Result<Option<(u32, u32)>> {
-        let name = codec::quote(&codec::utf7_encode(mailbox))
-            .ok_or_else(|| ImapError::Protocol("bad mailbox name".into()))?;
         let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
         let plus = self.has("LITERAL+");
         let tag = self.tag();
@@ -335,6 +334,7 @@ impl Client {
             message.len(),
             if plus { "+" } else { "" }
         );
+        crate::report::trace("C", head.as_bytes());
         self.write(head.as_bytes()).await?;
         if !plus {
             match self.read(&mut NoBodies).await? {

@@ -1,3 +1,685 @@
 //! `mailferry sync`: two-way sync of IMAP folders with a Maildir (mbsync's model).
+//!
+//! Per folder: list both sides, settle what an interrupted run left (downloads and uploads
+//! recorded but unconfirmed), plan with [`plan::plan`], then carry the plan out in the order
+//! that can lose nothing: downloads and uploads first (each recorded before it becomes
+//! visible), then flag changes, then deletions, then the new synced state.
 
 pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context;
+use serde::Serialize;
+
+use crate::config::{Account, Channel, Sides, SyncDirection};
+use crate::exit::{Classify, Exit};
+use crate::imap::{self, RemoteFolder, Session, codec, date};
+use crate::maildir::{Entry, Folder, Maildir};
+use crate::report::Output;
+use crate::state::{ImapFolder, State};
+use crate::text::sanitize;
+use crate::transfer::{self, expunge, message_id, recover};
+use crate::{credentials, failpoint};
+use plan::{Action, Pair, Policy};
+
+/// Uploads recorded per state commit.
+const UPLOAD_BATCH: usize = 32;
+
+/// A safety stop: planning was refused for a folder.
+#[derive(Debug, thiserror::Error)]
+#[error("folder {folder}: {refusal}")]
+pub struct Refused {
+    folder: String,
+    refusal: plan::Refusal,
+}
+
+impl Classify for Refused {
+    fn exit(&self) -> Exit {
+        Exit::Refused
+    }
+}
+
+/// Per-run options.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Direction from the command line, overriding the channel's.
+    pub direction: Option<SyncDirection>,
+    /// Change nothing anywhere.
+    pub dry_run: bool,
+}
+
+/// What a channel's sync did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SyncOutcome {
+    /// Channel name.
+    pub channel: String,
+    /// Messages copied server -> Maildir.
+    pub downloaded: u64,
+    /// Messages copied Maildir -> server.
+    pub uploaded: u64,
+    /// Messages whose flags changed on the server.
+    pub far_flags: u64,
+    /// Messages whose flags changed in the Maildir.
+    pub near_flags: u64,
+    /// Messages expunged on the server.
+    pub far_deleted: u64,
+    /// Messages removed from the Maildir.
+    pub near_deleted: u64,
+    /// Folders created (either side).
+    pub folders_created: u64,
+    /// Nothing was changed (dry run).
+    pub dry_run: bool,
+}
+
+impl SyncOutcome {
+    /// The one-line summary.
+    pub fn line(&self) -> String {
+        let verb = if self.dry_run {
+            "would change"
+        } else {
+            "synced"
+        };
+        let counts = [
+            (self.downloaded, "downloaded"),
+            (self.uploaded, "uploaded"),
+            (self.far_flags, "flags changed on the server"),
+            (self.near_flags, "flags changed locally"),
+            (self.far_deleted, "expunged on the server"),
+            (self.near_deleted, "removed locally"),
+            (self.folders_created, "folders created"),
+        ];
+        let parts: Vec<String> = counts
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, what)| format!("{n} {what}"))
+            .collect();
+        if parts.is_empty() {
+            format!("{}: in sync, nothing to do", self.channel)
+        } else {
+            format!("{}: {verb}: {}", self.channel, parts.join(", "))
+        }
+    }
+}
+
+/// Syncs one channel.
+pub async fn run(
+    channel: &Channel,
+    account: &Account,
+    opts: &SyncOptions,
+    state: &mut State,
+    out: &Output,
+) -> anyhow::Result<SyncOutcome> {
+    let direction = opts.direction.unwrap_or(channel.sync);
+    let policy = Policy {
+        pull: direction != SyncDirection::Push,
+        push: direction != SyncDirection::Pull,
+        expunge_far: matches!(channel.expunge, Sides::Far | Sides::Both),
+        expunge_near: matches!(channel.expunge, Sides::Near | Sides::Both),
+    };
+    let create_far = matches!(channel.create, Sides::Far | Sides::Both);
+    let create_near = matches!(channel.create, Sides::Near | Sides::Both);
+    let mut outcome = SyncOutcome {
+        channel: channel.name.clone(),
+        dry_run: opts.dry_run,
+        ..SyncOutcome::default()
+    };
+    let secret = credentials::password(account)?;
+    let maildir = Maildir::new(&account.maildir, account.layout);
+    let mut session = imap::open(account, &secret).await?;
+    if policy.push && !session.client.has("UIDPLUS") {
+        return Err(imap::ImapError::Missing(
+            "UIDPLUS (APPENDUID), which pushing to the server needs to never upload twice",
+        )
+        .into());
+    }
+    let (far_folders, skipped) = imap::list_folders(&mut session.client).await?;
+    for warning in skipped {
+        out.warn(&format!("{}: {warning}", channel.name));
+    }
+    let mut folders: BTreeMap<Vec<String>, Option<RemoteFolder>> = far_folders
+        .into_iter()
+        .filter(|f| imap::folder_selected(&f.name, &account.folders))
+        .map(|f| (f.components.clone(), Some(f)))
+        .collect();
+    let mut near_folders = maildir.list_folders()?;
+    if maildir.root().join("cur").is_dir() {
+        near_folders.push(vec!["INBOX".to_string()]);
+    }
+    for components in near_folders {
+        if imap::folder_selected(&components.join("/"), &account.folders) {
+            folders.entry(components).or_insert(None);
+        }
+    }
+    let delimiter = far_delimiter(&mut session).await?;
+    for (components, remote) in folders {
+        let name = components.join("/");
+        let near_exists = maildir
+            .folder_path(&components.iter().map(String::as_str).collect::<Vec<_>>())?
+            .join("cur")
+            .is_dir();
+        let remote = match remote {
+            Some(r) => {
+                if !near_exists && !create_near {
+                    out.detail(&format!(
+                        "{}: {name}: not in the Maildir and create does not allow it; skipped",
+                        channel.name
+                    ));
+                    continue;
+                }
+                r
+            }
+            None => {
+                if !create_far {
+                    out.detail(&format!(
+                        "{}: {name}: not on the server and create does not allow it; skipped",
+                        channel.name
+                    ));
+                    continue;
+                }
+                let wire = components
+                    .iter()
+                    .map(|c| codec::utf7_encode(c))
+                    .collect::<Vec<_>>()
+                    .join(&delimiter.to_string());
+                let remote = RemoteFolder {
+                    name: name.clone(),
+                    wire,
+                    components: components.clone(),
+                };
+                if !opts.dry_run {
+                    session
+                        .client
+                        .run(&format!("CREATE {}", remote.quoted()))
+                        .await?;
+                }
+                outcome.folders_created += 1;
+                remote
+            }
+        };
+        if !near_exists {
+            outcome.folders_created += 1;
+        }
+        let mut job = FolderSync {
+            account,
+            policy,
+            dry_run: opts.dry_run,
+            out,
+            remote: &remote,
+            maildir: &maildir,
+        };
+        job.run(&mut session, state, &mut outcome)
+            .await
+            .with_context(|| format!("folder {}", sanitize(&name, 100)))?;
+    }
+    session.client.logout().await?;
+    Ok(outcome)
+}
+
+/// The server's hierarchy delimiter (for creating folders).
+async fn far_delimiter(session: &mut Session) -> anyhow::Result<char> {
+    let (untagged, _) = session.client.run("LIST \"\" \"\"").await?;
+    Ok(untagged
+        .into_iter()
+        .find_map(|r| match r {
+            imap::Response::List(l) => l.delimiter,
+            _ => None,
+        })
+        .unwrap_or('/'))
+}
+
+struct FolderSync<'a> {
+    account: &'a Account,
+    policy: Policy,
+    dry_run: bool,
+    out: &'a Output,
+    remote: &'a RemoteFolder,
+    maildir: &'a Maildir,
+}
+
+impl FolderSync<'_> {
+    async fn run(
+        &mut self,
+        session: &mut Session,
+        state: &mut State,
+        outcome: &mut SyncOutcome,
+    ) -> anyhow::Result<()> {
+        let components: Vec<&str> = self.remote.components.iter().map(String::as_str).collect();
+        let selected = imap::select(session, self.remote, self.dry_run).await?;
+        let local = if self.dry_run {
+            None
+        } else {
+            Some(self.maildir.open_folder(&components)?)
+        };
+        let near_path = self.maildir.folder_path(&components)?;
+        let local_path = near_path
+            .strip_prefix(self.maildir.root())
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let mut folder_state = state.imap_folder(&self.remote.name, &local_path)?;
+        if let Some(local) = &local {
+            recover(state, &folder_state, local)?;
+            self.settle_uploads(session, state, &folder_state).await?;
+        }
+        let known = state.imap_messages(folder_state.id)?;
+        if folder_state
+            .uidvalidity
+            .is_some_and(|v| v != selected.uidvalidity)
+            && !known.is_empty()
+        {
+            if self.dry_run {
+                self.out.warn(&format!(
+                    "{}: UIDVALIDITY changed; a real run will re-match messages",
+                    self.remote.name
+                ));
+                return Ok(());
+            }
+            let matched = transfer::rematch(
+                session,
+                state,
+                &mut folder_state,
+                selected.uidvalidity,
+                &known,
+            )
+            .await?;
+            self.out.warn(&format!(
+                "{}: folder {}: UIDVALIDITY changed; re-matched {matched} of {} known messages by Message-ID and size",
+                self.account.name,
+                sanitize(&self.remote.name, 100),
+                known.len()
+            ));
+        }
+        folder_state.uidvalidity = Some(selected.uidvalidity);
+        let known = state.imap_messages(folder_state.id)?;
+
+        let far = far_listing(session, &selected).await?;
+        let near_entries: HashMap<String, Entry> = match &local {
+            Some(l) => l
+                .list()?
+                .into_iter()
+                .map(|e| (e.unique.clone(), e))
+                .collect(),
+            None => match self.maildir.folder_path(&components) {
+                Ok(p) if p.join("cur").is_dir() => Folder::at(p)
+                    .list()?
+                    .into_iter()
+                    .map(|e| (e.unique.clone(), e))
+                    .collect(),
+                _ => HashMap::new(),
+            },
+        };
+        let near: BTreeMap<String, String> = near_entries
+            .iter()
+            .map(|(u, e)| (u.clone(), e.flags.clone()))
+            .collect();
+        let pairs: Vec<Pair> = known
+            .iter()
+            .map(|r| Pair {
+                uid: r.uid,
+                local: r.local_name.clone(),
+                base: Some(r.flags.clone()),
+            })
+            .collect();
+        let actions = plan::plan(&pairs, &far, &near, self.policy).map_err(|refusal| Refused {
+            folder: sanitize(&self.remote.name, 100),
+            refusal,
+        })?;
+        let Some(local) = local else {
+            for a in &actions {
+                self.out.info(&format!(
+                    "{}: would {}",
+                    sanitize(&self.remote.name, 100),
+                    describe(a)
+                ));
+            }
+            count(&actions, outcome);
+            return Ok(());
+        };
+        self.execute(
+            session,
+            state,
+            &folder_state,
+            &local,
+            &near_entries,
+            &actions,
+            outcome,
+        )
+        .await?;
+        folder_state.uidnext = selected.uidnext;
+        folder_state.highestmodseq = selected.highestmodseq;
+        state.imap_folder_synced(&folder_state)?;
+        Ok(())
+    }
+
+    /// Uploads recorded but not confirmed by an interrupted run: found on the server (by
+    /// Message-ID and size) they are paired, otherwise forgotten so that they go up again.
+    async fn settle_uploads(
+        &self,
+        session: &mut Session,
+        state: &mut State,
+        folder: &ImapFolder,
+    ) -> anyhow::Result<()> {
+        let pending = state.imap_pending_uploads(folder.id)?;
+        let mut done = Vec::new();
+        for p in pending {
+            let uid = match &p.message_id {
+                Some(id) => find_on_server(session, id, p.size).await?,
+                None => None,
+            };
+            done.push((p.row, uid));
+        }
+        if !done.is_empty() {
+            state.imap_uploads_done(&done)?;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn execute(
+        &self,
+        session: &mut Session,
+        state: &mut State,
+        folder: &ImapFolder,
+        local: &Folder,
+        near: &HashMap<String, Entry>,
+        actions: &[Action],
+        outcome: &mut SyncOutcome,
+    ) -> anyhow::Result<()> {
+        // 1. Downloads.
+        let downloads: Vec<(u32, u64)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Download { uid, .. } => Some((*uid, 0)),
+                _ => None,
+            })
+            .collect();
+        let label = format!("{}/{}", self.account.name, self.remote.name);
+        let mut progress = self.out.progress(&label, downloads.len() as u64, 0);
+        for batch in transfer::batches(&downloads) {
+            let uids: Vec<u32> = batch.iter().map(|&(u, _)| u).collect();
+            let landed =
+                transfer::download(session, state, folder, local, &uids, &mut progress).await?;
+            outcome.downloaded += landed.len() as u64;
+        }
+        drop(progress);
+        state.imap_settle()?;
+
+        // 2. Uploads: recorded before the APPEND, paired by APPENDUID after it.
+        let uploads: Vec<&String> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Upload { local, .. } => Some(local),
+                _ => None,
+            })
+            .collect();
+        for chunk in uploads.chunks(UPLOAD_BATCH) {
+            let mut prepared = Vec::with_capacity(chunk.len());
+            for name in chunk {
+                let Some(entry) = near.get(*name) else {
+                    continue;
+                };
+                let path = entry.path(local);
+                let raw =
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+                let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                let data = to_crlf(&raw);
+                let header_end =
+                    memchr::memmem::find(&data, b"\r\n\r\n").map_or(data.len(), |p| p + 4);
+                let msgid = message_id(&data[..header_end]);
+                prepared.push((entry, data, mtime, msgid));
+            }
+            let intents: Vec<(String, String, u64, Option<String>)> = prepared
+                .iter()
+                .map(|(e, data, _, msgid)| {
+                    (
+                        e.unique.clone(),
+                        plan_flags(&e.flags),
+                        data.len() as u64,
+                        msgid.clone(),
+                    )
+                })
+                .collect();
+            let rows = state.imap_upload_intents(folder.id, &intents)?;
+            failpoint::hit("sync-after-upload-intent");
+            let mut done = Vec::with_capacity(rows.len());
+            for ((entry, data, mtime, msgid), row) in prepared.iter().zip(rows) {
+                let flags = imap::imap_flags(&plan_flags(&entry.flags));
+                let when = mtime.map(date::format);
+                let appended = session
+                    .client
+                    .append(&self.remote.quoted(), &flags, when.as_deref(), data)
+                    .await?;
+                failpoint::hit("sync-after-append");
+                let uid = match appended {
+                    Some((v, uid)) if Some(v) == folder.uidvalidity => Some(uid),
+                    _ => match msgid {
+                        Some(id) => find_on_server(session, id, data.len() as u64).await?,
+                        None => None,
+                    },
+                };
+                done.push((row, uid));
+                outcome.uploaded += 1;
+            }
+            state.imap_uploads_done(&done)?;
+        }
+
+        // 3. Flags, grouped into as few STOREs as there are distinct changes.
+        let mut stores: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+        for a in actions {
+            if let Action::FarFlags { uid, add, remove } = a {
+                stores
+                    .entry((add.clone(), remove.clone()))
+                    .or_default()
+                    .push(*uid);
+                outcome.far_flags += 1;
+            }
+        }
+        for ((add, remove), uids) in stores {
+            let set = codec::format_set(&uids);
+            if !add.is_empty() {
+                session
+                    .client
+                    .run(&format!(
+                        "UID STORE {set} +FLAGS.SILENT ({})",
+                        imap::imap_flags(&add)
+                    ))
+                    .await?;
+            }
+            if !remove.is_empty() {
+                session
+                    .client
+                    .run(&format!(
+                        "UID STORE {set} -FLAGS.SILENT ({})",
+                        imap::imap_flags(&remove)
+                    ))
+                    .await?;
+            }
+        }
+        let mut touched_near = false;
+        for a in actions {
+            if let Action::NearFlags { local: name, flags } = a
+                && let Some(entry) = near.get(name)
+            {
+                local.set_flags(entry, flags)?;
+                touched_near = true;
+                outcome.near_flags += 1;
+            }
+        }
+
+        // 4. Deletions, where the channel allows them.
+        let expunged: Vec<u32> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::ExpungeFar { uid } => Some(*uid),
+                _ => None,
+            })
+            .collect();
+        if !expunged.is_empty() {
+            outcome.far_deleted += expunge(session, state, folder, &expunged).await?;
+        }
+        for a in actions {
+            if let Action::DeleteNear { local: name } = a
+                && let Some(entry) = near.get(name)
+            {
+                match std::fs::remove_file(entry.path(local)) {
+                    Ok(()) => outcome.near_deleted += 1,
+                    // A mail reader moved it meanwhile: look it up once.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if let Some(current) = local.find(&entry.unique)? {
+                            std::fs::remove_file(current.path(local))?;
+                            outcome.near_deleted += 1;
+                        }
+                    }
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("removing {}", entry.path(local).display()));
+                    }
+                }
+                touched_near = true;
+            }
+        }
+        if touched_near {
+            local.sync()?;
+        }
+
+        // 5. The new synced state.
+        let bases: Vec<(u32, String)> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Base { uid, flags } => Some((*uid, flags.clone())),
+                _ => None,
+            })
+            .collect();
+        state.imap_set_flags(folder.id, &bases)?;
+        let forget: Vec<u32> = actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Forget { uid } => Some(*uid),
+                _ => None,
+            })
+            .collect();
+        state.imap_forget(folder.id, &forget)?;
+        Ok(())
+    }
+}
+
+/// The synced letters of a Maildir flag string.
+fn plan_flags(flags: &str) -> String {
+    plan::SYNCED_FLAGS
+        .chars()
+        .filter(|&c| flags.contains(c))
+        .collect()
+}
+
+/// Every message of the selected folder with its flags (one round trip).
+async fn far_listing(
+    session: &mut Session,
+    selected: &imap::Selected,
+) -> anyhow::Result<BTreeMap<u32, String>> {
+    if selected.exists == 0 {
+        return Ok(BTreeMap::new());
+    }
+    let (untagged, _) = session.client.run("UID FETCH 1:* (UID FLAGS)").await?;
+    Ok(untagged
+        .into_iter()
+        .filter_map(|r| match r {
+            imap::Response::Fetch(f) => Some((
+                f.uid?,
+                imap::maildir_flags(f.flags.as_deref().unwrap_or_default()),
+            )),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Finds an uploaded message on the server by Message-ID and size.
+async fn find_on_server(
+    session: &mut Session,
+    message_id: &str,
+    size: u64,
+) -> anyhow::Result<Option<u32>> {
+    let Some(quoted) = codec::quote(message_id) else {
+        return Ok(None);
+    };
+    let (untagged, _) = session
+        .client
+        .run(&format!("UID SEARCH HEADER Message-ID {quoted}"))
+        .await?;
+    let uids: Vec<u32> = untagged
+        .into_iter()
+        .flat_map(|r| match r {
+            imap::Response::Search(u) => u,
+            _ => Vec::new(),
+        })
+        .collect();
+    if uids.is_empty() {
+        return Ok(None);
+    }
+    let (untagged, _) = session
+        .client
+        .run(&format!(
+            "UID FETCH {} (UID RFC822.SIZE)",
+            codec::format_set(&uids)
+        ))
+        .await?;
+    Ok(untagged.into_iter().find_map(|r| match r {
+        imap::Response::Fetch(f) if f.size == Some(size) => f.uid,
+        _ => None,
+    }))
+}
+
+/// LF line ends to CRLF (IMAP wants CRLF; a Maildir holds LF).
+pub fn to_crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    let mut prev = 0u8;
+    for &b in data {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+fn describe(a: &Action) -> String {
+    match a {
+        Action::Download { uid, .. } => format!("download UID {uid}"),
+        Action::Upload { local, .. } => format!("upload {}", sanitize(local, 80)),
+        Action::FarFlags { uid, add, remove } => {
+            format!("set flags of UID {uid} on the server (+{add} -{remove})")
+        }
+        Action::NearFlags { local, flags } => {
+            format!("set flags of {} to {flags}", sanitize(local, 80))
+        }
+        Action::ExpungeFar { uid } => format!("expunge UID {uid} on the server"),
+        Action::DeleteNear { local } => format!("remove {}", sanitize(local, 80)),
+        Action::Base { uid, flags } => format!("record flags {flags} for UID {uid}"),
+        Action::Forget { uid } => format!("forget UID {uid}"),
+    }
+}
+
+fn count(actions: &[Action], outcome: &mut SyncOutcome) {
+    for a in actions {
+        match a {
+            Action::Download { .. } => outcome.downloaded += 1,
+            Action::Upload { .. } => outcome.uploaded += 1,
+            Action::FarFlags { .. } => outcome.far_flags += 1,
+            Action::NearFlags { .. } => outcome.near_flags += 1,
+            Action::ExpungeFar { .. } => outcome.far_deleted += 1,
+            Action::DeleteNear { .. } => outcome.near_deleted += 1,
+            Action::Base { .. } | Action::Forget { .. } => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crlf() {
+        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(to_crlf(b""), b"");
+    }
+}

@@ -10,3 +10,4 @@ mod generated;
 mod hostile;
 mod imap;
 mod pop3;
+mod sync;

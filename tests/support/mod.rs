@@ -241,3 +241,44 @@ pub fn local_files(folder: &Path) -> Vec<(Vec<u8>, String, std::time::SystemTime
     out.sort();
     out
 }
+
+/// The file of the message with this Message-ID in a Maildir folder.
+pub fn find_local(folder: &Path, message_id: &str) -> Option<PathBuf> {
+    let needle = format!("Message-ID: {message_id}\n");
+    ["new", "cur"]
+        .iter()
+        .filter_map(|d| fs::read_dir(folder.join(d)).ok())
+        .flat_map(|d| d.flatten())
+        .map(|e| e.path())
+        .find(|p| fs::read(p).is_ok_and(|b| String::from_utf8_lossy(&b).contains(&needle)))
+}
+
+/// Sets a local message's flags as a mail reader does: rename into cur/ with `:2,FLAGS`.
+pub fn set_local_flags(path: &Path, flags: &str) -> PathBuf {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let unique = name.split(":2,").next().unwrap().to_string();
+    let target = path
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("cur")
+        .join(format!("{unique}:2,{flags}"));
+    fs::rename(path, &target).unwrap();
+    target
+}
+
+/// The flags of a local message (letters after `:2,`).
+pub fn local_flags(path: &Path) -> String {
+    path.file_name()
+        .unwrap()
+        .to_string_lossy()
+        .split_once(":2,")
+        .map(|(_, f)| f.to_string())
+        .unwrap_or_default()
+}
+
+/// A sync channel section for an account.
+pub fn channel(name: &str, account: &str, extra: &str) -> String {
+    format!("[channels.{name}]\naccount = \"{account}\"\n{extra}\n")
+}

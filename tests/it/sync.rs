@@ -1,0 +1,387 @@
+//! Two-way sync against the real Dovecot: first sync, no-op reruns, two devices, conflicts,
+//! moves, UIDVALIDITY, a vanished Maildir, and crashes.
+
+use std::fs;
+
+use crate::support::{
+    Env, User, assert_same, channel, dovecot, find_local, imap_account, local_flags,
+    local_messages, message, set_local_flags,
+};
+
+fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| message(tag, i, 300 + (i * 71) % 3000))
+        .collect()
+}
+
+fn mid(tag: &str, i: usize) -> String {
+    format!("<{tag}.{i}@example.org>")
+}
+
+fn server_flags(user: &User, mailbox: &str, msgid: &str) -> String {
+    let out = dovecot().doveadm(&[
+        "-f",
+        "flow",
+        "fetch",
+        "-u",
+        &user.name,
+        "flags",
+        "mailbox",
+        mailbox,
+        "header",
+        "Message-ID",
+        msgid,
+    ]);
+    out.trim().trim_start_matches("flags=").to_string()
+}
+
+fn setup(name: &str, extra_channel: &str) -> (User, Env, std::path::PathBuf) {
+    let server = dovecot();
+    let user = server.user(name);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&format!(
+        "{}{}",
+        imap_account("acct", &user, "implicit", &maildir, ""),
+        channel("ch", "acct", extra_channel)
+    ));
+    (user, env, maildir)
+}
+
+#[test]
+fn first_sync_both_ways_then_nothing_to_do() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-first", "create = \"both\"");
+    let inbox = corpus("sfin", 3);
+    server.put(&user, "", &inbox);
+    server.put_flagged(&user, "", &[(message("sfflag", 0, 500), "FS")]);
+    let work = corpus("sfwork", 2);
+    server.put(&user, "Work.Été", &work);
+    // A message that exists only locally, in a folder the server does not have.
+    let local_only = message("sflocal", 0, 800);
+    let mf = mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
+    let drafts = mf.open_folder(&["Drafts"]).unwrap();
+    let mut tmp = drafts.create_tmp().unwrap();
+    tmp.write_crlf(&local_only).unwrap();
+    drafts
+        .commit(vec![(tmp.finish(None).unwrap(), "DS".into())])
+        .unwrap();
+
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("6 downloaded") && run.stdout.contains("1 uploaded"),
+        "{}",
+        run.stdout
+    );
+    let mut all_inbox = inbox.clone();
+    all_inbox.push(message("sfflag", 0, 500));
+    assert_same(local_messages(&maildir), &all_inbox, "INBOX");
+    assert_same(
+        local_messages(&maildir.join(".Work.Été")),
+        &work,
+        "Work/Été",
+    );
+    assert_eq!(
+        local_flags(&find_local(&maildir, &mid("sfflag", 0)).unwrap()),
+        "FS"
+    );
+    // Uploaded with its flags into a folder created on the server.
+    assert_eq!(server.count(&user, "Drafts"), 1);
+    let flags = server_flags(&user, "Drafts", &mid("sflocal", 0));
+    assert!(
+        flags.contains("\\Draft") && flags.contains("\\Seen"),
+        "{flags}"
+    );
+
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("ch: in sync, nothing to do"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.count(&user, "Drafts"), 1);
+    assert_eq!(local_messages(&maildir).len(), 4);
+}
+
+#[test]
+fn two_devices_read_flag_delete_and_move() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-devices", "expunge = \"both\"");
+    server.put(&user, "", &corpus("dev", 6));
+    server.put(&user, "Work", &corpus("devwork", 1));
+    env.run(&["sync"]).expect(0);
+
+    // Device 1 (this Maildir): read 0, flag 1, delete 2.
+    set_local_flags(&find_local(&maildir, &mid("dev", 0)).unwrap(), "S");
+    set_local_flags(&find_local(&maildir, &mid("dev", 1)).unwrap(), "F");
+    fs::remove_file(find_local(&maildir, &mid("dev", 2)).unwrap()).unwrap();
+    // Device 2 (on the server): read 3, expunge 4, move 5 to Work.
+    server.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        &user.name,
+        "\\Seen",
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        &mid("dev", 3),
+    ]);
+    server.doveadm(&[
+        "expunge",
+        "-u",
+        &user.name,
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        &mid("dev", 4),
+    ]);
+    server.doveadm(&[
+        "move",
+        "-u",
+        &user.name,
+        "Work",
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        &mid("dev", 5),
+    ]);
+
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(server_flags(&user, "INBOX", &mid("dev", 0)).contains("\\Seen"));
+    assert!(server_flags(&user, "INBOX", &mid("dev", 1)).contains("\\Flagged"));
+    assert_eq!(
+        server.count(&user, "INBOX"),
+        3,
+        "2 expunged on the server, 4 and 5 gone"
+    );
+    assert_eq!(
+        local_flags(&find_local(&maildir, &mid("dev", 3)).unwrap()),
+        "S"
+    );
+    assert!(
+        find_local(&maildir, &mid("dev", 4)).is_none(),
+        "expunged on the server, removed locally"
+    );
+    assert!(
+        find_local(&maildir, &mid("dev", 5)).is_none(),
+        "moved away from INBOX"
+    );
+    assert!(
+        find_local(&maildir.join(".Work"), &mid("dev", 5)).is_some(),
+        "moved into Work"
+    );
+    assert_eq!(local_messages(&maildir).len(), 3);
+
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
+}
+
+#[test]
+fn conflicting_flag_changes_merge_flag_by_flag() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-conflict", "");
+    server.put_flagged(
+        &user,
+        "",
+        &[(message("cf", 0, 400), "S"), (message("cf", 1, 400), "")],
+    );
+    env.run(&["sync"]).expect(0);
+    // Message 0: locally unread + flagged, on the server answered: all three changes survive.
+    set_local_flags(&find_local(&maildir, &mid("cf", 0)).unwrap(), "F");
+    server.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        &user.name,
+        "\\Answered",
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        &mid("cf", 0),
+    ]);
+    // Message 1: both sides mark it read.
+    set_local_flags(&find_local(&maildir, &mid("cf", 1)).unwrap(), "S");
+    server.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        &user.name,
+        "\\Seen",
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        &mid("cf", 1),
+    ]);
+    env.run(&["sync"]).expect(0);
+    assert_eq!(
+        local_flags(&find_local(&maildir, &mid("cf", 0)).unwrap()),
+        "FR"
+    );
+    let far = server_flags(&user, "INBOX", &mid("cf", 0));
+    assert!(
+        far.contains("\\Flagged") && far.contains("\\Answered") && !far.contains("\\Seen"),
+        "{far}"
+    );
+    assert_eq!(
+        local_flags(&find_local(&maildir, &mid("cf", 1)).unwrap()),
+        "S"
+    );
+    assert!(server_flags(&user, "INBOX", &mid("cf", 1)).contains("\\Seen"));
+}
+
+#[test]
+fn expunge_none_marks_instead_of_deleting() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-noexpunge", "");
+    server.put(&user, "", &corpus("nx", 3));
+    env.run(&["sync"]).expect(0);
+    fs::remove_file(find_local(&maildir, &mid("nx", 0)).unwrap()).unwrap();
+    server.doveadm(&[
+        "expunge",
+        "-u",
+        &user.name,
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        &mid("nx", 1),
+    ]);
+    env.run(&["sync"]).expect(0);
+    assert_eq!(
+        server.count(&user, "INBOX"),
+        2,
+        "nothing expunged on the server"
+    );
+    assert!(server_flags(&user, "INBOX", &mid("nx", 0)).contains("\\Deleted"));
+    let kept = find_local(&maildir, &mid("nx", 1)).expect("kept locally");
+    assert!(local_flags(&kept).contains('T'));
+    env.run(&["sync"]).expect(0);
+    assert_eq!(local_messages(&maildir).len(), 2);
+    assert_eq!(server.count(&user, "INBOX"), 2);
+}
+
+#[test]
+fn an_emptied_or_deleted_maildir_deletes_nothing_on_the_server() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-empty", "expunge = \"both\"");
+    server.put(&user, "", &corpus("em", 5));
+    env.run(&["sync"]).expect(0);
+    for f in ["new", "cur"] {
+        for e in fs::read_dir(maildir.join(f)).unwrap().flatten() {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let run = env.run(&["sync"]);
+    run.expect(65);
+    assert!(
+        run.stderr
+            .contains("the Maildir folder is empty but state knows 5 messages"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(server.count(&user, "INBOX"), 5);
+    fs::remove_dir_all(&maildir).unwrap();
+    let run = env.run(&["sync"]);
+    run.expect(65);
+    assert_eq!(server.count(&user, "INBOX"), 5);
+    let flags = server.doveadm(&[
+        "-f", "flow", "search", "-u", &user.name, "mailbox", "INBOX", "DELETED",
+    ]);
+    assert!(
+        flags.trim().is_empty(),
+        "messages were marked deleted: {flags}"
+    );
+}
+
+#[test]
+fn a_uidvalidity_change_keeps_the_pairs() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-uidvalidity", "expunge = \"both\"");
+    let mail = corpus("suv", 4);
+    server.put(&user, "", &mail);
+    env.run(&["sync"]).expect(0);
+    server.doveadm(&[
+        "mailbox",
+        "update",
+        "-u",
+        &user.name,
+        "--uid-validity",
+        "777",
+        "INBOX",
+    ]);
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(run.stderr.contains("re-matched 4 of 4"), "{}", run.stderr);
+    assert_same(
+        local_messages(&maildir),
+        &mail,
+        "after the UIDVALIDITY change",
+    );
+    assert_eq!(server.count(&user, "INBOX"), 4);
+    assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
+}
+
+#[test]
+fn crashes_at_every_step_of_a_sync_lose_and_duplicate_nothing() {
+    let server = dovecot();
+    for (step, n) in [
+        ("imap-after-tmp", 3),
+        ("imap-after-record", 1),
+        ("imap-after-rename", 1),
+        ("sync-after-upload-intent", 1),
+        ("sync-after-append", 1),
+        ("sync-after-append", 20),
+    ] {
+        let (user, mut env, maildir) =
+            setup(&format!("sync-crash-{step}-{n}"), "create = \"both\"");
+        let far = corpus(&format!("far{step}{n}"), 40);
+        server.put(&user, "", &far);
+        let near = corpus(&format!("near{step}{n}"), 30);
+        let md =
+            mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
+        let inbox = md.open_folder(&[]).unwrap();
+        for m in &near {
+            let mut tmp = inbox.create_tmp().unwrap();
+            tmp.write_crlf(m).unwrap();
+            inbox
+                .commit(vec![(tmp.finish(None).unwrap(), String::new())])
+                .unwrap();
+        }
+        env.var("MAILFERRY_FAILPOINT", &format!("{step}:{n}"));
+        let out = env.command(&["sync"]).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            None,
+            "{step}:{n} should have crashed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        env.vars.retain(|(k, _)| k != "MAILFERRY_FAILPOINT");
+        env.run(&["sync"]).expect(0);
+        let mut all = far.clone();
+        all.extend(near.clone());
+        assert_same(local_messages(&maildir), &all, &format!("{step}:{n} local"));
+        assert_eq!(
+            server.count(&user, "INBOX"),
+            70,
+            "{step}:{n}: each upload exactly once on the server"
+        );
+        let run = env.run(&["sync"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("nothing to do"),
+            "{step}:{n}: {}",
+            run.stdout
+        );
+    }
+}
