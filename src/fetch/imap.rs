@@ -101,7 +101,7 @@ impl FolderJob<'_> {
     ) -> anyhow::Result<()> {
         let components: Vec<&str> = self.folder.components.iter().map(String::as_str).collect();
         let read_only = self.opts.mode == Mode::Keep || self.opts.dry_run;
-        let selected = imap::select(session, self.folder, read_only).await?;
+        let selected = imap::select(session, self.folder, read_only, None).await?;
 
         let Some(state) = state else {
             // Dry run: what state knows (if anything) decides; nothing is changed.
@@ -214,7 +214,9 @@ impl FolderJob<'_> {
         drop(progress);
         state.imap_settle()?;
         folder_state.uidnext = selected.uidnext;
-        folder_state.highestmodseq = selected.highestmodseq;
+        // A fetch does not follow flag changes, so it must not claim a mod-sequence that sync
+        // would take as "everything before this is known".
+        folder_state.highestmodseq = None;
         state.imap_folder_synced(&folder_state)?;
         Ok(())
     }

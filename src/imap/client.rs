@@ -221,8 +221,9 @@ impl Client {
             ));
         }
         let tag = self.tag();
-        self.write(format!("{tag} {command}\r\n").as_bytes())
-            .await?;
+        let line = format!("{tag} {command}\r\n");
+        crate::report::trace("C", line.as_bytes());
+        self.write(line.as_bytes()).await?;
         Ok(tag)
     }
 

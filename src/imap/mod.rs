@@ -332,39 +332,48 @@ pub struct Selected {
     pub uidnext: Option<u32>,
     /// HIGHESTMODSEQ, if CONDSTORE is on and the folder has mod-sequences.
     pub highestmodseq: Option<u64>,
+    /// With QRESYNC: whether the server took our (UIDVALIDITY, MODSEQ), so that `vanished` and
+    /// `changed` are everything that happened since.
+    pub resynced: bool,
+    /// With QRESYNC: UIDs expunged since the given MODSEQ.
+    pub vanished: Vec<(u32, u32)>,
+    /// With QRESYNC: messages changed (or new) since the given MODSEQ.
+    pub changed: Vec<Fetch>,
 }
 
-/// Selects a folder (read-only with EXAMINE); CONDSTORE is asked for when it is enabled.
+/// Selects a folder (read-only with EXAMINE). With QRESYNC enabled and `since` (the
+/// UIDVALIDITY and HIGHESTMODSEQ of the last complete pass) the server reports in the same
+/// round trip what changed and what vanished since then; with CONDSTORE only, mod-sequences
+/// are switched on.
 pub async fn select(
     session: &mut Session,
     folder: &RemoteFolder,
     read_only: bool,
+    since: Option<(u32, u64)>,
 ) -> Result<Selected, ImapError> {
     let verb = if read_only { "EXAMINE" } else { "SELECT" };
-    let condstore = if session.condstore {
-        " (CONDSTORE)"
-    } else {
-        ""
+    let params = match (session.qresync, since) {
+        (true, Some((v, m))) => format!(" (QRESYNC ({v} {m}))"),
+        _ if session.condstore => " (CONDSTORE)".to_string(),
+        _ => String::new(),
     };
     let (untagged, status) = session
         .client
-        .run(&format!("{verb} {}{condstore}", folder.quoted()))
+        .run(&format!("{verb} {}{params}", folder.quoted()))
         .await?;
     let mut selected = Selected::default();
     let mut validity = None;
-    let codes = untagged
-        .iter()
-        .filter_map(|r| match r {
-            Response::Status(s) => s.code.as_ref(),
-            Response::Exists(n) => {
-                selected.exists = *n;
-                None
-            }
-            _ => None,
-        })
-        .chain(status.code.as_ref())
-        .cloned()
-        .collect::<Vec<_>>();
+    let mut codes: Vec<Code> = Vec::new();
+    for r in untagged {
+        match r {
+            Response::Status(s) => codes.extend(s.code),
+            Response::Exists(n) => selected.exists = n,
+            Response::Vanished { uids, .. } => selected.vanished.extend(uids),
+            Response::Fetch(f) => selected.changed.push(f),
+            _ => {}
+        }
+    }
+    codes.extend(status.code);
     for code in codes {
         match code {
             Code::UidValidity(v) => validity = Some(v),
@@ -376,6 +385,8 @@ pub async fn select(
     }
     selected.uidvalidity =
         validity.ok_or(ImapError::Missing("UIDVALIDITY for a selected folder"))?;
+    // A server ignores QRESYNC parameters whose UIDVALIDITY no longer holds.
+    selected.resynced = session.qresync && since.is_some_and(|(v, _)| v == selected.uidvalidity);
     Ok(selected)
 }
 

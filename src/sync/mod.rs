@@ -245,18 +245,19 @@ impl FolderSync<'_> {
         outcome: &mut SyncOutcome,
     ) -> anyhow::Result<()> {
         let components: Vec<&str> = self.remote.components.iter().map(String::as_str).collect();
-        let selected = imap::select(session, self.remote, self.dry_run).await?;
-        let local = if self.dry_run {
-            None
-        } else {
-            Some(self.maildir.open_folder(&components)?)
-        };
         let near_path = self.maildir.folder_path(&components)?;
         let local_path = near_path
             .strip_prefix(self.maildir.root())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let mut folder_state = state.imap_folder(&self.remote.name, &local_path)?;
+        let since = folder_state.uidvalidity.zip(folder_state.highestmodseq);
+        let selected = imap::select(session, self.remote, self.dry_run, since).await?;
+        let local = if self.dry_run {
+            None
+        } else {
+            Some(self.maildir.open_folder(&components)?)
+        };
         if let Some(local) = &local {
             recover(state, &folder_state, local)?;
             self.settle_uploads(session, state, &folder_state).await?;
@@ -292,7 +293,11 @@ impl FolderSync<'_> {
         folder_state.uidvalidity = Some(selected.uidvalidity);
         let known = state.imap_messages(folder_state.id)?;
 
-        let far = far_listing(session, &selected).await?;
+        let far = if selected.resynced {
+            far_from_changes(&known, &selected)
+        } else {
+            far_listing(session, &selected).await?
+        };
         let near_entries: HashMap<String, Entry> = match &local {
             Some(l) => l
                 .list()?
@@ -569,6 +574,30 @@ fn plan_flags(flags: &str) -> String {
         .chars()
         .filter(|&c| flags.contains(c))
         .collect()
+}
+
+/// The server's messages rebuilt from state and what QRESYNC reported since the last pass:
+/// known messages with their synced flags, less the vanished, with the changed and new ones.
+fn far_from_changes(
+    known: &[crate::state::ImapRecord],
+    selected: &imap::Selected,
+) -> BTreeMap<u32, String> {
+    let mut far: BTreeMap<u32, String> = known.iter().map(|r| (r.uid, r.flags.clone())).collect();
+    for &(a, b) in &selected.vanished {
+        let gone: Vec<u32> = far.range(a..=b).map(|(u, _)| *u).collect();
+        for uid in gone {
+            far.remove(&uid);
+        }
+    }
+    for f in &selected.changed {
+        if let Some(uid) = f.uid {
+            far.insert(
+                uid,
+                imap::maildir_flags(f.flags.as_deref().unwrap_or_default()),
+            );
+        }
+    }
+    far
 }
 
 /// Every message of the selected folder with its flags (one round trip).

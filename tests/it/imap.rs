@@ -271,6 +271,15 @@ fn imap_wrong_password_and_check() {
     let run = env.run(&["-vv", "check"]);
     run.expect(0);
     assert!(
+        run.stderr.contains("AUTHENTICATE <redacted>"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !run.stderr.contains(&user.password),
+        "the trace shows the password"
+    );
+    assert!(
         run.stdout.contains("TLS certificate sha256:"),
         "{}",
         run.stdout

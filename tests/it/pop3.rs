@@ -348,8 +348,24 @@ fn every_password_mechanism_logs_in() {
             &format!("auth = \"{mech}\""),
         ));
         fs::remove_dir_all(env.path("state")).ok();
-        env.run(&["fetch"]).expect(0);
+        let run = env.run(&["-vv", "fetch"]);
+        run.expect(0);
         assert_eq!(local_messages(&maildir).len(), 2, "{mech}");
+        assert!(run.stderr.contains("C: "), "{mech}: no trace");
+        assert!(
+            !run.stderr.contains(&user.password),
+            "{mech}: the trace shows the password"
+        );
+        let b64 = |s: &str| base64::Engine::encode(&base64::engine::general_purpose::STANDARD, s);
+        for secret in [
+            b64(&format!("\0{}\0{}", user.name, user.password)),
+            b64(&user.password),
+        ] {
+            assert!(
+                !run.stderr.contains(&secret),
+                "{mech}: the trace shows an encoded password"
+            );
+        }
     }
 }
 

@@ -385,3 +385,62 @@ fn crashes_at_every_step_of_a_sync_lose_and_duplicate_nothing() {
         );
     }
 }
+
+#[test]
+fn a_no_op_sync_costs_one_command_per_folder() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-qresync", "expunge = \"both\"");
+    server.put(&user, "", &corpus("qr", 30));
+    server.put(&user, "A", &corpus("qra", 5));
+    server.put(&user, "B", &corpus("qrb", 5));
+    env.run(&["sync"]).expect(0);
+    let run = env.run(&["-vv", "sync"]);
+    run.expect(0);
+    let commands: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("C: "))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or(""))
+        .collect();
+    let selects = commands.iter().filter(|c| **c == "SELECT").count();
+    assert_eq!(selects, 3, "{commands:?}");
+    assert!(
+        !commands.contains(&"UID"),
+        "a no-op run listed messages: {commands:?}"
+    );
+    assert!(
+        run.stderr.contains("(QRESYNC ("),
+        "QRESYNC not used:\n{}",
+        run.stderr
+    );
+    // Changes are still seen through the fast path.
+    server.doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        &user.name,
+        "\\Flagged",
+        "mailbox",
+        "A",
+        "header",
+        "Message-ID",
+        &mid("qra", 2),
+    ]);
+    server.doveadm(&[
+        "expunge",
+        "-u",
+        &user.name,
+        "mailbox",
+        "B",
+        "header",
+        "Message-ID",
+        &mid("qrb", 1),
+    ]);
+    env.run(&["sync"]).expect(0);
+    assert_eq!(
+        local_flags(&find_local(&maildir.join(".A"), &mid("qra", 2)).unwrap()),
+        "F"
+    );
+    assert!(find_local(&maildir.join(".B"), &mid("qrb", 1)).is_none());
+    assert_eq!(local_messages(&maildir.join(".B")).len(), 4);
+}
