@@ -6,25 +6,26 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{Layout, Tls};
 
-const AFTER_HELP: &str = "\
-Examples:
+macro_rules! examples {
+    () => {
+        "Examples:
   mailferry fetch                          fetch every POP3/IMAP account in the config
   mailferry fetch old-isp --delete         fetch, then delete on the server what is safely on disk
   mailferry fetch pop3s://me@pop.example.org --maildir ~/Mail/backup --password-env POP_PASS
   mailferry check old-isp                  connect, TLS, login; no mail moves
-  mailferry status                         what the state database knows
+  mailferry status                         what the state database knows"
+    };
+}
+
+const AFTER_HELP: &str = concat!(examples!(), "
 
 Exit codes: 0 ok (also \"no new mail\"), 64 usage, 65 safety stop, 69 not available, 70 internal error,
 74 local I/O, 75 temporary failure (retry), 76 protocol error, 77 authentication or
-certificate, 78 configuration, 80 account locked by another run.";
+certificate, 78 configuration, 80 account locked by another run.");
 
-const AFTER_LONG_HELP: &str = "\
-Examples:
-  mailferry fetch                          fetch every POP3/IMAP account in the config
-  mailferry fetch old-isp --delete         fetch, then delete on the server what is safely on disk
-  mailferry fetch pop3s://me@pop.example.org --maildir ~/Mail/backup --password-env POP_PASS
-  mailferry check old-isp                  connect, TLS, login; no mail moves
-  mailferry status                         what the state database knows
+const AFTER_LONG_HELP: &str = concat!(
+    examples!(),
+    "
 
 Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table per account:
   [accounts.NAME]
@@ -57,7 +58,8 @@ Exit codes:
   76  the server broke the protocol
   77  authentication failed or server certificate not trusted
   78  configuration error (file, key or password source)
-  80  another mailferry run holds this account's lock";
+  80  another mailferry run holds this account's lock"
+);
 
 /// mailferry: fetch mail over POP3 and sync it over IMAP into durable Maildir folders.
 #[derive(Debug, Parser)]

@@ -86,36 +86,37 @@ pub trait Classify {
 
 /// Walks an error chain and returns the exit code of the first error that knows its class.
 pub fn classify(err: &anyhow::Error) -> Exit {
+    macro_rules! known {
+        ($cause:expr, $($t:ty),+) => {
+            $(if let Some(e) = $cause.downcast_ref::<$t>() {
+                return e.exit();
+            })+
+        };
+    }
     for cause in err.chain() {
-        if let Some(e) = cause.downcast_ref::<crate::config::ConfigError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::lock::Locked>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::net::NetError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::pop3::Pop3Error>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::imap::ImapError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::state::StateError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::maildir::MaildirError>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<crate::sync::Refused>() {
-            return e.exit();
-        }
-        if let Some(e) = cause.downcast_ref::<NotBuilt>() {
-            return e.exit();
-        }
+        known!(
+            cause,
+            crate::config::ConfigError,
+            crate::lock::Locked,
+            crate::net::NetError,
+            crate::pop3::Pop3Error,
+            crate::imap::ImapError,
+            crate::state::StateError,
+            crate::maildir::MaildirError,
+            crate::sync::Refused,
+            NotBuilt,
+            std::io::Error
+        );
     }
     Exit::Software
+}
+
+/// A bare I/O error that reaches the top is local: network errors arrive wrapped in
+/// `NetError`, which comes first in the chain.
+impl Classify for std::io::Error {
+    fn exit(&self) -> Exit {
+        Exit::LocalIo
+    }
 }
 
 /// A subcommand or protocol whose engine is not built yet.

@@ -339,33 +339,7 @@ impl State {
     /// whether a local name is in the Maildir; those present are confirmed, the others are
     /// forgotten (so they are fetched again). Returns the local names forgotten.
     pub fn pop3_recover(&mut self, present: impl Fn(&str) -> bool) -> Result<Vec<String>> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        let pending: Vec<(String, Option<String>)> = {
-            let mut stmt = tx
-                .prepare("SELECT id, local_name FROM pop3_messages WHERE delivered = 0")
-                .map_err(&sql)?;
-            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(&sql)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(&sql)?
-        };
-        let mut forgotten = Vec::new();
-        for (id, local) in pending {
-            if local.as_deref().is_some_and(&present) {
-                tx.execute(
-                    "UPDATE pop3_messages SET delivered = 1 WHERE id = ?1",
-                    params![id],
-                )
-                .map_err(&sql)?;
-            } else {
-                tx.execute("DELETE FROM pop3_messages WHERE id = ?1", params![id])
-                    .map_err(&sql)?;
-                forgotten.extend(local);
-            }
-        }
-        tx.commit().map_err(&sql)?;
-        Ok(forgotten)
+        self.recover_pending("pop3_messages", "delivered = 0", &[], present)
     }
 
     /// Whether any POP3 message is recorded but not confirmed (a crash happened mid-batch).
@@ -527,13 +501,32 @@ impl State {
         folder: i64,
         present: impl Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
+        self.recover_pending(
+            "imap_messages",
+            "delivered = 0 AND folder_id = ?1",
+            &[&folder],
+            present,
+        )
+    }
+
+    /// Confirms the pending rows of `table` (matching `filter`) whose local file is present and
+    /// deletes the others; returns the local names of those deleted.
+    fn recover_pending(
+        &mut self,
+        table: &str,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+        present: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>> {
         let sql = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
-        let pending: Vec<(i64, Option<String>)> = {
+        let pending: Vec<(rusqlite::types::Value, Option<String>)> = {
             let mut stmt = tx
-                .prepare("SELECT id, local_name FROM imap_messages WHERE delivered = 0 AND folder_id = ?1")
+                .prepare(&format!(
+                    "SELECT id, local_name FROM {table} WHERE {filter}"
+                ))
                 .map_err(&sql)?;
-            stmt.query_map(params![folder], |r| Ok((r.get(0)?, r.get(1)?)))
+            stmt.query_map(args, |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(&sql)?
                 .collect::<rusqlite::Result<_>>()
                 .map_err(&sql)?
@@ -542,12 +535,12 @@ impl State {
         for (id, local) in pending {
             if local.as_deref().is_some_and(&present) {
                 tx.execute(
-                    "UPDATE imap_messages SET delivered = 1 WHERE id = ?1",
+                    &format!("UPDATE {table} SET delivered = 1 WHERE id = ?1"),
                     params![id],
                 )
                 .map_err(&sql)?;
             } else {
-                tx.execute("DELETE FROM imap_messages WHERE id = ?1", params![id])
+                tx.execute(&format!("DELETE FROM {table} WHERE id = ?1"), params![id])
                     .map_err(&sql)?;
                 forgotten.extend(local);
             }

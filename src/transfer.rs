@@ -108,6 +108,15 @@ pub async fn download(
     Ok(landed)
 }
 
+/// The warning a UIDVALIDITY change prints.
+pub fn rematch_report(account: &str, folder: &str, matched: usize, known: usize) -> String {
+    format!(
+        "{account}: folder {}: UIDVALIDITY changed; re-matched {matched} of {known} known messages by \
+         Message-ID and size (those are not fetched again)",
+        crate::text::sanitize(folder, 100)
+    )
+}
+
 /// UIDVALIDITY changed: matches server messages to known ones by Message-ID and size, gives
 /// the matches their new UIDs and forgets the rest (their local copies stay). Returns how many
 /// were re-matched.

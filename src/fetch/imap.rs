@@ -155,12 +155,11 @@ impl FolderJob<'_> {
                 &known,
             )
             .await?;
-            self.out.warn(&format!(
-                "{}: folder {}: UIDVALIDITY changed; re-matched {matched} of {} known messages by Message-ID and size, \
-                 nothing fetched twice for those",
-                self.account.name,
-                sanitize(&self.folder.name, 100),
-                known.len()
+            self.out.warn(&transfer::rematch_report(
+                &self.account.name,
+                &self.folder.name,
+                matched,
+                known.len(),
             ));
             known = state.imap_messages(folder_state.id)?;
         }

@@ -4,11 +4,9 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 use super::ImapError;
 use super::codec::{self, Code, Response, Status, StatusLine};
-use crate::net::{BoxIo, Fingerprint, NetError, start_tls};
+use crate::net::{BoxIo, Conn, Fingerprint, NetError, start_tls};
 use crate::text::sanitize;
 
 /// The longest response line (between literals) accepted.
@@ -43,10 +41,7 @@ impl FetchSink for NoBodies {
 
 /// A connected IMAP session.
 pub struct Client {
-    io: BoxIo,
-    buf: Vec<u8>,
-    start: usize,
-    timeout: Duration,
+    conn: Conn,
     next_tag: u32,
     /// Capabilities, upper case.
     pub caps: Vec<String>,
@@ -58,10 +53,7 @@ impl Client {
     /// Takes a fresh connection and reads the greeting.
     pub async fn start(io: BoxIo, timeout: Duration) -> Result<(Client, StatusLine)> {
         let mut client = Client {
-            io,
-            buf: Vec::with_capacity(64 * 1024),
-            start: 0,
-            timeout,
+            conn: Conn::new(io, timeout),
             next_tag: 1,
             caps: Vec::new(),
         };
@@ -90,52 +82,29 @@ impl Client {
         self.caps.iter().any(|c| c == cap)
     }
 
-    async fn fill(&mut self, what: &str) -> Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        let n = tokio::time::timeout(self.timeout, self.io.read_buf(&mut self.buf))
-            .await
-            .map_err(|_| NetError::Timeout {
-                what: what.to_string(),
-                after: self.timeout,
-            })?
-            .map_err(NetError::Io)?;
-        if n == 0 {
-            return Err(NetError::Closed {
-                during: format!("while mailferry was waiting for {what}"),
-            }
-            .into());
-        }
-        Ok(())
-    }
-
     /// Reads one whole response; a `BODY[]` literal goes to `sink` (or is dropped).
     pub async fn read(&mut self, sink: &mut dyn FetchSink) -> Result<Response> {
         let mut assembled = Vec::new();
         let mut streamed = false;
         loop {
             let seg_len = loop {
-                if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..]) {
+                if let Some(i) = memchr::memchr(b'\n', self.conn.buffered()) {
                     break i + 1;
                 }
-                if self.buf.len() - self.start > MAX_SEGMENT {
+                if self.conn.buffered().len() > MAX_SEGMENT {
                     return Err(ImapError::Protocol(format!(
                         "a response line longer than {MAX_SEGMENT} bytes"
                     )));
                 }
-                self.fill("a response").await?;
+                self.conn.fill("a response").await?;
             };
-            let segment = &self.buf[self.start..self.start + seg_len];
+            let segment = &self.conn.buffered()[..seg_len];
             crate::report::trace("S", segment);
-            match codec::literal_at_end(segment) {
+            let literal = codec::literal_at_end(segment);
+            match literal {
                 None => {
                     assembled.extend_from_slice(segment);
-                    self.start += seg_len;
+                    self.conn.consume(seg_len);
                     let response = codec::parse(&assembled)?;
                     if let Response::Fetch(f) = &response {
                         if f.body != streamed {
@@ -156,17 +125,17 @@ impl Client {
                     let open = memchr::memrchr(b'{', segment).unwrap_or(0);
                     assembled.extend_from_slice(&segment[..open]);
                     assembled.extend_from_slice(b"{0}\r\n");
-                    self.start += seg_len;
+                    self.conn.consume(seg_len);
                     sink.begin(len).map_err(ImapError::Local)?;
                     let mut remaining = len;
                     while remaining > 0 {
-                        if self.start == self.buf.len() {
-                            self.fill("a message body").await?;
+                        if self.conn.buffered().is_empty() {
+                            self.conn.fill("a message body").await?;
                         }
-                        let n = remaining.min(self.buf.len() - self.start);
-                        sink.data(&self.buf[self.start..self.start + n])
+                        let n = remaining.min(self.conn.buffered().len());
+                        sink.data(&self.conn.buffered()[..n])
                             .map_err(ImapError::Local)?;
-                        self.start += n;
+                        self.conn.consume(n);
                         remaining -= n;
                     }
                     streamed = true;
@@ -178,12 +147,12 @@ impl Client {
                         )));
                     }
                     assembled.extend_from_slice(segment);
-                    self.start += seg_len;
-                    while self.buf.len() - self.start < len {
-                        self.fill("a literal").await?;
+                    self.conn.consume(seg_len);
+                    while self.conn.buffered().len() < len {
+                        self.conn.fill("a literal").await?;
                     }
-                    assembled.extend_from_slice(&self.buf[self.start..self.start + len]);
-                    self.start += len;
+                    assembled.extend_from_slice(&self.conn.buffered()[..len]);
+                    self.conn.consume(len);
                 }
             }
         }
@@ -198,19 +167,7 @@ impl Client {
 
     /// Writes bytes and flushes, within the timeout.
     pub async fn write(&mut self, data: &[u8]) -> Result<()> {
-        let io = &mut self.io;
-        let job = async move {
-            io.write_all(data).await?;
-            io.flush().await
-        };
-        tokio::time::timeout(self.timeout, job)
-            .await
-            .map_err(|_| NetError::Timeout {
-                what: "the server to take a command".into(),
-                after: self.timeout,
-            })?
-            .map_err(NetError::Io)?;
-        Ok(())
+        Ok(self.conn.write_all(data, "a command").await?)
     }
 
     /// Sends a tagged command line; returns the tag.
@@ -299,17 +256,15 @@ impl Client {
         pin: Option<Fingerprint>,
     ) -> Result<(Client, Fingerprint)> {
         self.run("STARTTLS").await?;
-        if self.start < self.buf.len() {
-            return Err(ImapError::Protocol(
+        let timeout = self.conn.timeout();
+        let io = self.conn.into_io().ok_or_else(|| {
+            ImapError::Protocol(
                 "the server sent data after its STARTTLS reply, before TLS began (possible injection)".into(),
-            ));
-        }
-        let (io, fp) = start_tls(self.io, host, pin, self.timeout).await?;
+            )
+        })?;
+        let (io, fp) = start_tls(io, host, pin, timeout).await?;
         let mut client = Client {
-            io,
-            buf: Vec::with_capacity(64 * 1024),
-            start: 0,
-            timeout: self.timeout,
+            conn: Conn::new(io, timeout),
             next_tag: self.next_tag,
             caps: Vec::new(),
         };

@@ -1,5 +1,6 @@
 //! Network: TCP connect with timeouts, TLS (implicit or after STARTTLS), certificate pinning.
 
+mod conn;
 mod tls;
 
 use std::time::Duration;
@@ -9,6 +10,7 @@ use tokio::net::TcpStream;
 
 use crate::exit::{Classify, Exit};
 
+pub use conn::Conn;
 pub use tls::{Fingerprint, start_tls};
 
 /// A byte stream mailferry can speak a protocol over (TCP, TLS over TCP, or a test pipe).

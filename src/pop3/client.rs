@@ -6,7 +6,6 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use md5::{Digest, Md5};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::Pop3Error;
 use super::codec::{
@@ -15,7 +14,7 @@ use super::codec::{
 };
 use crate::config::AuthMech;
 use crate::credentials::Secret;
-use crate::net::{BoxIo, Fingerprint, NetError, start_tls};
+use crate::net::{BoxIo, Conn, Fingerprint, start_tls};
 use crate::text::sanitize;
 
 /// Receives message bodies from [`Client::retr_pipelined`].
@@ -30,10 +29,7 @@ pub trait RetrSink {
 
 /// A connected POP3 session.
 pub struct Client {
-    io: BoxIo,
-    buf: Vec<u8>,
-    start: usize,
-    timeout: Duration,
+    conn: Conn,
     greeting: String,
     scratch: Vec<u8>,
 }
@@ -44,10 +40,7 @@ impl Client {
     /// Takes a fresh connection and reads the greeting.
     pub async fn start(io: BoxIo, timeout: Duration) -> Result<Client> {
         let mut client = Client {
-            io,
-            buf: Vec::with_capacity(64 * 1024),
-            start: 0,
-            timeout,
+            conn: Conn::new(io, timeout),
             greeting: String::new(),
             scratch: Vec::with_capacity(64 * 1024),
         };
@@ -63,36 +56,12 @@ impl Client {
         &self.greeting
     }
 
-    async fn fill(&mut self, what: &str) -> Result<()> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        if self.buf.capacity() - self.buf.len() < 16 * 1024 {
-            self.buf.reserve(64 * 1024);
-        }
-        let n = tokio::time::timeout(self.timeout, self.io.read_buf(&mut self.buf))
-            .await
-            .map_err(|_| NetError::Timeout {
-                what: what.to_string(),
-                after: self.timeout,
-            })?
-            .map_err(NetError::Io)?;
-        if n == 0 {
-            return Err(NetError::Closed {
-                during: format!("while mailferry was waiting for {what}"),
-            }
-            .into());
-        }
-        Ok(())
-    }
-
     async fn read_line(&mut self, what: &str) -> Result<Vec<u8>> {
         loop {
-            let pending = &self.buf[self.start..];
+            let pending = self.conn.buffered();
             if let Some(len) = codec::line_len(pending) {
                 let line = pending[..len].to_vec();
-                self.start += len;
+                self.conn.consume(len);
                 return Ok(line);
             }
             if pending.len() > MAX_LINE {
@@ -100,7 +69,7 @@ impl Client {
                     "a line longer than {MAX_LINE} bytes in {what}"
                 )));
             }
-            self.fill(what).await?;
+            self.conn.fill(what).await?;
         }
     }
 
@@ -113,19 +82,7 @@ impl Client {
     }
 
     async fn write(&mut self, data: &[u8], what: &str) -> Result<()> {
-        let io = &mut self.io;
-        let job = async move {
-            io.write_all(data).await?;
-            io.flush().await
-        };
-        tokio::time::timeout(self.timeout, job)
-            .await
-            .map_err(|_| NetError::Timeout {
-                what: format!("the server to take {what}"),
-                after: self.timeout,
-            })?
-            .map_err(NetError::Io)?;
-        Ok(())
+        Ok(self.conn.write_all(data, what).await?)
     }
 
     /// Sends one command line (CR, LF and NUL are refused: they would inject commands).
@@ -167,10 +124,10 @@ impl Client {
     {
         let mut decoder = BodyDecoder::new();
         loop {
-            if self.start < self.buf.len() {
+            if !self.conn.buffered().is_empty() {
                 self.scratch.clear();
-                let used = decoder.decode(&self.buf[self.start..], &mut self.scratch);
-                self.start += used;
+                let used = decoder.decode(self.conn.buffered(), &mut self.scratch);
+                self.conn.consume(used);
                 if !self.scratch.is_empty() {
                     sink(&self.scratch)?;
                 }
@@ -178,7 +135,7 @@ impl Client {
                     return Ok(());
                 }
             }
-            self.fill(what).await?;
+            self.conn.fill(what).await?;
         }
     }
 
@@ -222,18 +179,16 @@ impl Client {
         pin: Option<Fingerprint>,
     ) -> Result<(Client, Fingerprint)> {
         self.simple("STLS", "STLS").await?;
-        if self.start < self.buf.len() {
-            return Err(Pop3Error::Protocol(
+        let timeout = self.conn.timeout();
+        let io = self.conn.into_io().ok_or_else(|| {
+            Pop3Error::Protocol(
                 "the server sent data after its STLS reply, before TLS began (possible injection)"
                     .to_string(),
-            ));
-        }
-        let (io, fingerprint) = start_tls(self.io, host, pin, self.timeout).await?;
+            )
+        })?;
+        let (io, fingerprint) = start_tls(io, host, pin, timeout).await?;
         let client = Client {
-            io,
-            buf: Vec::with_capacity(64 * 1024),
-            start: 0,
-            timeout: self.timeout,
+            conn: Conn::new(io, timeout),
             greeting: self.greeting,
             scratch: self.scratch,
         };

@@ -283,11 +283,11 @@ impl FolderSync<'_> {
                 &known,
             )
             .await?;
-            self.out.warn(&format!(
-                "{}: folder {}: UIDVALIDITY changed; re-matched {matched} of {} known messages by Message-ID and size",
-                self.account.name,
-                sanitize(&self.remote.name, 100),
-                known.len()
+            self.out.warn(&transfer::rematch_report(
+                &self.account.name,
+                &self.remote.name,
+                matched,
+                known.len(),
             ));
         }
         folder_state.uidvalidity = Some(selected.uidvalidity);
