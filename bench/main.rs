@@ -64,20 +64,31 @@ fn corpus(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The Message-IDs found in a Maildir (new/ and cur/), and the number of files.
-fn message_ids(maildir: &Path) -> (BTreeSet<String>, usize) {
+/// The Message-IDs found in a Maildir tree (every new/ and cur/ below it, so that each
+/// tool's folder layout counts), and the number of message files.
+fn message_ids(root: &Path) -> (BTreeSet<String>, usize) {
     let mut ids = BTreeSet::new();
     let mut files = 0;
-    for sub in ["new", "cur"] {
-        let Ok(dir) = fs::read_dir(maildir.join(sub)) else {
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
-        for e in dir.flatten() {
-            files += 1;
-            if let Ok(text) = fs::read(e.path()) {
-                let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
-                if let Some(line) = text.lines().find(|l| l.starts_with("Message-ID:")) {
-                    ids.insert(line.to_string());
+        let is_messages = matches!(
+            dir.file_name().and_then(|n| n.to_str()),
+            Some("new" | "cur")
+        );
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if is_messages {
+                files += 1;
+                if let Ok(text) = fs::read(&path) {
+                    let text = String::from_utf8_lossy(&text[..text.len().min(4096)]).into_owned();
+                    if let Some(line) = text.lines().find(|l| l.starts_with("Message-ID:")) {
+                        ids.insert(line.to_string());
+                    }
                 }
             }
         }
@@ -149,6 +160,7 @@ struct Tool {
 
 struct Ctx {
     port: u16,
+    imap_port: u16,
     user: String,
     password: String,
     ca: PathBuf,
@@ -271,7 +283,115 @@ fn getmail(ctx: &Ctx, dir: &Path) -> Command {
     cmd
 }
 
-const TOOLS: &[Tool] = &[
+fn mailferry_imap(ctx: &Ctx, dir: &Path, sync: bool) -> Command {
+    let config = dir.join("mailferry.toml");
+    let channel = if sync {
+        "[channels.bench]\naccount = \"bench\"\n"
+    } else {
+        ""
+    };
+    private_file(
+        &config,
+        &format!(
+            "[accounts.bench]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\ntls = \"implicit\"\nuser = \"{}\"\n\
+             password = \"{}\"\nmaildir = \"{}\"\n{channel}",
+            ctx.imap_port,
+            ctx.user,
+            ctx.password,
+            maildir_in(dir).display()
+        ),
+    );
+    let mut cmd = Command::new(&ctx.mailferry);
+    cmd.arg("-q")
+        .arg("-c")
+        .arg(&config)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .arg(if sync { "sync" } else { "fetch" })
+        .env("SSL_CERT_FILE", &ctx.ca);
+    cmd
+}
+
+fn mailferry_imap_fetch(ctx: &Ctx, dir: &Path) -> Command {
+    mailferry_imap(ctx, dir, false)
+}
+
+fn mailferry_imap_sync(ctx: &Ctx, dir: &Path) -> Command {
+    mailferry_imap(ctx, dir, true)
+}
+
+fn mbsync(ctx: &Ctx, dir: &Path) -> Command {
+    let rc = dir.join("mbsyncrc");
+    let maildir = maildir_in(dir);
+    private_file(
+        &rc,
+        &format!(
+            "IMAPAccount bench\nHost localhost\nPort {}\nUser {}\nPass {}\nSSLType IMAPS\nCertificateFile {}\n\n\
+             IMAPStore remote\nAccount bench\n\n\
+             MaildirStore local\nPath {}/\nInbox {}/INBOX\nSubFolders Verbatim\n\n\
+             Channel bench\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSync Pull\nSyncState *\n",
+            ctx.imap_port,
+            ctx.user,
+            ctx.password,
+            ctx.ca.display(),
+            maildir.display(),
+            maildir.display()
+        ),
+    );
+    let mut cmd = Command::new("mbsync");
+    cmd.arg("-c").arg(&rc).arg("-q").arg("bench");
+    cmd
+}
+
+fn offlineimap(ctx: &Ctx, dir: &Path) -> Command {
+    let rc = dir.join("offlineimaprc");
+    let maildir = maildir_in(dir);
+    private_file(
+        &rc,
+        &format!(
+            "[general]\naccounts = bench\nmetadata = {}/meta\n\n[Account bench]\nlocalrepository = local\nremoterepository = remote\n\n\
+             [Repository local]\ntype = Maildir\nlocalfolders = {}\n\n\
+             [Repository remote]\ntype = IMAP\nremotehost = localhost\nremoteport = {}\nremoteuser = {}\nremotepass = {}\n\
+             ssl = yes\nsslcacertfile = {}\nreadonly = True\n",
+            dir.display(),
+            maildir.display(),
+            ctx.imap_port,
+            ctx.user,
+            ctx.password,
+            ctx.ca.display()
+        ),
+    );
+    let mut cmd = Command::new("offlineimap");
+    cmd.arg("-c").arg(&rc).arg("-u").arg("quiet").arg("-o");
+    cmd
+}
+
+/// The IMAP tools, each pulling every folder into a Maildir.
+const IMAP_TOOLS: &[Tool] = &[
+    Tool {
+        name: "mailferry fetch",
+        setup: mailferry_imap_fetch,
+        ok: &[0],
+    },
+    Tool {
+        name: "mailferry sync",
+        setup: mailferry_imap_sync,
+        ok: &[0],
+    },
+    Tool {
+        name: "mbsync",
+        setup: mbsync,
+        ok: &[0],
+    },
+    Tool {
+        name: "offlineimap3",
+        setup: offlineimap,
+        ok: &[0],
+    },
+];
+
+/// The POP3 tools, each fetching INBOX into a Maildir in keep mode.
+const POP3_TOOLS: &[Tool] = &[
     Tool {
         name: "mailferry",
         setup: mailferry,
@@ -308,14 +428,28 @@ fn main() {
     let scratch = std::env::temp_dir().join(format!("mailferry-bench-{}", std::process::id()));
 
     let mail = corpus(n);
-    let total: usize = mail.iter().map(Vec::len).sum();
+    let mib = mail.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0;
     scenario(
         server,
         "bench",
         &mail,
+        &[""],
+        POP3_TOOLS,
         &format!(
-            "{n} messages ({:.1} MiB), keep mode; medians of {runs} runs",
-            total as f64 / 1048576.0
+            "POP3 over implicit TLS, Dovecot on 127.0.0.1: {n} messages ({mib:.1} MiB) in INBOX, keep mode; medians of {runs} runs"
+        ),
+        runs,
+        &mailferry,
+        &scratch,
+    );
+    scenario(
+        server,
+        "bench-imap",
+        &mail,
+        &["", "Work.Projects", "Archive.Été", "Lists"],
+        IMAP_TOOLS,
+        &format!(
+            "IMAP over implicit TLS, Dovecot on 127.0.0.1: {n} messages ({mib:.1} MiB) in 4 folders (nested, non-ASCII), first pull; medians of {runs} runs"
         ),
         runs,
         &mailferry,
@@ -332,9 +466,22 @@ fn main() {
     );
     scenario(
         server,
-        "bench-big",
+        "bench-big-pop3",
         &big,
-        "one 25 MB message, keep mode; medians of 3 runs",
+        &[""],
+        POP3_TOOLS,
+        "POP3: one 25 MB message; medians of 3 runs",
+        3,
+        &mailferry,
+        &scratch,
+    );
+    scenario(
+        server,
+        "bench-big-imap",
+        &big,
+        &[""],
+        IMAP_TOOLS,
+        "IMAP: one 25 MB message; medians of 3 runs",
         3,
         &mailferry,
         &scratch,
@@ -343,10 +490,13 @@ fn main() {
 }
 
 /// Fills a mailbox of its own with `mail` and times every tool fetching it.
+#[allow(clippy::too_many_arguments)]
 fn scenario(
     server: &dovecot::Dovecot,
     name: &str,
     mail: &[Vec<u8>],
+    folders: &[&str],
+    tools: &[Tool],
     title: &str,
     runs: usize,
     mailferry: &Path,
@@ -354,36 +504,47 @@ fn scenario(
 ) {
     let n = mail.len();
     let user = server.user(name);
-    server.put(&user, "", mail);
-    // Let Dovecot index the mailbox before any tool is timed.
-    server.doveadm(&[
-        "-f",
-        "flow",
-        "fetch",
-        "-u",
-        &user.name,
-        "size.virtual",
-        "mailbox",
-        "INBOX",
-        "all",
-    ]);
+    // Messages are dealt round-robin into the folders.
+    for (f, folder) in folders.iter().enumerate() {
+        let share: Vec<Vec<u8>> = mail
+            .iter()
+            .skip(f)
+            .step_by(folders.len())
+            .cloned()
+            .collect();
+        server.put(&user, folder, &share);
+        // Let Dovecot index the mailbox before any tool is timed.
+        let mailbox = if folder.is_empty() { "INBOX" } else { folder };
+        server.doveadm(&[
+            "-f",
+            "flow",
+            "fetch",
+            "-u",
+            &user.name,
+            "size.virtual",
+            "mailbox",
+            mailbox,
+            "all",
+        ]);
+    }
     let expected: BTreeSet<String> = (0..n)
         .map(|i| format!("Message-ID: <bench.{i}@example.org>"))
         .collect();
     let ctx = Ctx {
         port: server.pop3s,
+        imap_port: server.imaps,
         user: user.name.clone(),
         password: user.password.clone(),
         ca: server.ca.clone(),
         mailferry: mailferry.to_path_buf(),
     };
-    println!("\nPOP3 over implicit TLS, Dovecot on 127.0.0.1: {title}\n");
+    println!("\n{title}\n");
     println!(
         "| tool | first fetch wall s | CPU s | peak RSS MiB | no-op rerun wall s | wall vs mailferry | RSS vs mailferry |"
     );
     println!("|---|---|---|---|---|---|---|");
     let mut base: Option<(f64, f64)> = None;
-    for tool in TOOLS {
+    for tool in tools {
         let mut first = Vec::new();
         let mut noop = Vec::new();
         let mut failure = None;
