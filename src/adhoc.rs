@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::config::{
-    Account, AuthMech, ConfigError, DEFAULT_TIMEOUT, Layout, Mode, PasswordSource, Protocol, Tls,
-    default_port,
+    Account, AuthMech, ConfigError, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, Layout, Mode,
+    PasswordSource, Protocol, Tls, default_port,
 };
 use crate::net::Fingerprint;
 
@@ -194,6 +194,7 @@ pub fn account(url: &str, opts: &Adhoc) -> Result<Account, ConfigError> {
         max_messages: None,
         max_size: None,
         timeout: DEFAULT_TIMEOUT,
+        connections: DEFAULT_CONNECTIONS,
         origin: url.to_string(),
     })
 }

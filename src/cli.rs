@@ -42,7 +42,8 @@ Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table pe
   layout = \"maildir++\" | \"fs\"   sub-folders as .A.B (Dovecot's default) or A/B
   mode = \"keep\" | \"delete\"   leave mail on the server, or delete it once it is safe on disk
   delete_after = \"30d\"   keep mode: delete messages this long after they were first fetched
-  max_messages, max_size (\"20M\"), timeout (\"60s\"), folders (IMAP patterns)
+  max_messages, max_size (\"20M\"), timeout (\"60s\"), folders (IMAP patterns),
+  connections (IMAP connections at once, default 3)
   [channels.NAME]       account, sync = both|pull|push, expunge = none|far|near|both, create
 Unknown keys are errors; every error names the file, line and key.
 State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one lock per account).

@@ -214,6 +214,8 @@ pub struct Account {
     pub max_size: Option<u64>,
     /// Limit on every network wait.
     pub timeout: Duration,
+    /// IMAP: folders are worked on over at most this many connections at once.
+    pub connections: usize,
     /// Where the account came from, for messages ("file:line" or the URL).
     pub origin: String,
 }
@@ -248,6 +250,9 @@ pub struct Config {
 
 /// Default network timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default number of IMAP connections per account (servers limit them: Gmail to about 15).
+pub const DEFAULT_CONNECTIONS: usize = 3;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -286,6 +291,7 @@ struct RawAccount {
     max_messages: Option<u64>,
     max_size: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
+    connections: Option<Spanned<u64>>,
 }
 
 #[derive(Deserialize)]
@@ -501,6 +507,17 @@ impl Source<'_> {
             None => DEFAULT_TIMEOUT,
         };
 
+        let connections = match &raw.connections {
+            Some(n) if !(1..=64).contains(n.get_ref()) => {
+                return Err(self.error(
+                    n.span(),
+                    &key("connections"),
+                    "expected a number from 1 to 64",
+                ));
+            }
+            Some(n) => *n.get_ref() as usize,
+            None => DEFAULT_CONNECTIONS,
+        };
         Ok(Account {
             name: name.to_string(),
             protocol: raw.protocol,
@@ -520,6 +537,7 @@ impl Source<'_> {
             max_messages: raw.max_messages,
             max_size,
             timeout,
+            connections,
             origin: self.at(table_span.start),
         })
     }

@@ -232,14 +232,14 @@ impl Setup {
         if opts.dry_run {
             return match account.protocol {
                 Protocol::Pop3 => fetch::pop3::run(account, &opts, None, out).await,
-                Protocol::Imap => fetch::imap::run(account, &opts, None, out).await,
+                Protocol::Imap => fetch::imap::run(account, &opts, out).await,
             };
         }
         let mut state = State::open(&opts.state_path)?;
         let run = state.run_started(now())?;
         let result = match account.protocol {
             Protocol::Pop3 => fetch::pop3::run(account, &opts, Some(&mut state), out).await,
-            Protocol::Imap => fetch::imap::run(account, &opts, Some(&mut state), out).await,
+            Protocol::Imap => fetch::imap::run(account, &opts, out).await,
         };
         let recorded = match &result {
             Ok(o) => state.run_finished(run, now(), "ok", o.fetched, o.deleted, None),

@@ -11,6 +11,7 @@ pub mod failpoint;
 pub mod fetch;
 pub mod imap;
 pub mod job;
+pub mod join;
 pub mod lock;
 pub mod maildir;
 pub mod net;

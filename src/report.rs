@@ -3,7 +3,7 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::text::sanitize;
@@ -72,6 +72,17 @@ pub struct Outcome {
     pub dry_run: bool,
 }
 
+impl Outcome {
+    /// Adds another partial outcome (one folder's) to this one.
+    pub fn add(&mut self, other: &Outcome) {
+        self.fetched += other.fetched;
+        self.bytes += other.bytes;
+        self.deleted += other.deleted;
+        self.too_large += other.too_large;
+        self.deferred += other.deferred;
+    }
+}
+
 impl Output {
     /// Whether progress bars should be drawn (a terminal on stderr, not quiet, not JSON).
     pub fn bars(&self) -> bool {
@@ -87,7 +98,11 @@ impl Output {
                 done: 0,
             };
         }
-        let bar = ProgressBar::with_draw_target(Some(bytes), ProgressDrawTarget::stderr());
+        // One MultiProgress for the process, so that bars of folders worked on at once stack.
+        static MULTI: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+        let multi =
+            MULTI.get_or_init(|| MultiProgress::with_draw_target(ProgressDrawTarget::stderr()));
+        let bar = multi.add(ProgressBar::new(bytes));
         let style = ProgressStyle::with_template(
             "{prefix:.bold} [{bar:30}] {msg} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )

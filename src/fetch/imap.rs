@@ -6,34 +6,25 @@
 //! \Deleted and removed with UID EXPUNGE. A changed UIDVALIDITY is recovered by matching
 //! Message-ID and size instead of fetching everything again.
 
+use std::cell::Cell;
 use std::collections::HashSet;
 
 use anyhow::Context;
 
 use super::FetchOptions;
 use crate::config::{Account, Mode};
-use crate::credentials;
 use crate::imap::{self, ImapError, RemoteFolder, Session};
 use crate::maildir::Maildir;
 use crate::report::{Outcome, Output};
 use crate::state::{ImapRecord, State};
 use crate::text::sanitize;
 use crate::transfer::{self, expunge, recover};
+use crate::{credentials, join};
 
 /// Fetches every selected folder of one IMAP account.
-pub async fn run(
-    account: &Account,
-    opts: &FetchOptions,
-    mut state: Option<&mut State>,
-    out: &Output,
-) -> anyhow::Result<Outcome> {
+pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow::Result<Outcome> {
     let secret = credentials::password(account)?;
     let maildir = Maildir::new(&account.maildir, account.layout);
-    let mut outcome = Outcome {
-        account: account.name.clone(),
-        dry_run: opts.dry_run,
-        ..Outcome::default()
-    };
     let mut session = imap::open(account, &secret).await?;
     if opts.mode == Mode::Delete && !session.client.has("UIDPLUS") {
         // Plain EXPUNGE would also remove what other clients marked \Deleted.
@@ -61,20 +52,53 @@ pub async fn run(
             .unwrap_or_else(|| "no TLS".into()),
         folders.len()
     ));
-    for folder in &folders {
-        let mut job = FolderJob {
-            account,
-            opts,
-            out,
-            folder,
-            maildir: &maildir,
-        };
-        job.run(&mut session, state.as_deref_mut(), &mut outcome)
-            .await
-            .with_context(|| format!("folder {}", sanitize(&folder.name, 100)))?;
+    // max_messages counts over the whole run, so it is kept on one connection.
+    let connections = if opts.max_messages.is_some() {
+        1
+    } else {
+        account.connections
+    };
+    let open_state = || -> anyhow::Result<Option<State>> {
+        Ok(if opts.dry_run {
+            None
+        } else {
+            Some(State::open(&opts.state_path)?)
+        })
+    };
+    let fetched = Cell::new(0u64);
+    let outcomes = join::work_queue(
+        (session, open_state()?),
+        folders,
+        connections,
+        async || Ok((imap::open(account, &secret).await?, open_state()?)),
+        async |(session, state): &mut (Session, Option<State>), folder: RemoteFolder| {
+            let mut outcome = Outcome::default();
+            let mut job = FolderJob {
+                account,
+                opts,
+                out,
+                folder: &folder,
+                maildir: &maildir,
+                fetched_before: fetched.get(),
+            };
+            job.run(session, state.as_mut(), &mut outcome)
+                .await
+                .with_context(|| format!("folder {}", sanitize(&folder.name, 100)))?;
+            fetched.set(fetched.get() + outcome.fetched);
+            Ok(outcome)
+        },
+        async |(session, _): (Session, Option<State>)| Ok(session.client.logout().await?),
+    )
+    .await?;
+    let mut total = Outcome {
+        account: account.name.clone(),
+        dry_run: opts.dry_run,
+        ..Outcome::default()
+    };
+    for o in outcomes {
+        total.add(&o);
     }
-    session.client.logout().await?;
-    Ok(outcome)
+    Ok(total)
 }
 
 struct FolderJob<'a> {
@@ -83,6 +107,8 @@ struct FolderJob<'a> {
     out: &'a Output,
     folder: &'a RemoteFolder,
     maildir: &'a Maildir,
+    /// Messages fetched in this run before this folder (max_messages counts them all).
+    fetched_before: u64,
 }
 
 /// A server message not fetched yet.
@@ -116,7 +142,7 @@ impl FolderJob<'_> {
                 None => Vec::new(),
             };
             let candidates = self.candidates(session, &selected, &known).await?;
-            let (fetch, too_large) = self.plan(&candidates, outcome.fetched);
+            let (fetch, too_large) = self.plan(&candidates, self.fetched_before);
             for c in &fetch {
                 self.out.info(&format!(
                     "would fetch {} UID {} ({} bytes)",
@@ -178,7 +204,7 @@ impl FolderJob<'_> {
             }
         }
         let candidates = self.candidates(session, &selected, &known).await?;
-        let (fetch, too_large) = self.plan(&candidates, outcome.fetched);
+        let (fetch, too_large) = self.plan(&candidates, self.fetched_before);
         outcome.too_large += too_large.len() as u64;
         if !too_large.is_empty() {
             let skipped: Vec<ImapRecord> = too_large

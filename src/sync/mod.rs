@@ -20,7 +20,7 @@ use crate::report::Output;
 use crate::state::{ImapFolder, State};
 use crate::text::sanitize;
 use crate::transfer::{self, expunge, message_id, recover};
-use crate::{credentials, failpoint};
+use crate::{credentials, failpoint, join};
 use plan::{Action, Pair, Policy};
 
 /// Uploads recorded per state commit.
@@ -73,6 +73,17 @@ pub struct SyncOutcome {
 }
 
 impl SyncOutcome {
+    /// Adds another partial outcome (one folder's) to this one.
+    pub fn add(&mut self, other: &SyncOutcome) {
+        self.downloaded += other.downloaded;
+        self.uploaded += other.uploaded;
+        self.far_flags += other.far_flags;
+        self.near_flags += other.near_flags;
+        self.far_deleted += other.far_deleted;
+        self.near_deleted += other.near_deleted;
+        self.folders_created += other.folders_created;
+    }
+
     /// The one-line summary.
     pub fn line(&self) -> String {
         let verb = if self.dry_run {
@@ -152,6 +163,7 @@ pub async fn run(
         }
     }
     let delimiter = far_delimiter(&mut session).await?;
+    let mut jobs = Vec::new();
     for (components, remote) in folders {
         let name = components.join("/");
         let near_exists = maildir
@@ -200,19 +212,41 @@ pub async fn run(
         if !near_exists {
             outcome.folders_created += 1;
         }
-        let mut job = FolderSync {
-            account,
-            policy,
-            dry_run: opts.dry_run,
-            out,
-            remote: &remote,
-            maildir: &maildir,
-        };
-        job.run(&mut session, state, &mut outcome)
-            .await
-            .with_context(|| format!("folder {}", sanitize(&name, 100)))?;
+        jobs.push(remote);
     }
-    session.client.logout().await?;
+    // Every worker has its own connection to the state database (SQLite serialises writers).
+    let state_path = state.path().to_path_buf();
+    let parts = join::work_queue(
+        (session, State::open(&state_path)?),
+        jobs,
+        account.connections,
+        async || {
+            Ok((
+                imap::open(account, &secret).await?,
+                State::open(&state_path)?,
+            ))
+        },
+        async |(session, state): &mut (Session, State), remote: RemoteFolder| {
+            let mut part = SyncOutcome::default();
+            let mut job = FolderSync {
+                account,
+                policy,
+                dry_run: opts.dry_run,
+                out,
+                remote: &remote,
+                maildir: &maildir,
+            };
+            job.run(session, state, &mut part)
+                .await
+                .with_context(|| format!("folder {}", sanitize(&remote.name, 100)))?;
+            Ok(part)
+        },
+        async |(session, _): (Session, State)| Ok(session.client.logout().await?),
+    )
+    .await?;
+    for part in parts {
+        outcome.add(&part);
+    }
     Ok(outcome)
 }
 
