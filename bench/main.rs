@@ -1,6 +1,6 @@
 //! Benchmarks mailferry side by side with its peers on one local Dovecot, in one run.
 //!
-//! `scripts/bench [MESSAGES] [RUNS]` (defaults 2000 and 3). It starts a throwaway Dovecot on
+//! `scripts/bench [MESSAGES] [RUNS] [pop3|imap|all]` (defaults 2000, 3, all). It starts a throwaway Dovecot on
 //! 127.0.0.1, fills a mailbox with a deterministic corpus, and times each tool (wall, CPU,
 //! peak RSS via /usr/bin/time) over implicit TLS, checking each result before it counts.
 //! Prints a Markdown table of medians, with ratios to mailferry.
@@ -418,6 +418,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    let only = args.get(3).map(String::as_str).unwrap_or("all");
+    let (pop3, imap) = (only != "imap", only != "pop3");
     let server = dovecot::dovecot();
     let exe = std::env::current_exe().expect("own path");
     let mailferry = exe
@@ -429,32 +431,36 @@ fn main() {
 
     let mail = corpus(n);
     let mib = mail.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0;
-    scenario(
-        server,
-        "bench",
-        &mail,
-        &[""],
-        POP3_TOOLS,
-        &format!(
-            "POP3 over implicit TLS, Dovecot on 127.0.0.1: {n} messages ({mib:.1} MiB) in INBOX, keep mode; medians of {runs} runs"
-        ),
-        runs,
-        &mailferry,
-        &scratch,
-    );
-    scenario(
-        server,
-        "bench-imap",
-        &mail,
-        &["", "Work.Projects", "Archive.Été", "Lists"],
-        IMAP_TOOLS,
-        &format!(
-            "IMAP over implicit TLS, Dovecot on 127.0.0.1: {n} messages ({mib:.1} MiB) in 4 folders (nested, non-ASCII), first pull; medians of {runs} runs"
-        ),
-        runs,
-        &mailferry,
-        &scratch,
-    );
+    if pop3 {
+        scenario(
+            server,
+            "bench",
+            &mail,
+            &[""],
+            POP3_TOOLS,
+            &format!(
+                "POP3 over implicit TLS, Dovecot on 127.0.0.1: {n} messages ({mib:.1} MiB) in INBOX, keep mode; medians of {runs} runs"
+            ),
+            runs,
+            &mailferry,
+            &scratch,
+        );
+    }
+    if imap {
+        scenario(
+            server,
+            "bench-imap",
+            &mail,
+            &["", "Work.Projects", "Archive.Été", "Lists"],
+            IMAP_TOOLS,
+            &format!(
+                "IMAP over implicit TLS, Dovecot on 127.0.0.1: {n} messages ({mib:.1} MiB) in 4 folders (nested, non-ASCII), first pull; medians of {runs} runs"
+            ),
+            runs,
+            &mailferry,
+            &scratch,
+        );
+    }
     // One 25 MB message: memory must not grow with message size.
     let mut big = corpus(1);
     big[0].extend(
@@ -464,28 +470,32 @@ fn main() {
         )
         .flatten(),
     );
-    scenario(
-        server,
-        "bench-big-pop3",
-        &big,
-        &[""],
-        POP3_TOOLS,
-        "POP3: one 25 MB message; medians of 3 runs",
-        3,
-        &mailferry,
-        &scratch,
-    );
-    scenario(
-        server,
-        "bench-big-imap",
-        &big,
-        &[""],
-        IMAP_TOOLS,
-        "IMAP: one 25 MB message; medians of 3 runs",
-        3,
-        &mailferry,
-        &scratch,
-    );
+    if pop3 {
+        scenario(
+            server,
+            "bench-big-pop3",
+            &big,
+            &[""],
+            POP3_TOOLS,
+            "POP3: one 25 MB message; medians of 3 runs",
+            3,
+            &mailferry,
+            &scratch,
+        );
+    }
+    if imap {
+        scenario(
+            server,
+            "bench-big-imap",
+            &big,
+            &[""],
+            IMAP_TOOLS,
+            "IMAP: one 25 MB message; medians of 3 runs",
+            3,
+            &mailferry,
+            &scratch,
+        );
+    }
     let _ = fs::remove_dir_all(&scratch);
 }
 
