@@ -297,7 +297,7 @@ impl State {
         rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
     }
 
-    /// Records messages about to be renamed into the Maildir (durable in tmp/, not yet visible),
+    /// Records messages about to be made durable and renamed into the Maildir (written in tmp/),
     /// in one durable transaction with the confirmation of all earlier ones: (id, local name,
     /// size). Call [`State::pop3_settle`] once their renames are durable.
     pub fn pop3_record(&mut self, fetched: &[(String, String, u64)], now: i64) -> Result<()> {

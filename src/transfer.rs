@@ -1,5 +1,5 @@
 //! Moving messages between an IMAP folder and a Maildir folder with durable state: the
-//! download sequence (bodies durable in tmp/ -> recorded -> renamed into place), expunging
+//! download sequence (bodies written into tmp/ -> recorded -> synced and renamed into place),
 //! exactly what is safe, crash recovery, and re-matching after a UIDVALIDITY change. Shared by
 //! `fetch` and `sync`.
 
@@ -9,7 +9,7 @@ use anyhow::Context;
 
 use crate::failpoint;
 use crate::imap::{self, FetchSink, ImapError, Session, codec, date};
-use crate::maildir::{Durable, Folder, TmpMessage};
+use crate::maildir::{Folder, TmpMessage, Written};
 use crate::report::Progress;
 use crate::state::{ImapFolder, ImapRecord, State};
 
@@ -50,7 +50,7 @@ pub struct Landed {
     pub size: u64,
 }
 
-/// Downloads one batch: bodies streamed into tmp/ and made durable, recorded in state, then
+/// Downloads one batch: bodies streamed into tmp/, recorded in state, then made durable and
 /// renamed into place. A crash at any point loses nothing and, after [`recover`], duplicates
 /// nothing. UIDs the server no longer has are skipped.
 pub async fn download(
@@ -86,7 +86,7 @@ pub async fn download(
         .iter()
         .map(|f| ImapRecord {
             uid: f.uid,
-            local_name: Some(f.durable.unique()),
+            local_name: Some(f.written.unique()),
             flags: f.flags.clone(),
             size: f.size,
             message_id: f.message_id.clone(),
@@ -103,7 +103,7 @@ pub async fn download(
             size: f.size,
         })
         .collect();
-    local.commit(fetched.into_iter().map(|f| (f.durable, f.flags)).collect())?;
+    local.commit(fetched.into_iter().map(|f| (f.written, f.flags)).collect())?;
     failpoint::hit("imap-after-rename");
     Ok(landed)
 }
@@ -219,13 +219,13 @@ pub fn message_id(header: &[u8]) -> Option<String> {
     None
 }
 
-/// A fetched message, durable in tmp/.
+/// A fetched message, written into tmp/.
 struct Fetched {
     uid: u32,
     flags: String,
     size: u64,
     message_id: Option<String>,
-    durable: Durable,
+    written: Written,
 }
 
 /// Streams `BODY[]` literals into tmp/ files and completes them with their FETCH data.
@@ -268,14 +268,14 @@ impl FetchSink for BodySink<'_> {
             return Ok(());
         }
         let mtime = fetch.internaldate.as_deref().and_then(date::parse);
-        let durable = tmp.finish(mtime)?;
+        let written = tmp.finish(mtime)?;
         failpoint::hit("imap-after-tmp");
         self.done.push(Fetched {
             uid,
             flags: imap::maildir_flags(fetch.flags.as_deref().unwrap_or_default()),
-            size: fetch.size.unwrap_or(durable.size()),
+            size: fetch.size.unwrap_or(written.size()),
             message_id: fetch.header.as_deref().and_then(message_id),
-            durable,
+            written,
         });
         self.progress.message();
         Ok(())

@@ -1,9 +1,9 @@
 //! POP3 fetch: list, plan, stream into the Maildir in durable batches, record, then delete.
 //!
-//! Order per batch (DESIGN.md §3): bodies durable in tmp/ -> state records them as pending ->
-//! rename into new/ + directory fsync -> only then DELE. The next batch's state commit (or the
-//! final settle) confirms the previous one; after a crash, pending records are checked against
-//! the Maildir, so a message is neither lost nor fetched twice. DELE takes effect at QUIT, and
+//! Order per batch (DESIGN.md §3): bodies written into tmp/ -> state records them as pending ->
+//! one data sync for the batch, rename into new/, directory sync -> only then DELE. The next
+//! batch's state commit (or the final settle) confirms the previous one; after a crash, pending
+//! records are checked against the Maildir, so a message is neither lost nor fetched twice. DELE takes effect at QUIT, and
 //! deletions are recorded only after QUIT's +OK.
 
 use std::collections::{HashMap, HashSet};
@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use super::plan::{self, Listed, Plan, Policy};
 use super::{FetchOptions, now};
 use crate::config::{Account, Mode};
-use crate::maildir::{Durable, Folder, Maildir, TmpMessage};
+use crate::maildir::{Folder, Maildir, TmpMessage, Written};
 use crate::pop3::{self, Client, Pop3Error, RetrSink};
 use crate::report::{Outcome, Output, Progress};
 use crate::state::State;
@@ -331,12 +331,12 @@ impl Round<'_> {
             client
                 .retr_pipelined(&numbers, self.window, &mut sink)
                 .await?;
-            let durable = sink.done;
+            let written = sink.done;
 
             // Record before the rename, so that a crash after it cannot cause a duplicate.
             let records: Vec<(String, String, u64)> = batch
                 .iter()
-                .zip(&durable)
+                .zip(&written)
                 .filter_map(|(&i, d)| {
                     let id = self.listing[i].id.clone()?;
                     Some((id, d.unique(), self.listing[i].size))
@@ -344,7 +344,7 @@ impl Round<'_> {
                 .collect();
             state.pop3_record(&records, now())?;
             failpoint::hit("pop3-after-record");
-            let landed = inbox.commit(durable.into_iter().map(|d| (d, String::new())).collect())?;
+            let landed = inbox.commit(written.into_iter().map(|d| (d, String::new())).collect())?;
             failpoint::hit("pop3-after-rename");
             outcome.fetched += landed.len() as u64;
             outcome.bytes += batch.iter().map(|&i| self.listing[i].size).sum::<u64>();
@@ -364,11 +364,11 @@ impl Round<'_> {
     }
 }
 
-/// Streams RETR bodies into tmp/ files and makes each durable when it is complete.
+/// Streams RETR bodies into tmp/ files (made durable with their batch by `Folder::commit`).
 struct BatchSink<'a> {
     folder: &'a Folder,
     current: Option<TmpMessage>,
-    done: Vec<Durable>,
+    done: Vec<Written>,
     progress: &'a mut Progress,
 }
 
