@@ -188,6 +188,7 @@ pub fn account(url: &str, opts: &Adhoc) -> Result<Account, ConfigError> {
         password,
         maildir,
         layout: opts.layout.unwrap_or_default(),
+        inbox_at_root: true,
         mode: Mode::Keep,
         delete_after: None,
         folders: parsed.folder.into_iter().collect(),

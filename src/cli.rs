@@ -40,6 +40,7 @@ Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table pe
                         config file only its owner can read, a password_file likewise
   maildir               Maildir root (~ expanded, relative to the config file's directory)
   layout = \"maildir++\" | \"fs\"   sub-folders as .A.B (Dovecot's default) or A/B
+  inbox = \"root\" | \"folder\"   IMAP INBOX at the Maildir root (default) or in a folder
   mode = \"keep\" | \"delete\"   leave mail on the server, or delete it once it is safe on disk
   delete_after = \"30d\"   keep mode: delete messages this long after they were first fetched
   max_messages, max_size (\"20M\"), timeout (\"60s\"), folders (IMAP patterns),

@@ -88,6 +88,17 @@ pub enum Layout {
     Fs,
 }
 
+/// Where the IMAP INBOX goes in the Maildir tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+enum InboxPlace {
+    /// At the root (new/ cur/ tmp/ of the tree itself), as Dovecot and mutt expect.
+    #[default]
+    Root,
+    /// In a folder named INBOX, beside the others.
+    Folder,
+}
+
 /// What a fetch does with mail on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -202,6 +213,8 @@ pub struct Account {
     pub maildir: PathBuf,
     /// Folder layout of that tree.
     pub layout: Layout,
+    /// IMAP INBOX is the Maildir root (true) or a folder like the others.
+    pub inbox_at_root: bool,
     /// Keep or delete mail on the server.
     pub mode: Mode,
     /// In keep mode: delete messages this long after they were first fetched.
@@ -284,6 +297,8 @@ struct RawAccount {
     maildir: Spanned<String>,
     #[serde(default)]
     layout: Layout,
+    #[serde(default)]
+    inbox: InboxPlace,
     #[serde(default)]
     mode: Mode,
     delete_after: Option<Spanned<String>>,
@@ -531,6 +546,7 @@ impl Source<'_> {
             password,
             maildir: expand_path(maildir_text, base),
             layout: raw.layout,
+            inbox_at_root: raw.inbox == InboxPlace::Root,
             mode: raw.mode,
             delete_after,
             folders: raw.folders.unwrap_or_else(|| vec!["*".to_string()]),

@@ -60,11 +60,13 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
 /// The longest file name most file systems take.
 const NAME_MAX: usize = 255;
 
-/// A Maildir tree: the INBOX at the root, sub-folders by the chosen layout.
+/// A Maildir tree: the INBOX at the root (or as a folder like the others), sub-folders by the
+/// chosen layout.
 #[derive(Debug, Clone)]
 pub struct Maildir {
     root: PathBuf,
     layout: Layout,
+    inbox_at_root: bool,
 }
 
 impl Maildir {
@@ -73,7 +75,19 @@ impl Maildir {
         Maildir {
             root: root.into(),
             layout,
+            inbox_at_root: true,
         }
+    }
+
+    /// Keeps INBOX in a folder of its own (`.INBOX`, or `INBOX/`) instead of at the root.
+    pub fn inbox_as_folder(mut self) -> Maildir {
+        self.inbox_at_root = false;
+        self
+    }
+
+    /// Whether INBOX is the root of the tree.
+    pub fn inbox_at_root(&self) -> bool {
+        self.inbox_at_root
     }
 
     /// The root directory.
@@ -81,10 +95,11 @@ impl Maildir {
         &self.root
     }
 
-    /// The directory of a folder given as hierarchy components; `[]` or `["INBOX"]` is the root.
+    /// The directory of a folder given as hierarchy components; `[]` is the root, and so is
+    /// `["INBOX"]` unless INBOX is kept as a folder.
     pub fn folder_path(&self, components: &[&str]) -> Result<PathBuf> {
         let components = match components {
-            [first, rest @ ..] if first.eq_ignore_ascii_case("INBOX") && rest.is_empty() => &[][..],
+            [only] if self.inbox_at_root && only.eq_ignore_ascii_case("INBOX") => &[][..],
             other => other,
         };
         if components.is_empty() {
@@ -206,6 +221,16 @@ impl Maildir {
             prefix.pop();
         }
         Ok(())
+    }
+}
+
+/// The Maildir tree of an account, as its config describes it.
+pub fn account_maildir(account: &crate::config::Account) -> Maildir {
+    let maildir = Maildir::new(&account.maildir, account.layout);
+    if account.inbox_at_root {
+        maildir
+    } else {
+        maildir.inbox_as_folder()
     }
 }
 
@@ -858,6 +883,9 @@ mod tests {
             assert!(md.folder_path(&["a", ""]).is_err());
             assert!(md.folder_path(&[&"x".repeat(300)]).is_err());
             assert_eq!(md.folder_path(&["INBOX"]).unwrap(), root);
+            let separate = md.clone().inbox_as_folder();
+            assert_ne!(separate.folder_path(&["INBOX"]).unwrap(), root);
+            assert!(separate.folder_path(&["INBOX"]).unwrap().starts_with(root));
         }
         let pp = Maildir::new(root, Layout::MaildirPlusPlus);
         assert_eq!(

@@ -14,7 +14,7 @@ use anyhow::Context;
 use super::FetchOptions;
 use crate::config::{Account, Mode};
 use crate::imap::{self, ImapError, RemoteFolder, Session};
-use crate::maildir::Maildir;
+use crate::maildir::{Maildir, account_maildir};
 use crate::report::{Outcome, Output};
 use crate::state::{ImapRecord, State};
 use crate::text::sanitize;
@@ -24,7 +24,7 @@ use crate::{credentials, join};
 /// Fetches every selected folder of one IMAP account.
 pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow::Result<Outcome> {
     let secret = credentials::password(account)?;
-    let maildir = Maildir::new(&account.maildir, account.layout);
+    let maildir = account_maildir(account);
     let mut session = imap::open(account, &secret).await?;
     if opts.mode == Mode::Delete && !session.client.has("UIDPLUS") {
         // Plain EXPUNGE would also remove what other clients marked \Deleted.

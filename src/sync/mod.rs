@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::config::{Account, Channel, Sides, SyncDirection};
 use crate::exit::{Classify, Exit};
 use crate::imap::{self, RemoteFolder, Session, codec, date};
-use crate::maildir::{Entry, Folder, Maildir};
+use crate::maildir::{Entry, Folder, Maildir, account_maildir};
 use crate::report::Output;
 use crate::state::{ImapFolder, State};
 use crate::text::sanitize;
@@ -136,7 +136,7 @@ pub async fn run(
         ..SyncOutcome::default()
     };
     let secret = credentials::password(account)?;
-    let maildir = Maildir::new(&account.maildir, account.layout);
+    let maildir = account_maildir(account);
     let mut session = imap::open(account, &secret).await?;
     if policy.push && !session.client.has("UIDPLUS") {
         return Err(imap::ImapError::Missing(
@@ -154,7 +154,7 @@ pub async fn run(
         .map(|f| (f.components.clone(), Some(f)))
         .collect();
     let mut near_folders = maildir.list_folders()?;
-    if maildir.root().join("cur").is_dir() {
+    if maildir.inbox_at_root() && maildir.root().join("cur").is_dir() {
         near_folders.push(vec!["INBOX".to_string()]);
     }
     for components in near_folders {

@@ -304,3 +304,24 @@ fn imap_wrong_password_and_check() {
     run.expect(77);
     assert!(run.stderr.contains("login as imapcheck"), "{}", run.stderr);
 }
+
+#[test]
+fn inbox_can_be_a_folder_of_its_own() {
+    let server = dovecot();
+    let user = server.user("inboxfolder");
+    let inbox = corpus("ibf", 2);
+    server.put(&user, "", &inbox);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&imap_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "inbox = \"folder\"",
+    ));
+    env.run(&["fetch"]).expect(0);
+    assert_same(local_messages(&maildir.join(".INBOX")), &inbox, ".INBOX");
+    assert!(local_messages(&maildir).is_empty(), "nothing at the root");
+}
