@@ -3,8 +3,8 @@
 use std::path::PathBuf;
 
 use crate::config::{
-    Account, AuthMech, ConfigError, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, Layout, Mode,
-    PasswordSource, Protocol, Tls, default_port,
+    Account, AuthMech, CompressMode, ConfigError, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, Layout,
+    Mode, PasswordSource, Protocol, Tls, default_port,
 };
 use crate::net::Fingerprint;
 
@@ -189,6 +189,7 @@ pub fn account(url: &str, opts: &Adhoc) -> Result<Account, ConfigError> {
         maildir,
         layout: opts.layout.unwrap_or_default(),
         inbox_at_root: true,
+        compress: CompressMode::Auto,
         mode: Mode::Keep,
         delete_after: None,
         folders: parsed.folder.into_iter().collect(),

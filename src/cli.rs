@@ -41,6 +41,7 @@ Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table pe
   maildir               Maildir root (~ expanded, relative to the config file's directory)
   layout = \"maildir++\" | \"fs\"   sub-folders as .A.B (Dovecot's default) or A/B
   inbox = \"root\" | \"folder\"   IMAP INBOX at the Maildir root (default) or in a folder
+  compress = \"auto\" | \"always\" | \"never\"   IMAP COMPRESS=DEFLATE (auto: not on loopback)
   mode = \"keep\" | \"delete\"   leave mail on the server, or delete it once it is safe on disk
   delete_after = \"30d\"   keep mode: delete messages this long after they were first fetched
   max_messages, max_size (\"20M\"), timeout (\"60s\"), folders (IMAP patterns),

@@ -88,6 +88,36 @@ pub enum Layout {
     Fs,
 }
 
+/// Whether to use IMAP COMPRESS=DEFLATE when the server offers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CompressMode {
+    /// Compress unless the server is on this machine (there it only costs CPU).
+    #[default]
+    Auto,
+    /// Always, when offered.
+    Always,
+    /// Never.
+    Never,
+}
+
+impl CompressMode {
+    /// Whether to compress a connection to `host`.
+    pub fn wanted(self, host: &str) -> bool {
+        match self {
+            CompressMode::Always => true,
+            CompressMode::Never => false,
+            CompressMode::Auto => {
+                let loopback = host.eq_ignore_ascii_case("localhost")
+                    || host
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback());
+                !loopback
+            }
+        }
+    }
+}
+
 /// Where the IMAP INBOX goes in the Maildir tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -215,6 +245,8 @@ pub struct Account {
     pub layout: Layout,
     /// IMAP INBOX is the Maildir root (true) or a folder like the others.
     pub inbox_at_root: bool,
+    /// IMAP COMPRESS=DEFLATE.
+    pub compress: CompressMode,
     /// Keep or delete mail on the server.
     pub mode: Mode,
     /// In keep mode: delete messages this long after they were first fetched.
@@ -299,6 +331,8 @@ struct RawAccount {
     layout: Layout,
     #[serde(default)]
     inbox: InboxPlace,
+    #[serde(default)]
+    compress: CompressMode,
     #[serde(default)]
     mode: Mode,
     delete_after: Option<Spanned<String>>,
@@ -547,6 +581,7 @@ impl Source<'_> {
             maildir: expand_path(maildir_text, base),
             layout: raw.layout,
             inbox_at_root: raw.inbox == InboxPlace::Root,
+            compress: raw.compress,
             mode: raw.mode,
             delete_after,
             folders: raw.folders.unwrap_or_else(|| vec!["*".to_string()]),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ImapError;
 use super::codec::{self, Code, Response, Status, StatusLine};
-use crate::net::{BoxIo, Conn, Fingerprint, NetError, start_tls};
+use crate::net::{BoxIo, Conn, Deflate, Fingerprint, NetError, start_tls};
 use crate::text::sanitize;
 
 /// The longest response line (between literals) accepted.
@@ -271,6 +271,20 @@ impl Client {
         // Capabilities learnt before TLS are not to be trusted (RFC 3501 §6.2.1).
         client.capability().await?;
         Ok((client, fp))
+    }
+
+    /// COMPRESS DEFLATE (RFC 4978): from its OK on, both directions are compressed.
+    pub async fn compress(mut self) -> Result<Client> {
+        self.run("COMPRESS DEFLATE").await?;
+        let timeout = self.conn.timeout();
+        let io = self.conn.into_io().ok_or_else(|| {
+            ImapError::Protocol("the server sent data after its COMPRESS reply".into())
+        })?;
+        Ok(Client {
+            conn: Conn::new(Box::new(Deflate::new(io)), timeout),
+            next_tag: self.next_tag,
+            caps: self.caps,
+        })
     }
 
     /// Appends a message to a mailbox (given quoted, as on the wire); returns (UIDVALIDITY,

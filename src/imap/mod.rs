@@ -138,6 +138,9 @@ pub async fn open(account: &Account, secret: &Secret) -> Result<Session, ImapErr
         client.capability().await?;
     }
     login(&mut client, account, secret).await?;
+    if account.compress.wanted(&account.host) && client.has("COMPRESS=DEFLATE") {
+        client = client.compress().await?;
+    }
     let mut session = Session {
         client,
         fingerprint,

@@ -1,6 +1,7 @@
 //! Network: TCP connect with timeouts, TLS (implicit or after STARTTLS), certificate pinning.
 
 mod conn;
+mod deflate;
 mod tls;
 
 use std::time::Duration;
@@ -11,6 +12,7 @@ use tokio::net::TcpStream;
 use crate::exit::{Classify, Exit};
 
 pub use conn::Conn;
+pub use deflate::Deflate;
 pub use tls::{Fingerprint, start_tls};
 
 /// A byte stream mailferry can speak a protocol over (TCP, TLS over TCP, or a test pipe).

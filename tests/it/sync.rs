@@ -444,3 +444,41 @@ fn a_no_op_sync_costs_one_command_per_folder() {
     assert!(find_local(&maildir.join(".B"), &mid("qrb", 1)).is_none());
     assert_eq!(local_messages(&maildir.join(".B")).len(), 4);
 }
+
+#[test]
+fn compressed_connections_carry_everything() {
+    let server = dovecot();
+    let user = server.user("sync-compress");
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&format!(
+        "{}{}",
+        imap_account("acct", &user, "implicit", &maildir, "compress = \"always\""),
+        channel("ch", "acct", "expunge = \"both\"")
+    ));
+    let mut mail = corpus("cz", 40);
+    mail.push(message("czbig", 0, 3_000_000));
+    server.put(&user, "", &mail);
+    let run = env.run(&["-vv", "sync"]);
+    run.expect(0);
+    assert!(
+        run.stderr.contains("COMPRESS DEFLATE"),
+        "compression was not used"
+    );
+    assert_same(local_messages(&maildir), &mail, "after a compressed sync");
+    // Upload and delete over compression too.
+    set_local_flags(&find_local(&maildir, &mid("cz", 3)).unwrap(), "S");
+    fs::remove_file(find_local(&maildir, &mid("cz", 4)).unwrap()).unwrap();
+    let md = mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
+    let inbox = md.open_folder(&[]).unwrap();
+    let mut tmp = inbox.create_tmp().unwrap();
+    tmp.write_crlf(&message("czup", 0, 200_000)).unwrap();
+    inbox
+        .commit(vec![(tmp.finish(None).unwrap(), "F".into())])
+        .unwrap();
+    env.run(&["sync"]).expect(0);
+    assert_eq!(server.count(&user, "INBOX"), 41);
+    assert!(server_flags(&user, "INBOX", &mid("cz", 3)).contains("\\Seen"));
+    assert!(server_flags(&user, "INBOX", &mid("czup", 0)).contains("\\Flagged"));
+}

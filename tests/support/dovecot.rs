@@ -214,6 +214,10 @@ default_internal_user = {internal_user}
 mail_home = {d}/home/%u
 pop3_uidl_format = %08Xu%08Xv
 pop3_lock_session = yes
+mail_plugins = $mail_plugins zlib
+protocol imap {{
+  mail_plugins = $mail_plugins imap_zlib
+}}
 login_trusted_networks =
 auth_verbose = yes
 passdb {{
