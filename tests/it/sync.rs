@@ -482,3 +482,52 @@ fn compressed_connections_carry_everything() {
     assert!(server_flags(&user, "INBOX", &mid("cz", 3)).contains("\\Seen"));
     assert!(server_flags(&user, "INBOX", &mid("czup", 0)).contains("\\Flagged"));
 }
+
+#[test]
+fn sigkill_at_many_moments_of_a_sync() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-sigkill", "create = \"both\"");
+    let far = corpus("skfar", 200);
+    server.put(&user, "", &far);
+    let near = corpus("sknear", 60);
+    let md = mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
+    let inbox = md.open_folder(&[]).unwrap();
+    for m in &near {
+        let mut tmp = inbox.create_tmp().unwrap();
+        tmp.write_crlf(m).unwrap();
+        inbox
+            .commit(vec![(tmp.finish(None).unwrap(), String::new())])
+            .unwrap();
+    }
+    let mut killed = 0;
+    for delay_ms in [5u64, 15, 30, 50, 80, 120, 170, 230] {
+        let mut child = env
+            .command(&["sync"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    env.run(&["sync"]).expect(0);
+    let mut all = far;
+    all.extend(near);
+    assert_same(local_messages(&maildir), &all, "after the kills");
+    assert_eq!(
+        server.count(&user, "INBOX"),
+        260,
+        "each upload exactly once"
+    );
+    assert!(
+        killed > 0,
+        "no run was interrupted; the test proved nothing"
+    );
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
+}
