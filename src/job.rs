@@ -336,13 +336,10 @@ impl Setup {
     ) -> anyhow::Result<SyncOutcome> {
         let _lock = lock::acquire(&self.state_dir, &account.name)?;
         let state_path = self.state_path(&account.name);
-        if opts.dry_run && !state_path.exists() {
-            // Plan against empty state without creating a database.
-            let dir = tempdir_for_dry_run()?;
-            let mut state = State::open(&dir.join("dry-run.sqlite"))?;
-            let result = sync::run(channel, account, opts, &mut state, out).await;
-            let _ = std::fs::remove_dir_all(&dir);
-            return result;
+        if opts.dry_run {
+            // Plan against a copy, so that nothing of the dry run reaches the state.
+            let (mut copy, _dir) = State::dry_run_copy(&state_path)?;
+            return sync::run(channel, account, opts, &mut copy, out).await;
         }
         let mut state = State::open(&state_path)?;
         let run = state.run_started(now())?;
@@ -421,13 +418,6 @@ impl Setup {
         }
         Ok(())
     }
-}
-
-/// A private scratch directory for a dry run that has no state yet.
-fn tempdir_for_dry_run() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("mailferry-dry-run-{}", std::process::id()));
-    crate::state::create_private_dir(&dir)?;
-    Ok(dir)
 }
 
 fn ago(t: i64) -> String {

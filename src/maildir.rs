@@ -634,11 +634,6 @@ impl TmpMessage {
         Ok(())
     }
 
-    /// Bytes written so far.
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Flushes and sets the modification time (the message's date); [`Folder::commit`] makes
     /// the data durable.
     pub fn finish(mut self, mtime: Option<SystemTime>) -> Result<Written> {

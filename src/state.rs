@@ -142,6 +142,16 @@ pub struct Pop3Record {
     pub deleted: Option<i64>,
 }
 
+/// The directory of a dry run's state copy, removed when dropped (see [`State::dry_run_copy`]).
+#[derive(Debug)]
+pub struct DryRunDir(PathBuf);
+
+impl Drop for DryRunDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A server folder as state knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImapFolder {
@@ -233,6 +243,27 @@ impl State {
         };
         state.migrate()?;
         Ok(state)
+    }
+
+    /// A private copy of the database at `path` (empty if there is none) for a dry run to
+    /// plan against, so that nothing it records reaches the real state. The copy's directory
+    /// goes when the returned guard is dropped.
+    pub fn dry_run_copy(path: &Path) -> Result<(State, DryRunDir)> {
+        static COPIES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("mailferry-dry-run-{}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        create_private_dir(&dir)?;
+        let copy = dir.join("state.sqlite");
+        if path.exists() {
+            let source = State::open(path)?;
+            source
+                .conn
+                .execute("VACUUM INTO ?1", params![copy.to_string_lossy()])
+                .map_err(source.sql())?;
+        }
+        Ok((State::open(&copy)?, DryRunDir(dir)))
     }
 
     /// Opens an existing database without creating one (for `status`).
@@ -363,21 +394,6 @@ impl State {
                 .map_err(&sql)?;
             for id in ids {
                 stmt.execute(params![id, now]).map_err(&sql)?;
-            }
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// Forgets POP3 messages that were deleted by mailferry and are no longer on the server.
-    pub fn pop3_forget(&mut self, ids: &[String]) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached("DELETE FROM pop3_messages WHERE id = ?1 AND deleted IS NOT NULL")
-                .map_err(&sql)?;
-            for id in ids {
-                stmt.execute(params![id]).map_err(&sql)?;
             }
         }
         tx.commit().map_err(&sql)
@@ -855,6 +871,27 @@ mod tests {
         let m = s.imap_messages(f.id).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!((m[0].uid, m[0].local_name.as_deref()), (5, Some("b")));
+    }
+
+    #[test]
+    fn a_dry_run_copy_leaves_the_original_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        let mut s = State::open(&path).unwrap();
+        s.pop3_record(&[("u1".into(), "n1".into(), 1)], 1).unwrap();
+        drop(s);
+        let (mut copy, guard) = State::dry_run_copy(&path).unwrap();
+        assert!(copy.pop3_known().unwrap().contains_key("u1"));
+        copy.pop3_record(&[("u2".into(), "n2".into(), 1)], 2)
+            .unwrap();
+        let copy_dir = guard.0.clone();
+        drop(copy);
+        drop(guard);
+        assert!(!copy_dir.exists());
+        assert_eq!(State::open(&path).unwrap().pop3_known().unwrap().len(), 1);
+        let (empty, _guard) = State::dry_run_copy(&dir.path().join("missing.sqlite")).unwrap();
+        assert!(empty.pop3_known().unwrap().is_empty());
+        assert!(!dir.path().join("missing.sqlite").exists());
     }
 
     #[test]

@@ -158,7 +158,7 @@ pub async fn rematch(
 
 /// Marks messages \Deleted and removes exactly them (UID EXPUNGE), then forgets them in state.
 /// Only ever called for messages whose local copy is durable and recorded. Returns how many
-/// the server reported removed.
+/// are gone from the server afterwards.
 pub async fn expunge(
     session: &mut Session,
     state: &mut State,
@@ -171,20 +171,24 @@ pub async fn expunge(
         .run(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))
         .await?;
     failpoint::hit("imap-after-store");
-    let (untagged, _) = session.client.run(&format!("UID EXPUNGE {set}")).await?;
-    let removed: u64 = untagged
-        .iter()
-        .map(|r| match r {
-            imap::Response::Expunge(_) => 1,
-            imap::Response::Vanished {
-                earlier: false,
-                uids,
-            } => uids.iter().map(|(a, b)| u64::from(b - a) + 1).sum(),
-            _ => 0,
+    session.client.run(&format!("UID EXPUNGE {set}")).await?;
+    // Forget only what the server no longer has: were a message left (an EXPUNGE refused in
+    // part), forgetting it would make the next run fetch it again.
+    let (found, _) = session.client.run(&format!("UID SEARCH UID {set}")).await?;
+    let remaining: HashSet<u32> = found
+        .into_iter()
+        .flat_map(|r| match r {
+            imap::Response::Search(uids) => uids,
+            _ => Vec::new(),
         })
-        .sum();
-    state.imap_forget(folder.id, uids)?;
-    Ok(removed)
+        .collect();
+    let gone: Vec<u32> = uids
+        .iter()
+        .copied()
+        .filter(|u| !remaining.contains(u))
+        .collect();
+    state.imap_forget(folder.id, &gone)?;
+    Ok(gone.len() as u64)
 }
 
 /// Settles records of a batch that was interrupted (see the POP3 fetch for the scheme).

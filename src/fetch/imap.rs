@@ -16,7 +16,7 @@ use crate::config::{Account, Mode};
 use crate::imap::{self, ImapError, RemoteFolder, Session};
 use crate::maildir::{Maildir, account_maildir};
 use crate::report::{Outcome, Output};
-use crate::state::{ImapRecord, State};
+use crate::state::{DryRunDir, ImapRecord, State};
 use crate::text::sanitize;
 use crate::transfer::{self, expunge, recover};
 use crate::{credentials, join};
@@ -58,11 +58,13 @@ pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow
     } else {
         account.connections
     };
-    let open_state = || -> anyhow::Result<Option<State>> {
+    // A dry run plans against a private copy of the state.
+    let open_state = || -> anyhow::Result<(State, Option<DryRunDir>)> {
         Ok(if opts.dry_run {
-            None
+            let (copy, dir) = State::dry_run_copy(&opts.state_path)?;
+            (copy, Some(dir))
         } else {
-            Some(State::open(&opts.state_path)?)
+            (State::open(&opts.state_path)?, None)
         })
     };
     let fetched = Cell::new(0u64);
@@ -71,7 +73,8 @@ pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow
         folders,
         connections,
         async || Ok((imap::open(account, &secret).await?, open_state()?)),
-        async |(session, state): &mut (Session, Option<State>), folder: RemoteFolder| {
+        async |(session, (state, _)): &mut (Session, (State, Option<DryRunDir>)),
+               folder: RemoteFolder| {
             let mut outcome = Outcome::default();
             let mut job = FolderJob {
                 account,
@@ -81,13 +84,15 @@ pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow
                 maildir: &maildir,
                 fetched_before: fetched.get(),
             };
-            job.run(session, state.as_mut(), &mut outcome)
+            job.run(session, state, &mut outcome)
                 .await
                 .with_context(|| format!("folder {}", sanitize(&folder.name, 100)))?;
             fetched.set(fetched.get() + outcome.fetched);
             Ok(outcome)
         },
-        async |(session, _): (Session, Option<State>)| Ok(session.client.logout().await?),
+        async |(session, _): (Session, (State, Option<DryRunDir>))| {
+            Ok(session.client.logout().await?)
+        },
     )
     .await?;
     let mut total = Outcome {
@@ -122,24 +127,20 @@ impl FolderJob<'_> {
     async fn run(
         &mut self,
         session: &mut Session,
-        state: Option<&mut State>,
+        state: &mut State,
         outcome: &mut Outcome,
     ) -> anyhow::Result<()> {
         let components: Vec<&str> = self.folder.components.iter().map(String::as_str).collect();
         let read_only = self.opts.mode == Mode::Keep || self.opts.dry_run;
         let selected = imap::select(session, self.folder, read_only, None).await?;
 
-        let Some(state) = state else {
-            // Dry run: what state knows (if anything) decides; nothing is changed.
-            let known = match State::open_existing(&self.opts.state_path)? {
-                Some(mut s) => {
-                    let f = s.imap_folder(&self.folder.name, "")?;
-                    (f.uidvalidity == Some(selected.uidvalidity))
-                        .then(|| s.imap_messages(f.id))
-                        .transpose()?
-                        .unwrap_or_default()
-                }
-                None => Vec::new(),
+        if self.opts.dry_run {
+            // A dry run plans against its copy of the state and changes nothing.
+            let folder_state = state.imap_folder(&self.folder.name, "")?;
+            let known = if folder_state.uidvalidity == Some(selected.uidvalidity) {
+                state.imap_messages(folder_state.id)?
+            } else {
+                Vec::new()
             };
             let candidates = self.candidates(session, &selected, &known).await?;
             let (fetch, too_large) = self.plan(&candidates, self.fetched_before);

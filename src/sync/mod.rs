@@ -590,10 +590,11 @@ impl FolderSync<'_> {
             })
             .collect();
         state.imap_set_flags(folder.id, &bases)?;
+        // Pairs expunged on the server were forgotten by `expunge`, and only if really gone.
         let forget: Vec<u32> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Forget { uid } => Some(*uid),
+                Action::Forget { uid } if !expunged.contains(uid) => Some(*uid),
                 _ => None,
             })
             .collect();

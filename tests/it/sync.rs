@@ -531,3 +531,41 @@ fn sigkill_at_many_moments_of_a_sync() {
     run.expect(0);
     assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
 }
+
+#[test]
+fn dry_runs_change_nothing_anywhere() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-dryrun", "expunge = \"both\"");
+    server.put(&user, "", &corpus("dr", 3));
+    env.run(&["sync"]).expect(0);
+    let state = env.path("state/mailferry/acct.sqlite");
+    let counts = || {
+        let db = rusqlite::Connection::open(&state).unwrap();
+        let q = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        (
+            q("SELECT count(*) FROM runs"),
+            q("SELECT count(*) FROM imap_messages"),
+            q("SELECT count(*) FROM imap_folders"),
+        )
+    };
+    let before = counts();
+    server.put(&user, "", &corpus("drnew", 2));
+    server.put(&user, "Other", &corpus("drother", 1));
+    fs::remove_file(find_local(&maildir, &mid("dr", 0)).unwrap()).unwrap();
+    for args in [&["sync", "--dry-run"][..], &["fetch", "--dry-run"]] {
+        let run = env.run(args);
+        run.expect(0);
+        assert!(run.stdout.contains("would"), "{args:?}: {}", run.stdout);
+    }
+    assert_eq!(counts(), before, "a dry run wrote to the state");
+    assert!(
+        !maildir.join(".Other").exists(),
+        "a dry run created a folder"
+    );
+    assert_eq!(local_messages(&maildir).len(), 2);
+    assert_eq!(
+        server.count(&user, "INBOX"),
+        5,
+        "a dry run expunged on the server"
+    );
+}
