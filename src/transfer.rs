@@ -50,37 +50,73 @@ pub struct Landed {
     pub size: u64,
 }
 
-/// Downloads one batch: bodies streamed into tmp/, recorded in state, then made durable and
-/// renamed into place. A crash at any point loses nothing and, after [`recover`], duplicates
-/// nothing. UIDs the server no longer has are skipped.
+/// Downloads messages in durable batches: bodies streamed into tmp/, recorded in state, then
+/// made durable and renamed into place, one batch at a time. A crash at any point loses
+/// nothing and, after [`recover`], duplicates nothing. UIDs the server no longer has are
+/// skipped.
+///
+/// The batches are pipelined: the next batch's UID FETCH goes out before the current one is
+/// read, so the server never waits for a commit. A server may answer pipelined commands
+/// interleaved (Dovecot does), so a body of the next batch that comes early is kept for it.
+/// Nothing else may be sent on the session meanwhile.
 pub async fn download(
     session: &mut Session,
     state: &mut State,
     folder: &ImapFolder,
     local: &Folder,
-    uids: &[u32],
+    messages: &[(u32, u64)],
     progress: &mut Progress,
 ) -> anyhow::Result<Vec<Landed>> {
     let mut sink = BodySink {
         folder: local,
         current: None,
-        done: Vec::with_capacity(uids.len()),
-        wanted: uids.iter().copied().collect(),
+        done: Vec::new(),
+        wanted: HashSet::new(),
         progress,
     };
-    let tag = session
-        .client
-        .send(&format!(
-            "UID FETCH {} {BODY_ITEMS}",
-            codec::format_set(uids)
-        ))
-        .await?;
+    let mut landed = Vec::with_capacity(messages.len());
+    let mut in_flight: Option<(String, Vec<u32>)> = None;
+    for batch in batches(messages) {
+        let uids: Vec<u32> = batch.iter().map(|&(u, _)| u).collect();
+        sink.wanted.extend(&uids);
+        let tag = session
+            .client
+            .send(&format!(
+                "UID FETCH {} {BODY_ITEMS}",
+                codec::format_set(&uids)
+            ))
+            .await?;
+        if let Some((tag, uids)) = in_flight.replace((tag, uids)) {
+            landed.extend(receive(session, &tag, &mut sink, state, folder, &uids).await?);
+        }
+    }
+    if let Some((tag, uids)) = in_flight {
+        landed.extend(receive(session, &tag, &mut sink, state, folder, &uids).await?);
+    }
+    Ok(landed)
+}
+
+/// Reads until one batch's UID FETCH completes, then makes the batch durable.
+async fn receive(
+    session: &mut Session,
+    tag: &str,
+    sink: &mut BodySink<'_>,
+    state: &mut State,
+    folder: &ImapFolder,
+    uids: &[u32],
+) -> anyhow::Result<Vec<Landed>> {
     let mut untagged = Vec::new();
     session
         .client
-        .complete(&tag, "UID FETCH", &mut sink, &mut untagged)
+        .complete(tag, "UID FETCH", sink, &mut untagged)
         .await?;
-    let mut fetched = sink.done;
+    let batch: HashSet<u32> = uids.iter().copied().collect();
+    let (mut fetched, early): (Vec<Fetched>, Vec<Fetched>) = std::mem::take(&mut sink.done)
+        .into_iter()
+        .partition(|f| batch.contains(&f.uid));
+    sink.done = early;
+    // Whatever of this batch did not come is not coming (expunged meanwhile).
+    sink.wanted.retain(|u| !batch.contains(u));
     fetched.sort_by_key(|f| f.uid);
     let records: Vec<ImapRecord> = fetched
         .iter()
@@ -103,7 +139,8 @@ pub async fn download(
             size: f.size,
         })
         .collect();
-    local.commit(fetched.into_iter().map(|f| (f.written, f.flags)).collect())?;
+    sink.folder
+        .commit(fetched.into_iter().map(|f| (f.written, f.flags)).collect())?;
     failpoint::hit("imap-after-rename");
     Ok(landed)
 }

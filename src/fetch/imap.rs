@@ -224,18 +224,22 @@ impl FolderJob<'_> {
         let label = format!("{}/{}", self.account.name, self.folder.name);
         let mut progress = self.out.progress(&label, fetch.len() as u64, total);
         let pairs: Vec<(u32, u64)> = fetch.iter().map(|c| (c.uid, c.size)).collect();
-        for batch in transfer::batches(&pairs) {
-            let uids: Vec<u32> = batch.iter().map(|&(u, _)| u).collect();
-            let landed =
-                transfer::download(session, state, &folder_state, &local, &uids, &mut progress)
-                    .await?;
-            outcome.fetched += landed.len() as u64;
-            outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
-            if self.opts.mode == Mode::Delete {
+        if self.opts.mode == Mode::Delete {
+            // Each batch is expunged once durable, so batches are not pipelined here.
+            for batch in transfer::batches(&pairs) {
+                let landed =
+                    transfer::download(session, state, &folder_state, &local, batch, &mut progress)
+                        .await?;
+                count_landed(outcome, &landed);
                 state.imap_settle()?;
                 let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
                 outcome.deleted += expunge(session, state, &folder_state, &uids).await?;
             }
+        } else {
+            let landed =
+                transfer::download(session, state, &folder_state, &local, &pairs, &mut progress)
+                    .await?;
+            count_landed(outcome, &landed);
         }
         drop(progress);
         state.imap_settle()?;
@@ -307,4 +311,9 @@ impl FolderJob<'_> {
         }
         (fetch, too_large)
     }
+}
+
+fn count_landed(outcome: &mut Outcome, landed: &[transfer::Landed]) {
+    outcome.fetched += landed.len() as u64;
+    outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
 }

@@ -434,12 +434,9 @@ impl FolderSync<'_> {
             .collect();
         let label = format!("{}/{}", self.account.name, self.remote.name);
         let mut progress = self.out.progress(&label, downloads.len() as u64, 0);
-        for batch in transfer::batches(&downloads) {
-            let uids: Vec<u32> = batch.iter().map(|&(u, _)| u).collect();
-            let landed =
-                transfer::download(session, state, folder, local, &uids, &mut progress).await?;
-            outcome.downloaded += landed.len() as u64;
-        }
+        let landed =
+            transfer::download(session, state, folder, local, &downloads, &mut progress).await?;
+        outcome.downloaded += landed.len() as u64;
         drop(progress);
         state.imap_settle()?;
 

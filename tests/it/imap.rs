@@ -255,6 +255,42 @@ fn crash_at_every_step_of_an_imap_delete_run() {
 }
 
 #[test]
+fn pipelined_keep_fetch_survives_a_crash_in_any_batch() {
+    // 200 messages are four batches, each one's UID FETCH sent before the previous one is
+    // read: a crash while batch N is being written or committed loses and repeats nothing.
+    let server = dovecot();
+    for (step, n) in [
+        ("imap-after-tmp", 130),
+        ("imap-after-record", 2),
+        ("imap-after-rename", 3),
+    ] {
+        let user = server.user(&format!("ipipe-{step}-{n}"));
+        let mail = corpus(&format!("pipe{step}{n}"), 200);
+        server.put(&user, "", &mail);
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        env.config(&imap_account("acct", &user, "implicit", &maildir, ""));
+        let mut crashing = env.command(&["fetch"]);
+        crashing.env("MAILFERRY_FAILPOINT", format!("{step}:{n}"));
+        let out = crashing.output().unwrap();
+        assert_eq!(out.status.code(), None, "{step}:{n} should have crashed");
+        let partial = local_messages(&maildir).len();
+        assert!(partial < 200, "{step}:{n}: {partial} already there");
+        let run = env.run(&["fetch"]);
+        run.expect(0);
+        assert!(
+            run.stdout
+                .contains(&format!("fetched {} messages", 200 - partial)),
+            "{step}:{n}: {partial} before, {}",
+            run.stdout
+        );
+        assert_same(local_messages(&maildir), &mail, &format!("{step}:{n}"));
+        assert_eq!(server.count(&user, "INBOX"), 200, "keep mode deleted");
+    }
+}
+
+#[test]
 fn imap_wrong_password_and_check() {
     let server = dovecot();
     let mut user = server.user("imapcheck");
