@@ -22,6 +22,7 @@ pub mod sync;
 pub mod text;
 pub mod transfer;
 pub mod units;
+pub mod upload;
 
 use clap::Parser;
 

@@ -124,6 +124,12 @@ const MIGRATIONS: &[&str] = &[
         UNIQUE (folder_id, local_name)
     );
     ",
+    // v2: what finds an upload again without APPENDUID: the folder's UIDNEXT before the
+    // APPEND, and the SHA-256 of the bytes sent.
+    "
+    ALTER TABLE imap_messages ADD COLUMN upload_floor INTEGER;
+    ALTER TABLE imap_messages ADD COLUMN content_hash TEXT;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -185,10 +191,26 @@ pub struct ImapRecord {
 pub struct PendingUpload {
     /// Row id in imap_messages.
     pub row: i64,
-    /// Message-ID header, to find it on the server.
-    pub message_id: Option<String>,
+    /// What was recorded of it.
+    pub intent: UploadIntent,
+}
+
+/// What is recorded of a message before its APPEND, to pair it with its UID afterwards.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadIntent {
+    /// Maildir unique name.
+    pub local: String,
+    /// Flags sent (Maildir letters), the pair's first synced flags.
+    pub flags: String,
     /// Size with CRLF line ends (RFC822.SIZE on the server).
     pub size: u64,
+    /// Message-ID header.
+    pub message_id: Option<String>,
+    /// The folder's UIDNEXT before the APPEND: its UID is at least this (None in intents
+    /// recorded by schema v1).
+    pub floor: Option<u32>,
+    /// SHA-256 (hex) of the bytes sent (None in intents recorded by schema v1).
+    pub hash: Option<String>,
 }
 
 /// What `status` shows about an account.
@@ -630,16 +652,22 @@ impl State {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, local_name, message_id, size FROM imap_messages
-                 WHERE folder_id = ?1 AND uid IS NULL AND local_name IS NOT NULL",
+                "SELECT id, local_name, flags, size, message_id, upload_floor, content_hash
+                 FROM imap_messages WHERE folder_id = ?1 AND uid IS NULL AND local_name IS NOT NULL",
             )
             .map_err(self.sql())?;
         let rows = stmt
             .query_map(params![folder], |r| {
                 Ok(PendingUpload {
                     row: r.get(0)?,
-                    message_id: r.get(2)?,
-                    size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                    intent: UploadIntent {
+                        local: r.get(1)?,
+                        flags: r.get(2)?,
+                        size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
+                        message_id: r.get(4)?,
+                        floor: r.get(5)?,
+                        hash: r.get(6)?,
+                    },
                 })
             })
             .map_err(self.sql())?;
@@ -647,11 +675,11 @@ impl State {
     }
 
     /// Records uploads before they are sent (so a crash after the APPEND cannot make a second
-    /// copy): (local name, flags, size, Message-ID). Returns their row ids.
+    /// copy). Returns their row ids.
     pub fn imap_upload_intents(
         &mut self,
         folder: i64,
-        uploads: &[(String, String, u64, Option<String>)],
+        uploads: &[UploadIntent],
     ) -> Result<Vec<i64>> {
         let sql = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
@@ -659,13 +687,22 @@ impl State {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO imap_messages (folder_id, uid, local_name, flags, size, message_id, delivered)
-                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, 1)",
+                    "INSERT INTO imap_messages (folder_id, uid, local_name, flags, size, message_id,
+                         delivered, upload_floor, content_hash)
+                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
                 )
                 .map_err(&sql)?;
-            for (local, flags, size, message_id) in uploads {
-                stmt.execute(params![folder, local, flags, *size as i64, message_id])
-                    .map_err(&sql)?;
+            for u in uploads {
+                stmt.execute(params![
+                    folder,
+                    u.local,
+                    u.flags,
+                    u.size as i64,
+                    u.message_id,
+                    u.floor,
+                    u.hash
+                ])
+                .map_err(&sql)?;
                 ids.push(tx.last_insert_rowid());
             }
         }

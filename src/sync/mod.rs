@@ -19,8 +19,9 @@ use crate::maildir::{Entry, Folder, Maildir, account_maildir};
 use crate::report::Output;
 use crate::state::{ImapFolder, State};
 use crate::text::sanitize;
-use crate::transfer::{self, expunge, message_id, recover};
-use crate::{credentials, failpoint, join};
+use crate::transfer::{self, expunge, recover};
+use crate::upload::{self, Upload};
+use crate::{credentials, join};
 use plan::{Action, Pair, Policy};
 
 /// Uploads recorded per state commit.
@@ -138,9 +139,10 @@ pub async fn run(
     let secret = credentials::password(account)?;
     let maildir = account_maildir(account);
     let mut session = imap::open(account, &secret).await?;
-    if policy.push && !session.client.has("UIDPLUS") {
+    if policy.expunge_far && !session.client.has("UIDPLUS") {
         return Err(imap::ImapError::Missing(
-            "UIDPLUS (APPENDUID), which pushing to the server needs to never upload twice",
+            "UIDPLUS (UID EXPUNGE), which expunge = far or both needs to remove only the messages \
+             deleted here (set expunge = near or none for this server)",
         )
         .into());
     }
@@ -294,7 +296,7 @@ impl FolderSync<'_> {
         };
         if let Some(local) = &local {
             recover(state, &folder_state, local)?;
-            self.settle_uploads(session, state, &folder_state).await?;
+            upload::settle(session, state, &folder_state).await?;
         }
         let known = state.imap_messages(folder_state.id)?;
         if folder_state
@@ -374,6 +376,11 @@ impl FolderSync<'_> {
             count(&actions, outcome);
             return Ok(());
         };
+        // Every upload of this pass gets a UID at least this (what finds it without APPENDUID).
+        let floor = selected
+            .uidnext
+            .or_else(|| known.iter().map(|r| r.uid.saturating_add(1)).max())
+            .unwrap_or(1);
         self.execute(
             session,
             state,
@@ -381,35 +388,13 @@ impl FolderSync<'_> {
             &local,
             &near_entries,
             &actions,
+            floor,
             outcome,
         )
         .await?;
         folder_state.uidnext = selected.uidnext;
         folder_state.highestmodseq = selected.highestmodseq;
         state.imap_folder_synced(&folder_state)?;
-        Ok(())
-    }
-
-    /// Uploads recorded but not confirmed by an interrupted run: found on the server (by
-    /// Message-ID and size) they are paired, otherwise forgotten so that they go up again.
-    async fn settle_uploads(
-        &self,
-        session: &mut Session,
-        state: &mut State,
-        folder: &ImapFolder,
-    ) -> anyhow::Result<()> {
-        let pending = state.imap_pending_uploads(folder.id)?;
-        let mut done = Vec::new();
-        for p in pending {
-            let uid = match &p.message_id {
-                Some(id) => find_on_server(session, id, p.size).await?,
-                None => None,
-            };
-            done.push((p.row, uid));
-        }
-        if !done.is_empty() {
-            state.imap_uploads_done(&done)?;
-        }
         Ok(())
     }
 
@@ -422,6 +407,7 @@ impl FolderSync<'_> {
         local: &Folder,
         near: &HashMap<String, Entry>,
         actions: &[Action],
+        floor: u32,
         outcome: &mut SyncOutcome,
     ) -> anyhow::Result<()> {
         // 1. Downloads.
@@ -440,7 +426,7 @@ impl FolderSync<'_> {
         drop(progress);
         state.imap_settle()?;
 
-        // 2. Uploads: recorded before the APPEND, paired by APPENDUID after it.
+        // 2. Uploads: recorded before the APPEND, paired by APPENDUID or found by content.
         let uploads: Vec<&String> = actions
             .iter()
             .filter_map(|a| match a {
@@ -458,45 +444,18 @@ impl FolderSync<'_> {
                 let raw =
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                let data = to_crlf(&raw);
-                let header_end =
-                    memchr::memmem::find(&data, b"\r\n\r\n").map_or(data.len(), |p| p + 4);
-                let msgid = message_id(&data[..header_end]);
-                prepared.push((entry, data, mtime, msgid));
+                prepared.push(Upload::new(
+                    entry.unique.clone(),
+                    plan_flags(&entry.flags),
+                    &raw,
+                    mtime.map(date::format),
+                    floor,
+                ));
             }
-            let intents: Vec<(String, String, u64, Option<String>)> = prepared
-                .iter()
-                .map(|(e, data, _, msgid)| {
-                    (
-                        e.unique.clone(),
-                        plan_flags(&e.flags),
-                        data.len() as u64,
-                        msgid.clone(),
-                    )
-                })
-                .collect();
-            let rows = state.imap_upload_intents(folder.id, &intents)?;
-            failpoint::hit("sync-after-upload-intent");
-            let mut done = Vec::with_capacity(rows.len());
-            for ((entry, data, mtime, msgid), row) in prepared.iter().zip(rows) {
-                let flags = imap::imap_flags(&plan_flags(&entry.flags));
-                let when = mtime.map(date::format);
-                let appended = session
-                    .client
-                    .append(&self.remote.quoted(), &flags, when.as_deref(), data)
+            let done =
+                upload::append_batch(session, state, folder, &self.remote.quoted(), &prepared)
                     .await?;
-                failpoint::hit("sync-after-append");
-                let uid = match appended {
-                    Some((v, uid)) if Some(v) == folder.uidvalidity => Some(uid),
-                    _ => match msgid {
-                        Some(id) => find_on_server(session, id, data.len() as u64).await?,
-                        None => None,
-                    },
-                };
-                done.push((row, uid));
-                outcome.uploaded += 1;
-            }
-            state.imap_uploads_done(&done)?;
+            outcome.uploaded += done.len() as u64;
         }
 
         // 3. Flags, grouped into as few STOREs as there are distinct changes.
@@ -653,56 +612,6 @@ async fn far_listing(
         .collect())
 }
 
-/// Finds an uploaded message on the server by Message-ID and size.
-async fn find_on_server(
-    session: &mut Session,
-    message_id: &str,
-    size: u64,
-) -> anyhow::Result<Option<u32>> {
-    let Some(quoted) = codec::quote(message_id) else {
-        return Ok(None);
-    };
-    let (untagged, _) = session
-        .client
-        .run(&format!("UID SEARCH HEADER Message-ID {quoted}"))
-        .await?;
-    let uids: Vec<u32> = untagged
-        .into_iter()
-        .flat_map(|r| match r {
-            imap::Response::Search(u) => u,
-            _ => Vec::new(),
-        })
-        .collect();
-    if uids.is_empty() {
-        return Ok(None);
-    }
-    let (untagged, _) = session
-        .client
-        .run(&format!(
-            "UID FETCH {} (UID RFC822.SIZE)",
-            codec::format_set(&uids)
-        ))
-        .await?;
-    Ok(untagged.into_iter().find_map(|r| match r {
-        imap::Response::Fetch(f) if f.size == Some(size) => f.uid,
-        _ => None,
-    }))
-}
-
-/// LF line ends to CRLF (IMAP wants CRLF; a Maildir holds LF).
-pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 fn describe(a: &Action) -> String {
     match a {
         Action::Download { uid, .. } => format!("download UID {uid}"),
@@ -731,16 +640,5 @@ fn count(actions: &[Action], outcome: &mut SyncOutcome) {
             Action::DeleteNear { .. } => outcome.near_deleted += 1,
             Action::Base { .. } | Action::Forget { .. } => {}
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn crlf() {
-        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
-        assert_eq!(to_crlf(b""), b"");
     }
 }

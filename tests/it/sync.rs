@@ -3,8 +3,9 @@
 
 use std::fs;
 
+use crate::support::proxy::Proxy;
 use crate::support::{
-    Env, User, assert_same, channel, dovecot, find_local, imap_account, local_flags,
+    Env, User, assert_same, channel, deliver_local, dovecot, find_local, imap_account, local_flags,
     local_messages, message, set_local_flags,
 };
 
@@ -12,6 +13,10 @@ fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
         .map(|i| message(tag, i, 300 + (i * 71) % 3000))
         .collect()
+}
+
+fn unflagged(messages: &[Vec<u8>]) -> Vec<(Vec<u8>, &'static str)> {
+    messages.iter().map(|m| (m.clone(), "")).collect()
 }
 
 fn mid(tag: &str, i: usize) -> String {
@@ -60,13 +65,7 @@ fn first_sync_both_ways_then_nothing_to_do() {
     server.put(&user, "Work.Été", &work);
     // A message that exists only locally, in a folder the server does not have.
     let local_only = message("sflocal", 0, 800);
-    let mf = mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
-    let drafts = mf.open_folder(&["Drafts"]).unwrap();
-    let mut tmp = drafts.create_tmp().unwrap();
-    tmp.write_crlf(&local_only).unwrap();
-    drafts
-        .commit(vec![(tmp.finish(None).unwrap(), "DS".into())])
-        .unwrap();
+    deliver_local(&maildir, &["Drafts"], &[(local_only.clone(), "DS")]);
 
     let run = env.run(&["sync"]);
     run.expect(0);
@@ -348,16 +347,7 @@ fn crashes_at_every_step_of_a_sync_lose_and_duplicate_nothing() {
         let far = corpus(&format!("far{step}{n}"), 40);
         server.put(&user, "", &far);
         let near = corpus(&format!("near{step}{n}"), 30);
-        let md =
-            mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
-        let inbox = md.open_folder(&[]).unwrap();
-        for m in &near {
-            let mut tmp = inbox.create_tmp().unwrap();
-            tmp.write_crlf(m).unwrap();
-            inbox
-                .commit(vec![(tmp.finish(None).unwrap(), String::new())])
-                .unwrap();
-        }
+        deliver_local(&maildir, &[], &unflagged(&near));
         env.var("MAILFERRY_FAILPOINT", &format!("{step}:{n}"));
         let out = env.command(&["sync"]).output().unwrap();
         assert_eq!(
@@ -470,13 +460,7 @@ fn compressed_connections_carry_everything() {
     // Upload and delete over compression too.
     set_local_flags(&find_local(&maildir, &mid("cz", 3)).unwrap(), "S");
     fs::remove_file(find_local(&maildir, &mid("cz", 4)).unwrap()).unwrap();
-    let md = mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
-    let inbox = md.open_folder(&[]).unwrap();
-    let mut tmp = inbox.create_tmp().unwrap();
-    tmp.write_crlf(&message("czup", 0, 200_000)).unwrap();
-    inbox
-        .commit(vec![(tmp.finish(None).unwrap(), "F".into())])
-        .unwrap();
+    deliver_local(&maildir, &[], &[(message("czup", 0, 200_000), "F")]);
     env.run(&["sync"]).expect(0);
     assert_eq!(server.count(&user, "INBOX"), 41);
     assert!(server_flags(&user, "INBOX", &mid("cz", 3)).contains("\\Seen"));
@@ -490,15 +474,7 @@ fn sigkill_at_many_moments_of_a_sync() {
     let far = corpus("skfar", 200);
     server.put(&user, "", &far);
     let near = corpus("sknear", 60);
-    let md = mailferry::maildir::Maildir::new(&maildir, mailferry::config::Layout::MaildirPlusPlus);
-    let inbox = md.open_folder(&[]).unwrap();
-    for m in &near {
-        let mut tmp = inbox.create_tmp().unwrap();
-        tmp.write_crlf(m).unwrap();
-        inbox
-            .commit(vec![(tmp.finish(None).unwrap(), String::new())])
-            .unwrap();
-    }
+    deliver_local(&maildir, &[], &unflagged(&near));
     let mut killed = 0;
     for delay_ms in [5u64, 15, 30, 50, 80, 120, 170, 230] {
         let mut child = env
@@ -568,4 +544,80 @@ fn dry_runs_change_nothing_anywhere() {
         5,
         "a dry run expunged on the server"
     );
+}
+
+/// What a server without UIDPLUS says: no UIDPLUS capability, no APPENDUID.
+fn without_uidplus(line: &str) -> String {
+    let mut line = line.replace(" UIDPLUS", "");
+    if let Some(start) = line.find("[APPENDUID ")
+        && let Some(len) = line[start..].find("] ")
+    {
+        line.replace_range(start..start + len + 2, "");
+    }
+    line
+}
+
+#[test]
+fn pushing_without_uidplus_pairs_uploads_by_content_even_after_a_crash() {
+    let server = dovecot();
+    let proxy = Proxy::rewriting(server.imap, without_uidplus);
+    for (step, n) in [
+        ("", 0),
+        ("sync-after-upload-intent", 1),
+        ("sync-after-append", 1),
+        ("sync-after-append", 9),
+    ] {
+        let user = server.user(&format!("sync-noplus-{step}-{n}"));
+        let far = corpus(&format!("npfar{n}{step}"), 5);
+        server.put(&user, "", &far);
+        // Local mail with no Message-ID at all, and two pairs of byte-identical messages:
+        // only the content tells them apart from what else is on the server.
+        let mut near: Vec<Vec<u8>> = (0..6)
+            .map(|i| {
+                format!("From: a@example.org\nSubject: no id {i} {step}\n\nbody {i}\n").into_bytes()
+            })
+            .collect();
+        near.extend(corpus(&format!("npnear{n}{step}"), 4));
+        near.push(near[0].clone());
+        near.push(near[7].clone());
+        let mut env = Env::new();
+        let maildir = env.path("Mail");
+        let account = imap_account("acct", &user, "none", &maildir, "").replace(
+            &format!("port = {}", server.imap),
+            &format!("port = {}", proxy.port),
+        );
+        env.config(&format!(
+            "{account}{}",
+            channel("ch", "acct", "expunge = \"both\"")
+        ));
+        // The proxy really hides UIDPLUS: a channel that would need UID EXPUNGE says so.
+        let refused = env.run(&["sync"]);
+        refused.expect(69);
+        assert!(refused.stderr.contains("UIDPLUS"), "{}", refused.stderr);
+
+        env.config(&format!("{account}{}", channel("ch", "acct", "")));
+        deliver_local(&maildir, &[], &unflagged(&near));
+        if !step.is_empty() {
+            env.var("MAILFERRY_FAILPOINT", &format!("{step}:{n}"));
+            let out = env.command(&["sync"]).output().unwrap();
+            assert_eq!(out.status.code(), None, "{step}:{n} should have crashed");
+            env.vars.retain(|(k, _)| k != "MAILFERRY_FAILPOINT");
+        }
+        env.run(&["sync"]).expect(0);
+        assert_eq!(
+            server.count(&user, "INBOX"),
+            far.len() + near.len(),
+            "{step}:{n}: each upload exactly once on the server"
+        );
+        let mut all = far.clone();
+        all.extend(near.clone());
+        assert_same(local_messages(&maildir), &all, &format!("{step}:{n} local"));
+        let run = env.run(&["sync"]);
+        run.expect(0);
+        assert!(
+            run.stdout.contains("nothing to do"),
+            "{step}:{n}: {}",
+            run.stdout
+        );
+    }
 }

@@ -132,6 +132,19 @@ pub fn local_messages(folder: &Path) -> Vec<Vec<u8>> {
     out
 }
 
+/// Delivers messages into a Maildir++ folder (`[]` for INBOX) with the given flags, as a mail
+/// reader's own copies.
+pub fn deliver_local(maildir: &Path, folder: &[&str], messages: &[(Vec<u8>, &str)]) {
+    let md = mailferry::maildir::Maildir::new(maildir, mailferry::config::Layout::MaildirPlusPlus);
+    let f = md.open_folder(folder).unwrap();
+    for (m, flags) in messages {
+        let mut tmp = f.create_tmp().unwrap();
+        tmp.write_crlf(m).unwrap();
+        f.commit(vec![(tmp.finish(None).unwrap(), flags.to_string())])
+            .unwrap();
+    }
+}
+
 /// The names of files in a Maildir sub-directory.
 pub fn files_in(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(dir)
