@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod exit;
 pub mod failpoint;
 pub mod fetch;
+pub mod flags;
 pub mod imap;
 pub mod job;
 pub mod join;

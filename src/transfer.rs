@@ -8,7 +8,9 @@ use std::collections::{HashMap, HashSet};
 use anyhow::Context;
 
 use crate::failpoint;
+use crate::flags::FlagSet;
 use crate::imap::{self, FetchSink, ImapError, Session, codec, date};
+use crate::maildir::keywords::Keywords;
 use crate::maildir::{Folder, TmpMessage, Written};
 use crate::report::Progress;
 use crate::state::{ImapFolder, ImapRecord, State};
@@ -44,7 +46,7 @@ pub fn batches(messages: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
 pub struct Landed {
     /// Its UID.
     pub uid: u32,
-    /// Its flags (Maildir letters) as fetched.
+    /// Its flags as fetched (written form of [`crate::flags`]).
     pub flags: String,
     /// Its size on the server.
     pub size: u64,
@@ -64,11 +66,13 @@ pub async fn download(
     state: &mut State,
     folder: &ImapFolder,
     local: &Folder,
+    keywords: &mut Keywords,
     messages: &[(u32, u64)],
     progress: &mut Progress,
 ) -> anyhow::Result<Vec<Landed>> {
     let mut sink = BodySink {
         folder: local,
+        keywords,
         current: None,
         done: Vec::new(),
         wanted: HashSet::new(),
@@ -139,8 +143,16 @@ async fn receive(
             size: f.size,
         })
         .collect();
-    sink.folder
-        .commit(fetched.into_iter().map(|f| (f.written, f.flags)).collect())?;
+    // New keyword letters are on disk before any file uses them.
+    sink.keywords.save()?;
+    let files = fetched
+        .into_iter()
+        .map(|f| {
+            let letters = sink.keywords.letters("", &FlagSet::parse(&f.flags));
+            (f.written, letters)
+        })
+        .collect();
+    sink.folder.commit(files)?;
     failpoint::hit("imap-after-rename");
     Ok(landed)
 }
@@ -272,10 +284,21 @@ struct Fetched {
 /// Streams `BODY[]` literals into tmp/ files and completes them with their FETCH data.
 struct BodySink<'a> {
     folder: &'a Folder,
+    keywords: &'a mut Keywords,
     current: Option<TmpMessage>,
     done: Vec<Fetched>,
     wanted: HashSet<u32>,
     progress: &'a mut Progress,
+}
+
+impl BodySink<'_> {
+    /// The flags of a fetched message that its folder can store (a keyword gets a letter if
+    /// there is room; the flags recorded are the ones the file will have).
+    fn storable(&mut self, imap_flags: &[String]) -> String {
+        let set = FlagSet::from_imap(imap_flags);
+        self.keywords.admit(&set);
+        self.keywords.storable(&set).to_string()
+    }
 }
 
 impl FetchSink for BodySink<'_> {
@@ -311,9 +334,10 @@ impl FetchSink for BodySink<'_> {
         let mtime = fetch.internaldate.as_deref().and_then(date::parse);
         let written = tmp.finish(mtime)?;
         failpoint::hit("imap-after-tmp");
+        let flags = self.storable(fetch.flags.as_deref().unwrap_or_default());
         self.done.push(Fetched {
             uid,
-            flags: imap::maildir_flags(fetch.flags.as_deref().unwrap_or_default()),
+            flags,
             size: fetch.size.unwrap_or(written.size()),
             message_id: fetch.header.as_deref().and_then(message_id),
             written,

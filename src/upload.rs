@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
+use crate::flags::FlagSet;
 use crate::imap::{self, FetchSink, Session, codec};
 use crate::state::{ImapFolder, State, UploadIntent};
 
@@ -69,7 +70,7 @@ pub async fn append_batch(
             .client
             .append(
                 mailbox,
-                &imap::imap_flags(&upload.intent.flags),
+                &FlagSet::parse(&upload.intent.flags).to_imap(),
                 upload.date.as_deref(),
                 &upload.data,
             )

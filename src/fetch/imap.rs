@@ -14,6 +14,7 @@ use anyhow::Context;
 use super::FetchOptions;
 use crate::config::{Account, Mode};
 use crate::imap::{self, ImapError, RemoteFolder, Session};
+use crate::maildir::keywords::Keywords;
 use crate::maildir::{Maildir, account_maildir};
 use crate::report::{Outcome, Output};
 use crate::state::{DryRunDir, ImapRecord, State};
@@ -223,23 +224,33 @@ impl FolderJob<'_> {
         let total = fetch.iter().map(|c| c.size).sum();
         let label = format!("{}/{}", self.account.name, self.folder.name);
         let mut progress = self.out.progress(&label, fetch.len() as u64, total);
+        let mut keywords = Keywords::load(local.path())?;
         let pairs: Vec<(u32, u64)> = fetch.iter().map(|c| (c.uid, c.size)).collect();
-        if self.opts.mode == Mode::Delete {
-            // Each batch is expunged once durable, so batches are not pipelined here.
-            for batch in transfer::batches(&pairs) {
-                let landed =
-                    transfer::download(session, state, &folder_state, &local, batch, &mut progress)
-                        .await?;
-                count_landed(outcome, &landed);
+        let delete = self.opts.mode == Mode::Delete;
+        // In delete mode each batch is expunged once durable, so batches are not pipelined.
+        let rounds = if delete {
+            transfer::batches(&pairs)
+        } else {
+            vec![&pairs[..]]
+        };
+        for round in rounds {
+            let landed = transfer::download(
+                session,
+                state,
+                &folder_state,
+                &local,
+                &mut keywords,
+                round,
+                &mut progress,
+            )
+            .await?;
+            outcome.fetched += landed.len() as u64;
+            outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
+            if delete {
                 state.imap_settle()?;
                 let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
                 outcome.deleted += expunge(session, state, &folder_state, &uids).await?;
             }
-        } else {
-            let landed =
-                transfer::download(session, state, &folder_state, &local, &pairs, &mut progress)
-                    .await?;
-            count_landed(outcome, &landed);
         }
         drop(progress);
         state.imap_settle()?;
@@ -311,9 +322,4 @@ impl FolderJob<'_> {
         }
         (fetch, too_large)
     }
-}
-
-fn count_landed(outcome: &mut Outcome, landed: &[transfer::Landed]) {
-    outcome.fetched += landed.len() as u64;
-    outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
 }

@@ -393,35 +393,6 @@ pub async fn select(
     Ok(selected)
 }
 
-/// IMAP system flags and their Maildir letters (keywords are not carried yet).
-const FLAG_LETTERS: &[(&str, char)] = &[
-    ("\\Draft", 'D'),
-    ("\\Flagged", 'F'),
-    ("\\Answered", 'R'),
-    ("\\Seen", 'S'),
-    ("\\Deleted", 'T'),
-];
-
-/// Maildir flag letters for IMAP flags.
-pub fn maildir_flags(flags: &[String]) -> String {
-    let letters: String = FLAG_LETTERS
-        .iter()
-        .filter(|(name, _)| flags.iter().any(|f| f.eq_ignore_ascii_case(name)))
-        .map(|&(_, l)| l)
-        .collect();
-    crate::maildir::normalize_flags(&letters)
-}
-
-/// IMAP flags for Maildir flag letters, space-separated (for STORE and APPEND).
-pub fn imap_flags(letters: &str) -> String {
-    FLAG_LETTERS
-        .iter()
-        .filter(|(_, l)| letters.contains(*l))
-        .map(|(name, _)| *name)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Whether a folder name matches the account's patterns (`*` matches anything; a pattern
 /// starting with `!` excludes; the last matching pattern wins).
 pub fn folder_selected(name: &str, patterns: &[String]) -> bool {
@@ -458,22 +429,6 @@ fn glob(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn flags_map_both_ways() {
-        let imap = vec![
-            "\\Seen".to_string(),
-            "\\flagged".into(),
-            "$Junk".into(),
-            "\\Recent".into(),
-        ];
-        assert_eq!(maildir_flags(&imap), "FS");
-        assert_eq!(
-            imap_flags("DFRST"),
-            "\\Draft \\Flagged \\Answered \\Seen \\Deleted"
-        );
-        assert_eq!(imap_flags(""), "");
-    }
 
     #[test]
     fn folder_patterns() {

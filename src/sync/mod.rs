@@ -7,14 +7,16 @@
 
 pub mod plan;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
 use serde::Serialize;
 
 use crate::config::{Account, Channel, Sides, SyncDirection};
 use crate::exit::{Classify, Exit};
+use crate::flags::FlagSet;
 use crate::imap::{self, RemoteFolder, Session, codec, date};
+use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir, account_maildir};
 use crate::report::Output;
 use crate::state::{ImapFolder, State};
@@ -329,11 +331,27 @@ impl FolderSync<'_> {
         folder_state.uidvalidity = Some(selected.uidvalidity);
         let known = state.imap_messages(folder_state.id)?;
 
-        let far = if selected.resynced {
+        let mut far = if selected.resynced {
             far_from_changes(&known, &selected)
         } else {
             far_listing(session, &selected).await?
         };
+        // Keywords need a letter in the folder's table to be stored locally; those that get
+        // none (26 already) are left out on every side, so their absence is not a change.
+        let mut keywords = Keywords::load(&near_path)?;
+        let mut refused = BTreeSet::new();
+        for flags in far.values_mut() {
+            let set = FlagSet::parse(flags);
+            refused.extend(keywords.admit(&set));
+            *flags = keywords.storable(&set).to_string();
+        }
+        if !refused.is_empty() {
+            self.out.warn(&format!(
+                "{}: keywords not carried (the Maildir folder has room for 26): {}",
+                sanitize(&self.remote.name, 100),
+                sanitize(&refused.into_iter().collect::<Vec<_>>().join(" "), 300)
+            ));
+        }
         let near_entries: HashMap<String, Entry> = match &local {
             Some(l) => l
                 .list()?
@@ -351,14 +369,14 @@ impl FolderSync<'_> {
         };
         let near: BTreeMap<String, String> = near_entries
             .iter()
-            .map(|(u, e)| (u.clone(), e.flags.clone()))
+            .map(|(u, e)| (u.clone(), keywords.flags(&e.flags).to_string()))
             .collect();
         let pairs: Vec<Pair> = known
             .iter()
             .map(|r| Pair {
                 uid: r.uid,
                 local: r.local_name.clone(),
-                base: Some(r.flags.clone()),
+                base: Some(keywords.storable(&FlagSet::parse(&r.flags)).to_string()),
             })
             .collect();
         let actions = plan::plan(&pairs, &far, &near, self.policy).map_err(|refusal| Refused {
@@ -386,6 +404,7 @@ impl FolderSync<'_> {
             state,
             &folder_state,
             &local,
+            &mut keywords,
             &near_entries,
             &actions,
             floor,
@@ -405,11 +424,14 @@ impl FolderSync<'_> {
         state: &mut State,
         folder: &ImapFolder,
         local: &Folder,
+        keywords: &mut Keywords,
         near: &HashMap<String, Entry>,
         actions: &[Action],
         floor: u32,
         outcome: &mut SyncOutcome,
     ) -> anyhow::Result<()> {
+        // Keyword letters given out while planning are on disk before any file uses them.
+        keywords.save()?;
         // 1. Downloads.
         let downloads: Vec<(u32, u64)> = actions
             .iter()
@@ -420,8 +442,16 @@ impl FolderSync<'_> {
             .collect();
         let label = format!("{}/{}", self.account.name, self.remote.name);
         let mut progress = self.out.progress(&label, downloads.len() as u64, 0);
-        let landed =
-            transfer::download(session, state, folder, local, &downloads, &mut progress).await?;
+        let landed = transfer::download(
+            session,
+            state,
+            folder,
+            local,
+            keywords,
+            &downloads,
+            &mut progress,
+        )
+        .await?;
         outcome.downloaded += landed.len() as u64;
         drop(progress);
         state.imap_settle()?;
@@ -446,7 +476,7 @@ impl FolderSync<'_> {
                 let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                 prepared.push(Upload::new(
                     entry.unique.clone(),
-                    plan_flags(&entry.flags),
+                    keywords.flags(&entry.flags).to_string(),
                     &raw,
                     mtime.map(date::format),
                     floor,
@@ -476,7 +506,7 @@ impl FolderSync<'_> {
                     .client
                     .run(&format!(
                         "UID STORE {set} +FLAGS.SILENT ({})",
-                        imap::imap_flags(&add)
+                        FlagSet::parse(&add).to_imap()
                     ))
                     .await?;
             }
@@ -485,7 +515,7 @@ impl FolderSync<'_> {
                     .client
                     .run(&format!(
                         "UID STORE {set} -FLAGS.SILENT ({})",
-                        imap::imap_flags(&remove)
+                        FlagSet::parse(&remove).to_imap()
                     ))
                     .await?;
             }
@@ -495,7 +525,10 @@ impl FolderSync<'_> {
             if let Action::NearFlags { local: name, flags } = a
                 && let Some(entry) = near.get(name)
             {
-                local.set_flags(entry, flags)?;
+                local.set_flags(
+                    entry,
+                    &keywords.letters(&entry.flags, &FlagSet::parse(flags)),
+                )?;
                 touched_near = true;
                 outcome.near_flags += 1;
             }
@@ -559,14 +592,6 @@ impl FolderSync<'_> {
     }
 }
 
-/// The synced letters of a Maildir flag string.
-fn plan_flags(flags: &str) -> String {
-    plan::SYNCED_FLAGS
-        .chars()
-        .filter(|&c| flags.contains(c))
-        .collect()
-}
-
 /// The server's messages rebuilt from state and what QRESYNC reported since the last pass:
 /// known messages with their synced flags, less the vanished, with the changed and new ones.
 fn far_from_changes(
@@ -584,7 +609,7 @@ fn far_from_changes(
         if let Some(uid) = f.uid {
             far.insert(
                 uid,
-                imap::maildir_flags(f.flags.as_deref().unwrap_or_default()),
+                FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string(),
             );
         }
     }
@@ -605,7 +630,7 @@ async fn far_listing(
         .filter_map(|r| match r {
             imap::Response::Fetch(f) => Some((
                 f.uid?,
-                imap::maildir_flags(f.flags.as_deref().unwrap_or_default()),
+                FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string(),
             )),
             _ => None,
         })

@@ -8,16 +8,16 @@
 //! - A message state knows that is gone from one side was deleted there: the deletion is
 //!   carried to the other side only where `expunge` allows; otherwise the copy left there is
 //!   marked deleted (\Deleted / Maildir T) and stays.
-//! - Flags merge one by one against the last synced flags: a flag changed on one side takes
-//!   that side's value; a flag changed on both sides has necessarily changed the same way. With
-//!   no synced flags (a first pairing), the union of both sides' flags is taken.
+//! - Flags (system flags and keywords, in the written form of [`crate::flags`]) merge one by
+//!   one against the last synced flags: a flag changed on one side takes that side's value; a
+//!   flag changed on both sides has necessarily changed the same way. With no synced flags (a
+//!   first pairing), the union of both sides' flags is taken.
 //! - A side that is empty while state knows messages on it is refused (an error), never taken
 //!   as "everything was deleted".
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// Flags that exist on both sides: Maildir letter for \Draft \Flagged \Answered \Seen \Deleted.
-pub const SYNCED_FLAGS: &str = "DFRST";
+use crate::flags::{Flag, FlagSet};
 
 /// What state knows of one message: the pairing and the flags last synced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub struct Pair {
     pub uid: u32,
     /// Maildir unique name (None: seen on the server but never fetched).
     pub local: Option<String>,
-    /// Flags last synced (Maildir letters); None when never synced (first pairing).
+    /// Flags last synced; None when never synced (first pairing).
     pub base: Option<String>,
 }
 
@@ -69,11 +69,12 @@ pub enum Action {
         /// Letters to remove.
         remove: String,
     },
-    /// Change flags in the Maildir (the whole flag string of the file, other letters kept).
+    /// Change flags in the Maildir: what the file's flags should say (letters of the file
+    /// that stand for nothing synced, such as `P`, are kept by the executor).
     NearFlags {
         /// Unique name.
         local: String,
-        /// New letters.
+        /// The new flags.
         flags: String,
     },
     /// Expunge a message on the server (mark \Deleted, UID EXPUNGE).
@@ -117,50 +118,52 @@ pub enum Refusal {
     FarEmpty(usize),
 }
 
-fn has(flags: &str, letter: char) -> bool {
-    flags.contains(letter)
-}
-
-/// Merges the synced letters one by one (see the module rules).
+/// Merges flag by flag (see the module rules).
 pub fn merge(base: Option<&str>, far: &str, near: &str) -> String {
-    SYNCED_FLAGS
-        .chars()
-        .filter(|&l| {
-            let (f, n) = (has(far, l), has(near, l));
-            match base {
-                Some(b) if f == has(b, l) => n,
+    let base = base.map(FlagSet::parse);
+    let (far, near) = (FlagSet::parse(far), FlagSet::parse(near));
+    let every: BTreeSet<&Flag> = far
+        .iter()
+        .chain(near.iter())
+        .chain(base.iter().flat_map(FlagSet::iter))
+        .collect();
+    every
+        .into_iter()
+        .filter(|&flag| {
+            let (f, n) = (far.contains(flag), near.contains(flag));
+            match &base {
+                Some(b) if f == b.contains(flag) => n,
                 Some(_) => f,
                 None => f || n,
             }
         })
-        .collect()
+        .cloned()
+        .collect::<FlagSet>()
+        .to_string()
 }
 
-/// The synced letters of a flag string.
+/// The written form, normalised.
 fn synced(flags: &str) -> String {
-    SYNCED_FLAGS.chars().filter(|&l| has(flags, l)).collect()
+    FlagSet::parse(flags).to_string()
 }
 
-/// `near` with its synced letters replaced by `synced_letters` (other letters kept).
-fn with_synced(near: &str, synced_letters: &str) -> String {
-    let mut letters: Vec<char> = near
-        .chars()
-        .filter(|c| !SYNCED_FLAGS.contains(*c))
-        .collect();
-    letters.extend(synced_letters.chars());
-    crate::maildir::normalize_flags(&letters.into_iter().collect::<String>())
+fn has(flags: &str, letter: char) -> bool {
+    FlagSet::parse(flags).has(letter)
 }
 
+/// `flags` with one more system flag.
+fn with(flags: &str, letter: char) -> String {
+    let mut set = FlagSet::parse(flags);
+    set.insert(Flag::System(letter));
+    set.to_string()
+}
+
+/// (flags to add, flags to remove) to go from `from` to `to`.
 fn diff(from: &str, to: &str) -> (String, String) {
-    let add = SYNCED_FLAGS
-        .chars()
-        .filter(|&l| has(to, l) && !has(from, l))
-        .collect();
-    let remove = SYNCED_FLAGS
-        .chars()
-        .filter(|&l| !has(to, l) && has(from, l))
-        .collect();
-    (add, remove)
+    let (from, to) = (FlagSet::parse(from), FlagSet::parse(to));
+    let add: FlagSet = to.iter().filter(|f| !from.contains(f)).cloned().collect();
+    let remove: FlagSet = from.iter().filter(|f| !to.contains(f)).cloned().collect();
+    (add.to_string(), remove.to_string())
 }
 
 /// Plans one folder. `far`: UID -> flags; `near`: unique name -> flags.
@@ -212,7 +215,7 @@ pub fn plan(
                 if near_target != synced(n) {
                     actions.push(Action::NearFlags {
                         local: local.clone(),
-                        flags: with_synced(n, &near_target),
+                        flags: near_target,
                     });
                 }
                 // The synced state is what the far side now holds.
@@ -231,7 +234,7 @@ pub fn plan(
                 } else if policy.push && !has(f, 'T') {
                     actions.push(Action::FarFlags {
                         uid: p.uid,
-                        add: "T".into(),
+                        add: with("", 'T'),
                         remove: String::new(),
                     });
                 }
@@ -255,7 +258,7 @@ pub fn plan(
                 } else if policy.pull && !has(n, 'T') {
                     actions.push(Action::NearFlags {
                         local: local.clone(),
-                        flags: with_synced(n, &format!("{}T", synced(n))),
+                        flags: with(n, 'T'),
                     });
                 }
             }
@@ -373,6 +376,9 @@ mod tests {
         // Independent flags merge independently: far flagged it, near read it.
         assert_eq!(merge(Some(""), "F", "S"), "FS");
         assert_eq!(merge(Some("FS"), "S", "FRS"), "RS");
+        // Keywords follow the same table.
+        assert_eq!(merge(Some(" a"), " a b", ""), " b");
+        assert_eq!(merge(None, " a", "S b"), "S a b");
     }
 
     #[test]
@@ -509,13 +515,42 @@ mod tests {
                 },
             ]
         );
-        // Maildir-only letters (P, keywords) are kept when flags come down.
+        // Keywords merge like system flags: near tagged it, far read it.
         assert_eq!(
-            with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "Pa")], BOTH),
+            with_anchor(
+                std::slice::from_ref(&p),
+                &[(1, "S $Junk")],
+                &[("m1", " work")],
+                BOTH
+            ),
+            vec![
+                Action::FarFlags {
+                    uid: 1,
+                    add: " work".into(),
+                    remove: "".into()
+                },
+                Action::NearFlags {
+                    local: "m1".into(),
+                    flags: "S $Junk work".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "S $Junk work".into()
+                },
+            ]
+        );
+        // A keyword removed on one side goes on the other.
+        assert_eq!(
+            with_anchor(
+                &[pair(1, "m1", "S $Junk")],
+                &[(1, "S")],
+                &[("m1", "S $Junk")],
+                BOTH
+            ),
             vec![
                 Action::NearFlags {
                     local: "m1".into(),
-                    flags: "PSa".into()
+                    flags: "S".into()
                 },
                 Action::Base {
                     uid: 1,
@@ -564,7 +599,7 @@ mod tests {
             states in proptest::collection::vec((0u8..4, 0u8..32, 0u8..32, 0u8..32), 1..12),
             pull: bool, push: bool, xf: bool, xn: bool,
         ) {
-            let letters = |mask: u8| -> String { SYNCED_FLAGS.chars().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, c)| c).collect() };
+            let letters = |mask: u8| -> String { crate::flags::SYSTEM.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, (_, c))| *c).collect() };
             let policy = Policy { pull, push, expunge_far: xf, expunge_near: xn };
             let mut pairs = Vec::new();
             let mut f = BTreeMap::new();

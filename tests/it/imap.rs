@@ -26,6 +26,19 @@ fn first_fetch_copies_folders_flags_and_dates_and_reruns_are_no_ops() {
         let spam = corpus(&format!("{tls}-spam"), 2);
         server.put(&user, "Spam", &spam);
 
+        // A keyword, carried by Dovecot's convention (letter + dovecot-keywords).
+        server.doveadm(&[
+            "flags",
+            "add",
+            "-u",
+            &user.name,
+            "$Label1",
+            "mailbox",
+            "INBOX",
+            "header",
+            "Subject",
+            &format!("{tls}-flagged message 0"),
+        ]);
         let mut env = Env::new();
         env.trust_test_ca();
         let maildir = env.path("Mail");
@@ -62,7 +75,11 @@ fn first_fetch_copies_folders_flags_and_dates_and_reruns_are_no_ops() {
         // server's INTERNALDATE, which Dovecot took from the time of the server's file.
         let files = local_files(&maildir);
         let (_, flags, _) = files.iter().find(|(m, _, _)| *m == flagged).unwrap();
-        assert_eq!(flags, "FS", "{tls}");
+        assert_eq!(flags, "FSa", "{tls}");
+        assert_eq!(
+            std::fs::read_to_string(maildir.join("dovecot-keywords")).unwrap(),
+            "0 $Label1\n"
+        );
         let server_times: Vec<std::time::SystemTime> = ["new", "cur"]
             .iter()
             .flat_map(|d| std::fs::read_dir(user.maildir().join(d)).unwrap().flatten())

@@ -621,3 +621,72 @@ fn pushing_without_uidplus_pairs_uploads_by_content_even_after_a_crash() {
         );
     }
 }
+
+fn add_server_flags(user: &User, msgid: &str, flags: &str) {
+    dovecot().doveadm(&[
+        "flags",
+        "add",
+        "-u",
+        &user.name,
+        flags,
+        "mailbox",
+        "INBOX",
+        "header",
+        "Message-ID",
+        msgid,
+    ]);
+}
+
+/// A local message's flags by name, read the way a Dovecot-convention reader does.
+fn local_keywords(maildir: &std::path::Path, msgid: &str) -> String {
+    let keywords = mailferry::maildir::keywords::Keywords::load(maildir).unwrap();
+    keywords
+        .flags(&local_flags(&find_local(maildir, msgid).unwrap()))
+        .to_string()
+}
+
+#[test]
+fn keywords_travel_both_ways_through_dovecot_keywords() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-keywords", "");
+    server.put(&user, "", &corpus("kw", 3));
+    add_server_flags(&user, &mid("kw", 0), "$Label1 work \\Seen");
+    env.run(&["sync"]).expect(0);
+    assert_eq!(local_keywords(&maildir, &mid("kw", 0)), "S $Label1 work");
+    let table = fs::read_to_string(maildir.join("dovecot-keywords")).unwrap();
+    assert!(
+        table.contains(" $Label1\n") && table.contains(" work\n"),
+        "{table}"
+    );
+
+    // A mail reader tags message 1 `todo` (a new keyword in the table) and takes `work` off
+    // message 0; meanwhile the server adds `$Junk` to message 2.
+    fs::write(maildir.join("dovecot-keywords"), format!("{table}7 todo\n")).unwrap();
+    let m0 = find_local(&maildir, &mid("kw", 0)).unwrap();
+    let label1 = keyword_letter(&table, "$Label1");
+    set_local_flags(&m0, &format!("S{label1}"));
+    set_local_flags(&find_local(&maildir, &mid("kw", 1)).unwrap(), "h");
+    add_server_flags(&user, &mid("kw", 2), "$Junk");
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    let on_server = |i| server_flags(&user, "INBOX", &mid("kw", i));
+    assert!(
+        on_server(0).contains("$Label1") && !on_server(0).contains("work"),
+        "{}",
+        on_server(0)
+    );
+    assert!(on_server(1).contains("todo"), "{}", on_server(1));
+    assert_eq!(local_keywords(&maildir, &mid("kw", 2)), " $Junk");
+    assert_eq!(local_keywords(&maildir, &mid("kw", 0)), "S $Label1");
+    let run = env.run(&["sync"]);
+    run.expect(0);
+    assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
+}
+
+fn keyword_letter(table: &str, name: &str) -> char {
+    let index: u8 = table
+        .lines()
+        .find_map(|l| l.strip_suffix(name)?.trim().parse().ok())
+        .unwrap();
+    (b'a' + index) as char
+}

@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod keywords;
+
 use crate::config::Layout;
 use crate::exit::{Classify, Exit};
 
