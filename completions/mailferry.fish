@@ -69,7 +69,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s n -l dry-ru
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s q -l quiet -d 'Print nothing but errors'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l json -d 'Print the summary as JSON on standard output'
-complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s h -l help -d 'Print help'
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from -d 'Source: an account name, a URL or a Maildir path' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to -d 'Target IMAP account: an account name or a URL' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F

@@ -64,6 +64,24 @@ Exit codes:
   80  another mailferry run holds this account's lock"
 );
 
+const SYNC_SEMANTICS: &str = "Sync semantics (mbsync's model; state pairs each server message (UIDVALIDITY, UID)
+with a Maildir unique name and remembers the flags last synced):
+  New messages      copied to the other side where `sync` allows, with flags and date (file time
+                    <-> INTERNALDATE). Uploads are recorded before APPEND and paired by APPENDUID,
+                    or found again by size and SHA-256 (no UIDPLUS, or after a crash): never twice.
+  Flags             \\Seen S, \\Answered R, \\Flagged F, \\Draft D, \\Deleted T, and keywords (letters
+                    a-z named in the folder's dovecot-keywords file, Dovecot's convention, at most
+                    26) merge one by one against the last synced flags: a flag changed on one side
+                    takes that side's value; at a first pairing the union is taken.
+  Deletions         carried out only where `expunge` allows (none, far, near, both; default none);
+                    otherwise the copy left is marked \\Deleted (server) or T (Maildir).
+  Safety            a folder empty on one side while state knows messages there stops the run
+                    (exit 65) and changes nothing anywhere.
+  Folders           created in the Maildir by default (`create` includes near), on the server with
+                    create = far or both; deleting folders is not propagated.
+  UIDVALIDITY       a change is recovered by re-matching Message-ID and size (said in the output).
+  Speed             with QRESYNC a run with no changes costs one SELECT per folder.";
+
 /// mailferry: fetch mail over POP3 and sync it over IMAP into durable Maildir folders.
 #[derive(Debug, Parser)]
 #[command(
@@ -106,6 +124,7 @@ pub enum Command {
     /// Fetch mail one way, from POP3 or IMAP into a Maildir
     Fetch(FetchArgs),
     /// Two-way sync of IMAP folders with a Maildir (channels of the config)
+    #[command(after_long_help = SYNC_SEMANTICS)]
     Sync(SyncArgs),
     /// Copy a POP3, IMAP or Maildir store into an IMAP server
     Migrate(MigrateArgs),
