@@ -411,7 +411,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__migrate)
-            opts="-n -c -q -v -h --from --to --verify --dry-run --config --quiet --verbose --json --state-dir --help"
+            opts="-n -c -q -v -h --from --to --folder --verify --delete-source --dry-run --from-password-env --from-password-command --to-password-env --to-password-command --config --quiet --verbose --json --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -422,6 +422,26 @@ _mailferry() {
                     return 0
                     ;;
                 --to)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --folder)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-password-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --from-password-command)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-password-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --to-password-command)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

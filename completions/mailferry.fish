@@ -70,11 +70,17 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s q -l quiet 
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from -d 'Source: an account name, a URL or a Maildir path' -r
-complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to -d 'Target IMAP account: an account name or a URL' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from -d 'Source: a POP3 or IMAP account name, a URL (pop3s://user@host, imaps://user@host) or a Maildir directory' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to -d 'Target IMAP account: an account name or a URL (imaps://user@host)' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l folder -d 'Target folder for a POP3 mailbox and for a Maildir\'s top level' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from-password-env -d 'Password of a source given as a URL, from this environment variable' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from-password-command -d 'Password of a source given as a URL, from this shell command' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to-password-env -d 'Password of a target given as a URL, from this environment variable' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to-password-command -d 'Password of a target given as a URL, from this shell command' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
-complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l verify -d 'Compare both sides after copying and report differences'
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l verify -d 'After copying, compare every message on both sides by SHA-256; exit 1 on a difference'
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l delete-source -d 'Remove from the source what the target confirmed holding (never anything else)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s n -l dry-run -d 'Show the plan; change nothing anywhere'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s q -l quiet -d 'Print nothing but errors'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'

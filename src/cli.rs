@@ -12,6 +12,7 @@ macro_rules! examples {
   mailferry fetch                          fetch every POP3/IMAP account in the config
   mailferry fetch old-isp --delete         fetch, then delete on the server what is safely on disk
   mailferry fetch pop3s://me@pop.example.org --maildir ~/Mail/backup --password-env POP_PASS
+  mailferry migrate --from old-isp --to new-imap --verify   POP3 mailbox into an IMAP server
   mailferry check old-isp                  connect, TLS, login; no mail moves
   mailferry status                         what the state database knows"
     };
@@ -19,7 +20,7 @@ macro_rules! examples {
 
 const AFTER_HELP: &str = concat!(examples!(), "
 
-Exit codes: 0 ok (also \"no new mail\"), 64 usage, 65 safety stop, 69 not available, 70 internal error,
+Exit codes: 0 ok (also \"no new mail\"), 1 migrate --verify found differences, 64 usage, 65 safety stop, 69 not available, 70 internal error,
 74 local I/O, 75 temporary failure (retry), 76 protocol error, 77 authentication or
 certificate, 78 configuration, 80 account locked by another run.");
 
@@ -52,9 +53,10 @@ State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one loc
 
 Exit codes:
   0   success, including \"no new mail\"
+  1   migrate --verify found messages missing or different on the target
   64  bad command line
   65  a safety check stopped the run: a folder emptied while state knows its messages
-  69  feature not available (not built yet, or the server lacks it)
+  69  feature not available (the server lacks what it needs)
   70  internal error (a bug: please report it)
   74  local I/O error (disk full, read-only Maildir, state database)
   75  temporary failure: network, timeout, server busy or mailbox in use; retry later
@@ -268,18 +270,37 @@ pub struct SyncArgs {
 /// `mailferry migrate`.
 #[derive(Debug, Args)]
 pub struct MigrateArgs {
-    /// Source: an account name, a URL or a Maildir path
+    /// Source: a POP3 or IMAP account name, a URL (pop3s://user@host, imaps://user@host) or a
+    /// Maildir directory
     #[arg(long, value_name = "SRC")]
     pub from: String,
-    /// Target IMAP account: an account name or a URL
+    /// Target IMAP account: an account name or a URL (imaps://user@host)
     #[arg(long, value_name = "DST")]
     pub to: String,
-    /// Compare both sides after copying and report differences
+    /// Target folder for a POP3 mailbox and for a Maildir's top level
+    #[arg(long, value_name = "FOLDER", default_value = "INBOX")]
+    pub folder: String,
+    /// After copying, compare every message on both sides by SHA-256; exit 1 on a difference
     #[arg(long)]
     pub verify: bool,
+    /// Remove from the source what the target confirmed holding (never anything else)
+    #[arg(long)]
+    pub delete_source: bool,
     /// Show the plan; change nothing anywhere
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Password of a source given as a URL, from this environment variable
+    #[arg(long, value_name = "VAR")]
+    pub from_password_env: Option<String>,
+    /// Password of a source given as a URL, from this shell command
+    #[arg(long, value_name = "CMD")]
+    pub from_password_command: Option<String>,
+    /// Password of a target given as a URL, from this environment variable
+    #[arg(long, value_name = "VAR")]
+    pub to_password_env: Option<String>,
+    /// Password of a target given as a URL, from this shell command
+    #[arg(long, value_name = "CMD")]
+    pub to_password_command: Option<String>,
 }
 
 /// `mailferry check`.

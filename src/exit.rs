@@ -7,11 +7,13 @@ use std::fmt;
 pub enum Exit {
     /// Everything asked for was done (including "no new mail").
     Ok = 0,
+    /// `migrate --verify` found messages missing or different on the target.
+    Differs = 1,
     /// Bad command line.
     Usage = 64,
     /// A safety check stopped the run (a side emptied while state knows its messages).
     Refused = 65,
-    /// The feature is not available: not built yet, or the server lacks what it needs.
+    /// The feature is not available: or the server lacks what it needs.
     Unavailable = 69,
     /// A bug in mailferry.
     Software = 70,
@@ -38,6 +40,10 @@ impl Exit {
     /// All codes with their one-line meaning, for the README, man page and `--help`.
     pub const TABLE: &'static [(Exit, &'static str)] = &[
         (Exit::Ok, "success, including \"no new mail\""),
+        (
+            Exit::Differs,
+            "migrate --verify found messages missing or different on the target",
+        ),
         (Exit::Usage, "bad command line"),
         (
             Exit::Refused,
@@ -45,7 +51,7 @@ impl Exit {
         ),
         (
             Exit::Unavailable,
-            "feature not available (not built yet, or the server lacks it)",
+            "feature not available (the server lacks what it needs)",
         ),
         (Exit::Software, "internal error (a bug: please report it)"),
         (
@@ -104,7 +110,7 @@ pub fn classify(err: &anyhow::Error) -> Exit {
             crate::state::StateError,
             crate::maildir::MaildirError,
             crate::sync::Refused,
-            NotBuilt,
+            crate::migrate::Mismatch,
             std::io::Error
         );
     }
@@ -116,19 +122,5 @@ pub fn classify(err: &anyhow::Error) -> Exit {
 impl Classify for std::io::Error {
     fn exit(&self) -> Exit {
         Exit::LocalIo
-    }
-}
-
-/// A subcommand or protocol whose engine is not built yet.
-#[derive(Debug, thiserror::Error)]
-#[error("{what} is not implemented yet in this version of mailferry")]
-pub struct NotBuilt {
-    /// What the user asked for.
-    pub what: String,
-}
-
-impl Classify for NotBuilt {
-    fn exit(&self) -> Exit {
-        Exit::Unavailable
     }
 }

@@ -5,16 +5,18 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 
 use crate::adhoc::{self, Adhoc};
-use crate::cli::{AdhocArgs, CheckArgs, Cli, Command, FetchArgs, ListArgs, StatusArgs, SyncArgs};
+use crate::cli::{
+    AdhocArgs, CheckArgs, Cli, Command, FetchArgs, ListArgs, MigrateArgs, StatusArgs, SyncArgs,
+};
 use crate::config::{self, Account, Channel, Config, ConfigError, Mode, Protocol, SyncDirection};
-use crate::exit::{Exit, NotBuilt, classify};
+use crate::exit::{Exit, classify};
 use crate::fetch::{self, FetchOptions, now};
 use crate::report::{Outcome, Output};
 use crate::state::State;
 use crate::sync::{self, SyncOptions, SyncOutcome};
 use crate::text::sanitize;
 use crate::units::{parse_duration, parse_size};
-use crate::{credentials, imap, lock, pop3};
+use crate::{credentials, imap, lock, migrate, pop3};
 
 /// POP3 deletions committed (QUIT and reconnect) at least this often in delete mode.
 const COMMIT_EVERY: usize = 1000;
@@ -62,7 +64,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Check(args) => runtime.block_on(ctx.check(args, &out)),
         Command::Status(args) => vec![(String::new(), ctx.status(args, &out))],
         Command::Sync(args) => runtime.block_on(ctx.sync(args, &out)),
-        Command::Migrate(_) => not_built("mailferry migrate"),
+        Command::Migrate(args) => vec![(String::new(), runtime.block_on(ctx.migrate(args, &out)))],
         Command::List(args) => runtime.block_on(ctx.list(args, &out)),
         Command::Completions { .. } => vec![],
     };
@@ -77,16 +79,6 @@ pub fn run(cli: Cli) -> Exit {
         }
     }
     worst
-}
-
-fn not_built(what: &str) -> Vec<(String, anyhow::Result<()>)> {
-    vec![(
-        String::new(),
-        Err(NotBuilt {
-            what: what.to_string(),
-        }
-        .into()),
-    )]
 }
 
 /// Prints an error and its causes to stderr (each cause once).
@@ -351,6 +343,100 @@ impl Setup {
         let outcome = result?;
         recorded?;
         Ok(outcome)
+    }
+
+    /// One account, by name or URL (with these password sources for a URL).
+    fn one_account(
+        &self,
+        word: &str,
+        password_env: &Option<String>,
+        password_command: &Option<String>,
+    ) -> Result<Account, ConfigError> {
+        let adhoc = AdhocArgs {
+            // A migration delivers into no Maildir; a URL account still names one.
+            maildir: Some(self.state_dir.clone()),
+            password_env: password_env.clone(),
+            password_command: password_command.clone(),
+            ..AdhocArgs::default()
+        };
+        let mut accounts = self.accounts(&[word.to_string()], &adhoc)?;
+        Ok(accounts.remove(0))
+    }
+
+    async fn migrate(&self, args: &MigrateArgs, out: &Output) -> anyhow::Result<()> {
+        let target =
+            self.one_account(&args.to, &args.to_password_env, &args.to_password_command)?;
+        if target.protocol != Protocol::Imap {
+            return Err(ConfigError::usage(format!(
+                "--to {}: the target of a migration is an IMAP account",
+                sanitize(&args.to, 100)
+            ))
+            .into());
+        }
+        let known_account = self
+            .config
+            .as_ref()
+            .is_some_and(|c| c.accounts.contains_key(&args.from));
+        let maildir_source = !adhoc::is_url(&args.from) && !known_account;
+        let (source_account, source_name) = if maildir_source {
+            let path = PathBuf::from(&args.from);
+            if !path.is_dir() {
+                return Err(ConfigError::usage(format!(
+                    "--from {}: neither a configured account, a URL, nor a Maildir directory",
+                    sanitize(&args.from, 100)
+                ))
+                .into());
+            }
+            let canonical = path.canonicalize()?;
+            let digest = crate::upload::sha256_hex(canonical.as_os_str().as_encoded_bytes());
+            (None, format!("maildir-{}", &digest[..12]))
+        } else {
+            let a = self.one_account(
+                &args.from,
+                &args.from_password_env,
+                &args.from_password_command,
+            )?;
+            let name = a.name.clone();
+            (Some(a), name)
+        };
+        let name = format!("migrate-{source_name}-to-{}", target.name);
+        let opts = migrate::MigrateOptions {
+            from: if maildir_source {
+                args.from.clone()
+            } else {
+                source_name
+            },
+            to: target.name.clone(),
+            inbox: args.folder.split('/').map(str::to_string).collect(),
+            delete_source: args.delete_source,
+            dry_run: args.dry_run,
+            verify: args.verify,
+        };
+        let _lock = lock::acquire(&self.state_dir, &name)?;
+        let source = match &source_account {
+            None => migrate::source::Source::Maildir(crate::maildir::Maildir::new(
+                &args.from,
+                config::Layout::MaildirPlusPlus,
+            )),
+            Some(a) => migrate::source::Source::open(a, args.delete_source).await?,
+        };
+        let secret = credentials::password(&target)?;
+        let mut session = imap::open(&target, &secret).await?;
+        let state_path = self.state_path(&name);
+        let outcome = if args.dry_run {
+            let (mut copy, _dir) = State::dry_run_copy(&state_path)?;
+            migrate::run(source, &mut session, &mut copy, &opts, out).await?
+        } else {
+            let mut state = State::open(&state_path)?;
+            migrate::run(source, &mut session, &mut state, &opts, out).await?
+        };
+        let _ = session.client.logout().await;
+        if out.json {
+            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
+        } else {
+            out.info(&outcome.line());
+        }
+        Ok(())
     }
 
     async fn list(&self, args: &ListArgs, out: &Output) -> Vec<(String, anyhow::Result<()>)> {

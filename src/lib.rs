@@ -15,6 +15,7 @@ pub mod job;
 pub mod join;
 pub mod lock;
 pub mod maildir;
+pub mod migrate;
 pub mod net;
 pub mod pop3;
 pub mod report;

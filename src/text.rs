@@ -26,6 +26,11 @@ pub fn sanitize_bytes(bytes: &[u8], max: usize) -> String {
     sanitize(&String::from_utf8_lossy(bytes), max)
 }
 
+/// Bytes in lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,13 +25,18 @@ const BODY_ITEMS: &str =
 
 /// Splits (UID, size) pairs into durable batches of at most 64 messages or about 16 MiB.
 pub fn batches(messages: &[(u32, u64)]) -> Vec<&[(u32, u64)]> {
+    chunks(messages, BATCH_MESSAGES, BATCH_BYTES, |&(_, size)| size)
+}
+
+/// Splits items into runs of at most `max` items and, unless one item alone is larger, about
+/// `max_bytes` bytes.
+pub fn chunks<T>(items: &[T], max: usize, max_bytes: u64, size: impl Fn(&T) -> u64) -> Vec<&[T]> {
     let mut out = Vec::new();
-    let mut rest = messages;
+    let mut rest = items;
     while !rest.is_empty() {
-        let mut take = 0;
-        let mut bytes = 0;
-        while take < rest.len() && take < BATCH_MESSAGES && (take == 0 || bytes < BATCH_BYTES) {
-            bytes += rest[take].1;
+        let (mut take, mut bytes) = (0, 0);
+        while take < rest.len() && take < max && (take == 0 || bytes < max_bytes) {
+            bytes += size(&rest[take]);
             take += 1;
         }
         let (batch, tail) = rest.split_at(take);
@@ -223,13 +228,9 @@ pub async fn expunge(
     session.client.run(&format!("UID EXPUNGE {set}")).await?;
     // Forget only what the server no longer has: were a message left (an EXPUNGE refused in
     // part), forgetting it would make the next run fetch it again.
-    let (found, _) = session.client.run(&format!("UID SEARCH UID {set}")).await?;
-    let remaining: HashSet<u32> = found
+    let remaining: HashSet<u32> = imap::search_uids(session, &format!("UID {set}"))
+        .await?
         .into_iter()
-        .flat_map(|r| match r {
-            imap::Response::Search(uids) => uids,
-            _ => Vec::new(),
-        })
         .collect();
     let gone: Vec<u32> = uids
         .iter()
@@ -250,19 +251,28 @@ pub fn recover(state: &mut State, folder: &ImapFolder, local: &Folder) -> anyhow
     Ok(())
 }
 
-/// The Message-ID in a header block, if any (folded lines handled).
+/// The Message-ID in a header block, if any.
 pub fn message_id(header: &[u8]) -> Option<String> {
+    header_value(header, "message-id")
+}
+
+/// The (unfolded, trimmed) value of the first header field called `name` in a header block.
+pub fn header_value(header: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(header);
     let mut lines = text.split('\n').peekable();
     while let Some(line) = lines.next() {
-        let Some((name, value)) = line.split_once(':') else {
+        if line.trim().is_empty() {
+            break;
+        }
+        let Some((field, value)) = line.split_once(':') else {
             continue;
         };
-        if !name.trim().eq_ignore_ascii_case("message-id") {
+        if !field.trim().eq_ignore_ascii_case(name) {
             continue;
         }
         let mut value = value.trim().to_string();
         while let Some(next) = lines.peek().filter(|l| l.starts_with([' ', '\t'])) {
+            value.push(' ');
             value.push_str(next.trim());
             lines.next();
         }

@@ -62,7 +62,7 @@ pub async fn append_batch(
 ) -> anyhow::Result<Vec<(String, Option<u32>)>> {
     let intents: Vec<UploadIntent> = uploads.iter().map(|u| u.intent.clone()).collect();
     let rows = state.imap_upload_intents(folder.id, &intents)?;
-    crate::failpoint::hit("sync-after-upload-intent");
+    crate::failpoint::hit("upload-after-intent");
     let mut paired = Vec::with_capacity(uploads.len());
     let mut unpaired = Vec::new();
     for (upload, &row) in uploads.iter().zip(&rows) {
@@ -75,7 +75,7 @@ pub async fn append_batch(
                 &upload.data,
             )
             .await?;
-        crate::failpoint::hit("sync-after-append");
+        crate::failpoint::hit("upload-after-append");
         match appended {
             Some((v, uid)) if Some(v) == folder.uidvalidity => paired.push((row, Some(uid))),
             _ => unpaired.push((row, upload.intent.clone())),
@@ -181,21 +181,14 @@ async fn find(
     Ok(found)
 }
 
-/// SHA-256 of the messages with these UIDs, streamed (nothing held in memory).
-async fn content_hashes(session: &mut Session, uids: &[u32]) -> anyhow::Result<Vec<(u32, String)>> {
+/// SHA-256 (hex) of the messages with these UIDs, streamed (nothing held in memory).
+pub async fn content_hashes(
+    session: &mut Session,
+    uids: &[u32],
+) -> anyhow::Result<Vec<(u32, String)>> {
     let mut sink = HashSink::default();
-    let tag = session
-        .client
-        .send(&format!(
-            "UID FETCH {} (UID BODY.PEEK[])",
-            codec::format_set(uids)
-        ))
-        .await?;
-    let mut untagged = Vec::new();
-    session
-        .client
-        .complete(&tag, "UID FETCH", &mut sink, &mut untagged)
-        .await?;
+    let command = format!("UID FETCH {} (UID BODY.PEEK[])", codec::format_set(uids));
+    session.client.run_with(&command, &mut sink).await?;
     Ok(sink.done)
 }
 
@@ -209,16 +202,9 @@ async fn by_message_id(
     let Some(quoted) = codec::quote(message_id) else {
         return Ok(None);
     };
-    let (untagged, _) = session
-        .client
-        .run(&format!("UID SEARCH HEADER Message-ID {quoted}"))
-        .await?;
-    let uids: Vec<u32> = untagged
+    let uids: Vec<u32> = imap::search_uids(session, &format!("HEADER Message-ID {quoted}"))
+        .await?
         .into_iter()
-        .flat_map(|r| match r {
-            imap::Response::Search(u) => u,
-            _ => Vec::new(),
-        })
         .filter(|u| !claimed.contains(u))
         .collect();
     if uids.is_empty() {
@@ -259,18 +245,15 @@ impl FetchSink for HashSink {
 
     fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()> {
         if let (Some(h), Some(uid), true) = (self.current.take(), fetch.uid, fetch.body) {
-            self.done.push((uid, hex(&h.finalize())));
+            self.done.push((uid, crate::text::hex(&h.finalize())));
         }
         Ok(())
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// SHA-256 of bytes, in hex.
+pub fn sha256_hex(data: &[u8]) -> String {
+    crate::text::hex(&Sha256::digest(data))
 }
 
 /// LF line ends to CRLF (IMAP wants CRLF; a Maildir holds LF).

@@ -205,7 +205,7 @@ fn recover(state: &mut State, inbox: &Folder) -> anyhow::Result<()> {
 }
 
 /// Builds the listing: UIDL (once per session) and LIST, with header hashes where needed.
-async fn listing(
+pub async fn listing(
     client: &mut Client,
     caps: &pop3::Capabilities,
     mode: Mode,
@@ -222,7 +222,7 @@ async fn listing(
     for msg in plan::needs_header(&msgs, uidl_map.as_ref()) {
         match client.top_header(msg).await {
             Ok(header) => {
-                headers.insert(msg, hex(&Sha256::digest(&header)[..16]));
+                headers.insert(msg, crate::text::hex(&Sha256::digest(&header)[..16]));
             }
             Err(Pop3Error::Refused { .. }) => break,
             Err(e) => return Err(e.into()),
@@ -240,10 +240,6 @@ async fn listing(
         .zip(ids)
         .map(|((msg, size), id)| Listed { msg, id, size })
         .collect())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 struct Round<'a> {

@@ -234,12 +234,19 @@ impl Client {
 
     /// Runs one command to completion; returns its untagged responses and completion.
     pub async fn run(&mut self, command: &str) -> Result<(Vec<Response>, StatusLine)> {
+        self.run_with(command, &mut NoBodies).await
+    }
+
+    /// Runs one command to completion with bodies going to `sink`.
+    pub async fn run_with(
+        &mut self,
+        command: &str,
+        sink: &mut dyn FetchSink,
+    ) -> Result<(Vec<Response>, StatusLine)> {
         let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
         let tag = self.send(command).await?;
         let mut untagged = Vec::new();
-        let status = self
-            .complete(&tag, &what, &mut NoBodies, &mut untagged)
-            .await?;
+        let status = self.complete(&tag, &what, sink, &mut untagged).await?;
         Ok((untagged, status))
     }
 

@@ -87,9 +87,95 @@ pub fn format(t: SystemTime) -> String {
     )
 }
 
+/// An RFC 5322 `Date:` header value (`Tue, 1 Jul 2003 10:52:37 +0200`, obsolete zone names
+/// and two-digit years accepted) as an INTERNALDATE, keeping its zone; `None` if malformed.
+pub fn from_header(value: &str) -> Option<String> {
+    // Comments such as "(CEST)" carry nothing needed.
+    let mut text = String::with_capacity(value.len());
+    let mut depth = 0usize;
+    for c in value.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            c if depth == 0 => text.push(c),
+            _ => {}
+        }
+    }
+    let text = text.split_once(',').map_or(text.as_str(), |(_, rest)| rest);
+    let mut words = text.split_whitespace();
+    let day: u32 = words.next()?.parse().ok()?;
+    let month = words.next()?;
+    let month = MONTHS.iter().find(|m| m.eq_ignore_ascii_case(month))?;
+    let year: u32 = match words.next()?.parse().ok()? {
+        y @ 0..=49 => y + 2000,
+        y @ 50..=999 => y + 1900,
+        y => y,
+    };
+    let mut hms = words.next()?.split(':');
+    let (h, mi) = (
+        hms.next()?.parse::<u32>().ok()?,
+        hms.next()?.parse::<u32>().ok()?,
+    );
+    let s = hms.next().map_or(Some(0), |s| s.parse::<u32>().ok())?;
+    let zone = match words.next().unwrap_or("-0000") {
+        z if z.len() == 5
+            && matches!(z.as_bytes()[0], b'+' | b'-')
+            && z[1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            z.to_string()
+        }
+        z => match z.to_ascii_uppercase().as_str() {
+            "EDT" => "-0400",
+            "EST" | "CDT" => "-0500",
+            "CST" | "MDT" => "-0600",
+            "MST" | "PDT" => "-0700",
+            "PST" => "-0800",
+            _ => "+0000",
+        }
+        .to_string(),
+    };
+    if !(1..=31).contains(&day) || h > 23 || mi > 59 || s > 60 || year > 9999 {
+        return None;
+    }
+    Some(format!(
+        "{day:02}-{month}-{year:04} {h:02}:{mi:02}:{s:02} {zone}"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn date_headers_become_internaldates() {
+        for (header, want) in [
+            (
+                "Tue, 1 Jul 2003 10:52:37 +0200",
+                "01-Jul-2003 10:52:37 +0200",
+            ),
+            ("1 Jul 2003 10:52 -0000", "01-Jul-2003 10:52:00 -0000"),
+            ("Fri, 21 Nov 97 09:55:06 GMT", "21-Nov-1997 09:55:06 +0000"),
+            (
+                "Mon, 3 Feb 2025 08:00:00 PST (Pacific)",
+                "03-Feb-2025 08:00:00 -0800",
+            ),
+            (
+                " Wed,\t5  Mar 2025 23:59:60 +0530 (IST)",
+                "05-Mar-2025 23:59:60 +0530",
+            ),
+        ] {
+            assert_eq!(from_header(header).as_deref(), Some(want), "{header}");
+            assert!(parse(want).is_some(), "{want}");
+        }
+        for bad in [
+            "",
+            "yesterday",
+            "32 Jan 2020 00:00 +0000",
+            "1 Foo 2020 00:00 +0000",
+        ] {
+            assert_eq!(from_header(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn round_trip_and_zones() {

@@ -270,6 +270,19 @@ pub struct RemoteFolder {
 }
 
 impl RemoteFolder {
+    /// A folder named by its levels, on a server with this hierarchy delimiter.
+    pub fn new(components: &[String], delimiter: char) -> RemoteFolder {
+        RemoteFolder {
+            name: components.join("/"),
+            wire: components
+                .iter()
+                .map(|c| codec::utf7_encode(c))
+                .collect::<Vec<_>>()
+                .join(&delimiter.to_string()),
+            components: components.to_vec(),
+        }
+    }
+
     /// The name quoted for a command.
     pub fn quoted(&self) -> String {
         codec::quote(&self.wire).unwrap_or_else(|| "\"\"".to_string())
@@ -342,6 +355,42 @@ pub struct Selected {
     pub vanished: Vec<(u32, u32)>,
     /// With QRESYNC: messages changed (or new) since the given MODSEQ.
     pub changed: Vec<Fetch>,
+}
+
+/// The server's hierarchy delimiter ('/' when it has none).
+pub async fn delimiter(session: &mut Session) -> anyhow::Result<char> {
+    let (untagged, _) = session.client.run("LIST \"\" \"\"").await?;
+    Ok(untagged
+        .into_iter()
+        .find_map(|r| match r {
+            Response::List(l) => l.delimiter,
+            _ => None,
+        })
+        .unwrap_or('/'))
+}
+
+/// The UIDs a `UID SEARCH` with these criteria finds in the selected folder.
+pub async fn search_uids(session: &mut Session, criteria: &str) -> anyhow::Result<Vec<u32>> {
+    let (untagged, _) = session
+        .client
+        .run(&format!("UID SEARCH {criteria}"))
+        .await?;
+    Ok(untagged
+        .into_iter()
+        .flat_map(|r| match r {
+            Response::Search(uids) => uids,
+            _ => Vec::new(),
+        })
+        .collect())
+}
+
+/// Creates a folder on the server.
+pub async fn create(session: &mut Session, folder: &RemoteFolder) -> anyhow::Result<()> {
+    session
+        .client
+        .run(&format!("CREATE {}", folder.quoted()))
+        .await?;
+    Ok(())
 }
 
 /// Selects a folder (read-only with EXAMINE). With QRESYNC enabled and `since` (the

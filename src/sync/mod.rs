@@ -166,7 +166,7 @@ pub async fn run(
             folders.entry(components).or_insert(None);
         }
     }
-    let delimiter = far_delimiter(&mut session).await?;
+    let delimiter = imap::delimiter(&mut session).await?;
     let mut jobs = Vec::new();
     for (components, remote) in folders {
         let name = components.join("/");
@@ -193,21 +193,9 @@ pub async fn run(
                     ));
                     continue;
                 }
-                let wire = components
-                    .iter()
-                    .map(|c| codec::utf7_encode(c))
-                    .collect::<Vec<_>>()
-                    .join(&delimiter.to_string());
-                let remote = RemoteFolder {
-                    name: name.clone(),
-                    wire,
-                    components: components.clone(),
-                };
+                let remote = RemoteFolder::new(&components, delimiter);
                 if !opts.dry_run {
-                    session
-                        .client
-                        .run(&format!("CREATE {}", remote.quoted()))
-                        .await?;
+                    imap::create(&mut session, &remote).await?;
                 }
                 outcome.folders_created += 1;
                 remote
@@ -255,17 +243,6 @@ pub async fn run(
 }
 
 /// The server's hierarchy delimiter (for creating folders).
-async fn far_delimiter(session: &mut Session) -> anyhow::Result<char> {
-    let (untagged, _) = session.client.run("LIST \"\" \"\"").await?;
-    Ok(untagged
-        .into_iter()
-        .find_map(|r| match r {
-            imap::Response::List(l) => l.delimiter,
-            _ => None,
-        })
-        .unwrap_or('/'))
-}
-
 struct FolderSync<'a> {
     account: &'a Account,
     policy: Policy,

@@ -30,12 +30,33 @@ fn help_and_usage_errors() {
 }
 
 #[test]
-fn unbuilt_subcommands_say_so_and_fail() {
+fn migrate_arguments_are_checked_before_anything_moves() {
     let env = Env::new();
     env.config(ACCOUNT);
-    let run = env.run(&["migrate", "--from", "a", "--to", "b"]);
-    run.expect(69);
-    assert!(run.stderr.contains("not implemented yet"), "{}", run.stderr);
+    let run = env.run(&["migrate", "--from", "home", "--to", "nowhere"]);
+    run.expect(64);
+    assert!(
+        run.stderr.contains("no account \"nowhere\"") && run.stderr.contains("known: home"),
+        "{}",
+        run.stderr
+    );
+    let run = env.run(&["migrate", "--from", "home", "--to", "home"]);
+    run.expect(64);
+    assert!(run.stderr.contains("is an IMAP account"), "{}", run.stderr);
+    let run = env.run(&[
+        "migrate",
+        "--from",
+        "/no/such/maildir",
+        "--to",
+        "imaps://me@localhost",
+    ]);
+    run.expect(64);
+    assert!(
+        run.stderr
+            .contains("neither a configured account, a URL, nor a Maildir"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stdout.is_empty());
 }
 

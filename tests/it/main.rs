@@ -9,5 +9,6 @@ mod dovecot_harness;
 mod generated;
 mod hostile;
 mod imap;
+mod migrate;
 mod pop3;
 mod sync;

@@ -338,9 +338,9 @@ fn crashes_at_every_step_of_a_sync_lose_and_duplicate_nothing() {
         ("imap-after-tmp", 3),
         ("imap-after-record", 1),
         ("imap-after-rename", 1),
-        ("sync-after-upload-intent", 1),
-        ("sync-after-append", 1),
-        ("sync-after-append", 20),
+        ("upload-after-intent", 1),
+        ("upload-after-append", 1),
+        ("upload-after-append", 20),
     ] {
         let (user, mut env, maildir) =
             setup(&format!("sync-crash-{step}-{n}"), "create = \"both\"");
@@ -563,9 +563,9 @@ fn pushing_without_uidplus_pairs_uploads_by_content_even_after_a_crash() {
     let proxy = Proxy::rewriting(server.imap, without_uidplus);
     for (step, n) in [
         ("", 0),
-        ("sync-after-upload-intent", 1),
-        ("sync-after-append", 1),
-        ("sync-after-append", 9),
+        ("upload-after-intent", 1),
+        ("upload-after-append", 1),
+        ("upload-after-append", 9),
     ] {
         let user = server.user(&format!("sync-noplus-{step}-{n}"));
         let far = corpus(&format!("npfar{n}{step}"), 5);
