@@ -63,22 +63,36 @@ pub async fn append_batch(
     let intents: Vec<UploadIntent> = uploads.iter().map(|u| u.intent.clone()).collect();
     let rows = state.imap_upload_intents(folder.id, &intents)?;
     crate::failpoint::hit("upload-after-intent");
+    // With LITERAL+ the whole batch is sent before the first completion is read (the server
+    // answers APPENDs in order); without it, one at a time.
+    let window = if session.client.has("LITERAL+") {
+        uploads.len()
+    } else {
+        1
+    };
     let mut paired = Vec::with_capacity(uploads.len());
     let mut unpaired = Vec::new();
-    for (upload, &row) in uploads.iter().zip(&rows) {
-        let appended = session
-            .client
-            .append(
-                mailbox,
-                &FlagSet::parse(&upload.intent.flags).to_imap(),
-                upload.date.as_deref(),
-                &upload.data,
-            )
-            .await?;
-        crate::failpoint::hit("upload-after-append");
-        match appended {
-            Some((v, uid)) if Some(v) == folder.uidvalidity => paired.push((row, Some(uid))),
-            _ => unpaired.push((row, upload.intent.clone())),
+    for (chunk, chunk_rows) in uploads
+        .chunks(window.max(1))
+        .zip(rows.chunks(window.max(1)))
+    {
+        let mut tags = Vec::with_capacity(chunk.len());
+        for upload in chunk {
+            let flags = FlagSet::parse(&upload.intent.flags).to_imap();
+            tags.push(
+                session
+                    .client
+                    .append_send(mailbox, &flags, upload.date.as_deref(), &upload.data)
+                    .await?,
+            );
+        }
+        for ((upload, &row), tag) in chunk.iter().zip(chunk_rows).zip(tags) {
+            let appended = session.client.append_done(&tag).await?;
+            crate::failpoint::hit("upload-after-append");
+            match appended {
+                Some((v, uid)) if Some(v) == folder.uidvalidity => paired.push((row, Some(uid))),
+                _ => unpaired.push((row, upload.intent.clone())),
+            }
         }
     }
     if !unpaired.is_empty() {

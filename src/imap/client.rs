@@ -294,15 +294,16 @@ impl Client {
         })
     }
 
-    /// Appends a message to a mailbox (given quoted, as on the wire); returns (UIDVALIDITY,
-    /// UID) when the server has UIDPLUS. LITERAL+ saves a round trip when offered.
-    pub async fn append(
+    /// Sends an APPEND of a message to a mailbox (given quoted, as on the wire); returns its
+    /// tag for [`Client::append_done`]. With LITERAL+ nothing is waited for, so appends can be
+    /// pipelined; without it the server's go-ahead is awaited first.
+    pub async fn append_send(
         &mut self,
         name: &str,
         flags: &str,
         date: Option<&str>,
         message: &[u8],
-    ) -> Result<Option<(u32, u32)>> {
+    ) -> Result<String> {
         let date = date.map(|d| format!(" \"{d}\"")).unwrap_or_default();
         let plus = self.has("LITERAL+");
         let tag = self.tag();
@@ -334,9 +335,15 @@ impl Client {
         }
         self.write(message).await?;
         self.write(b"\r\n").await?;
+        Ok(tag)
+    }
+
+    /// Waits for an APPEND's completion; returns (UIDVALIDITY, UID) when the server has
+    /// UIDPLUS.
+    pub async fn append_done(&mut self, tag: &str) -> Result<Option<(u32, u32)>> {
         let mut untagged = Vec::new();
         let status = self
-            .complete(&tag, "APPEND", &mut NoBodies, &mut untagged)
+            .complete(tag, "APPEND", &mut NoBodies, &mut untagged)
             .await?;
         Ok(match status.code {
             Some(Code::AppendUid(v, u)) => Some((v, u)),

@@ -500,7 +500,7 @@ impl Pass<'_> {
                 }
             }
         }
-        self.out.detail(&format!(
+        self.out.info(&format!(
             "verify {} -> {}: {} checked, {} missing, {} differ",
             sanitize(&self.unit.label, 100),
             sanitize(&self.remote.name, 100),

@@ -199,12 +199,14 @@ fn imap_to_imap_and_earlier_copies_are_recognised() {
     let server = dovecot();
     let src = server.user("mig-imap-src");
     let dst = server.user("mig-imap-dst");
-    let inbox: Vec<(Vec<u8>, &str)> = (0..30)
+    let inbox: Vec<(Vec<u8>, &str)> = (0..120)
         .map(|i| (message("mi", i, 600), if i % 3 == 0 { "S" } else { "" }))
         .collect();
     server.put_flagged(&src, "", &inbox);
-    let arch: Vec<Vec<u8>> = (0..20).map(|i| message("miarch", i, 2000)).collect();
+    let arch: Vec<Vec<u8>> = (0..100).map(|i| message("miarch", i, 2000)).collect();
     server.put(&src, "Archive.2024", &arch);
+    let work: Vec<(Vec<u8>, &str)> = (0..80).map(|i| (message("miwork", i, 900), "FR")).collect();
+    server.put_flagged(&src, "Work.Été", &work);
     // An earlier partial migration by another tool already put 10 of INBOX there.
     let earlier: Vec<Vec<u8>> = inbox[..10].iter().map(|(m, _)| m.clone()).collect();
     server.put(&dst, "", &earlier);
@@ -215,15 +217,34 @@ fn imap_to_imap_and_earlier_copies_are_recognised() {
         &imap_account("oldimap", &src, "implicit", &env.path("unused"), ""),
         &dst,
     );
-    let run = env.run(&["migrate", "--from", "oldimap", "--to", "dst", "--verify"]);
+    // The target as an ad-hoc URL, its password from a command.
+    let url = format!("imaps://{}@localhost:{}", dst.name, server.imaps);
+    let password = format!("printf %s '{}'", dst.password);
+    let run = env.run(&[
+        "migrate",
+        "--from",
+        "oldimap",
+        "--to",
+        &url,
+        "--to-password-command",
+        &password,
+        "--verify",
+    ]);
     run.expect(0);
     assert!(
-        run.stdout.contains("40 copied") && run.stdout.contains("10 already on the target"),
+        run.stdout.contains("290 copied") && run.stdout.contains("10 already on the target"),
         "{}",
         run.stdout
     );
-    assert_eq!(server.count(&dst, "INBOX"), 30);
-    assert_eq!(server.count(&dst, "Archive.2024"), 20);
+    assert!(
+        run.stdout
+            .contains("verify Work/Été -> Work/Été: 80 checked, 0 missing, 0 differ"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.count(&dst, "INBOX"), 120);
+    assert_eq!(server.count(&dst, "Archive.2024"), 100);
+    assert_eq!(server.count(&dst, "Work.Été"), 80);
     fetch_back(&env);
     let all: Vec<Vec<u8>> = inbox.iter().map(|(m, _)| m.clone()).collect();
     assert_same(local_messages(&back), &all, "INBOX");
@@ -236,7 +257,30 @@ fn imap_to_imap_and_earlier_copies_are_recognised() {
         .into_iter()
         .filter(|(_, f, _)| f.contains('S'))
         .count();
-    assert_eq!(seen, 10, "flags of copied and of recognised messages");
+    assert_eq!(seen, 40, "flags of copied and of recognised messages");
+    let work_back = local_files(&back.join(".Work.Été"));
+    assert_same(
+        work_back.iter().map(|(m, _, _)| m.clone()).collect(),
+        &work.iter().map(|(m, _)| m.clone()).collect::<Vec<_>>(),
+        "Work/Été",
+    );
+    assert!(work_back.iter().all(|(_, f, _)| f == "FR"));
+    // Dates: the source's INTERNALDATEs (put_flagged gives each message its own time).
+    let times = |dir: &std::path::Path| {
+        let mut t: Vec<_> = local_files(dir).into_iter().map(|(_, _, m)| m).collect();
+        t.sort();
+        t
+    };
+    let src_times: Vec<_> = {
+        let mut t: Vec<_> = ["new", "cur"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(src.maildir().join(".Work.Été").join(d)).unwrap())
+            .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+            .collect();
+        t.sort();
+        t
+    };
+    assert_eq!(times(&back.join(".Work.Été")), src_times);
 }
 
 #[test]
@@ -278,7 +322,9 @@ fn a_killed_migration_resumes_with_each_message_once() {
         let partial = server.count(&dst, "INBOX");
         assert!(partial < 300, "{step}:{n}: nothing was left to resume");
         if step == "upload-after-append" {
-            assert_eq!(partial, n, "the crash came after the {n}th APPEND");
+            // APPENDs are pipelined: the crash after the nth completion may leave more on the
+            // server than were confirmed; the rerun pairs those by content.
+            assert!(partial >= n, "the crash came after the {n}th APPEND");
         }
         let run = env.run(&["migrate", "--from", "old", "--to", "dst", "--verify"]);
         run.expect(0);
