@@ -413,24 +413,17 @@ impl Setup {
             verify: args.verify,
         };
         let _lock = lock::acquire(&self.state_dir, &name)?;
-        let source = match &source_account {
-            None => migrate::source::Source::Maildir(crate::maildir::Maildir::new(
-                &args.from,
-                config::Layout::MaildirPlusPlus,
-            )),
-            Some(a) => migrate::source::Source::open(a, args.delete_source).await?,
+        let spec = match source_account {
+            None => migrate::SourceSpec::Maildir(PathBuf::from(&args.from)),
+            Some(a) => migrate::SourceSpec::Account(Box::new(a)),
         };
-        let secret = credentials::password(&target)?;
-        let mut session = imap::open(&target, &secret).await?;
         let state_path = self.state_path(&name);
         let outcome = if args.dry_run {
-            let (mut copy, _dir) = State::dry_run_copy(&state_path)?;
-            migrate::run(source, &mut session, &mut copy, &opts, out).await?
+            let (copy, _dir) = State::dry_run_copy(&state_path)?;
+            migrate::run(&spec, &target, copy, &opts, out).await?
         } else {
-            let mut state = State::open(&state_path)?;
-            migrate::run(source, &mut session, &mut state, &opts, out).await?
+            migrate::run(&spec, &target, State::open(&state_path)?, &opts, out).await?
         };
-        let _ = session.client.logout().await;
         if out.json {
             println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
         } else {

@@ -15,8 +15,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
+use anyhow::Context;
+
+use crate::config::Account;
 use crate::exit::{Classify, Exit};
 use crate::imap::{self, RemoteFolder, Session};
+use crate::maildir::Maildir;
 use crate::report::Output;
 use crate::state::{ImapFolder, ImapRecord, State};
 use crate::text::sanitize;
@@ -101,6 +105,22 @@ impl Classify for Mismatch {
 }
 
 impl MigrateOutcome {
+    /// Adds one folder's part.
+    fn add(&mut self, part: &MigrateOutcome) {
+        self.copied += part.copied;
+        self.bytes += part.bytes;
+        self.already_there += part.already_there;
+        self.done_before += part.done_before;
+        self.folders_created += part.folders_created;
+        self.source_deleted += part.source_deleted;
+        if let Some(v) = &part.verified {
+            let total = self.verified.get_or_insert_with(Verification::default);
+            total.checked += v.checked;
+            total.missing += v.missing;
+            total.differ += v.differ;
+        }
+    }
+
     /// The summary line.
     pub fn line(&self) -> String {
         let mut parts = vec![if self.dry_run {
@@ -132,11 +152,35 @@ impl MigrateOutcome {
     }
 }
 
-/// Runs a migration from an open source into the target session.
+/// Where a migration reads from, so that each worker can open its own connection.
+#[derive(Debug, Clone)]
+pub enum SourceSpec {
+    /// A Maildir tree.
+    Maildir(std::path::PathBuf),
+    /// A POP3 or IMAP account.
+    Account(Box<Account>),
+}
+
+impl SourceSpec {
+    async fn open(&self, delete: bool) -> anyhow::Result<Source> {
+        match self {
+            SourceSpec::Maildir(root) => Ok(Source::Maildir(Maildir::new(
+                root,
+                crate::config::Layout::MaildirPlusPlus,
+            ))),
+            SourceSpec::Account(a) => Source::open(a, delete).await,
+        }
+    }
+}
+
+/// Runs a migration into `target`: folders are created on one connection, then copied (and
+/// verified) over up to the target account's `connections` connections at once, each worker
+/// with its own source session (a POP3 mailbox is one folder, so one worker). `state_path`
+/// is where extra workers open the state (a dry run, which works on a copy, uses one worker).
 pub async fn run(
-    mut source: Source,
-    target: &mut Session,
-    state: &mut State,
+    spec: &SourceSpec,
+    target: &Account,
+    state: State,
     opts: &MigrateOptions,
     out: &Output,
 ) -> anyhow::Result<MigrateOutcome> {
@@ -146,14 +190,18 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..MigrateOutcome::default()
     };
+    let secret = crate::credentials::password(target)?;
+    let mut source = spec.open(opts.delete_source).await?;
+    let mut session = imap::open(target, &secret).await?;
     let units = source.units(&opts.inbox).await?;
-    let delimiter = imap::delimiter(target).await?;
-    let (existing, _) = imap::list_folders(&mut target.client).await?;
+    let delimiter = imap::delimiter(&mut session).await?;
+    let (existing, _) = imap::list_folders(&mut session.client).await?;
     let mut existing: HashMap<Vec<String>, RemoteFolder> = existing
         .into_iter()
         .map(|f| (f.components.clone(), f))
         .collect();
-    for unit in &units {
+    let mut jobs = Vec::with_capacity(units.len());
+    for unit in units {
         // A dry run does not create folders, so one it would create cannot be selected.
         let exists = !opts.dry_run || existing.contains_key(&unit.target);
         let remote = match existing.get(&unit.target) {
@@ -161,47 +209,58 @@ pub async fn run(
             None => {
                 let f = RemoteFolder::new(&unit.target, delimiter);
                 if !opts.dry_run {
-                    imap::create(target, &f).await?;
+                    imap::create(&mut session, &f).await?;
                 }
                 outcome.folders_created += 1;
                 existing.insert(unit.target.clone(), f.clone());
                 f
             }
         };
-        let mut pass = Pass {
-            source: &mut source,
-            target,
-            state,
-            opts,
-            out,
-            unit,
-            remote: &remote,
-        };
-        pass.copy(exists, &mut outcome).await?;
+        jobs.push((unit, remote, exists));
     }
-    if opts.verify && !opts.dry_run {
-        let mut total = Verification::default();
-        for unit in &units {
-            let Some(remote) = existing.get(&unit.target) else {
-                continue;
-            };
+    let state_path = state.path().to_path_buf();
+    let workers = if opts.dry_run { 1 } else { target.connections };
+    let parts = crate::join::work_queue(
+        (source, session, state),
+        jobs,
+        workers,
+        async || {
+            Ok((
+                spec.open(opts.delete_source).await?,
+                imap::open(target, &secret).await?,
+                State::open(&state_path)?,
+            ))
+        },
+        async |(source, target, state): &mut (Source, Session, State),
+               (unit, remote, exists): (Unit, RemoteFolder, bool)| {
+            let mut part = MigrateOutcome::default();
             let mut pass = Pass {
-                source: &mut source,
+                source,
                 target,
                 state,
                 opts,
                 out,
-                unit,
-                remote,
+                unit: &unit,
+                remote: &remote,
             };
-            let v = pass.verify().await?;
-            total.checked += v.checked;
-            total.missing += v.missing;
-            total.differ += v.differ;
-        }
-        outcome.verified = Some(total);
+            pass.copy(exists, &mut part)
+                .await
+                .with_context(|| format!("folder {}", sanitize(&unit.label, 100)))?;
+            if opts.verify && !opts.dry_run {
+                part.verified = Some(pass.verify().await?);
+            }
+            Ok(part)
+        },
+        async |(source, target, _): (Source, Session, State)| {
+            source.finish().await?;
+            let _ = target.client.logout().await;
+            Ok(())
+        },
+    )
+    .await?;
+    for part in parts {
+        outcome.add(&part);
     }
-    source.finish().await?;
     if let Some(v) = &outcome.verified
         && (v.missing > 0 || v.differ > 0)
     {

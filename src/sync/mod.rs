@@ -242,7 +242,6 @@ pub async fn run(
     Ok(outcome)
 }
 
-/// The server's hierarchy delimiter (for creating folders).
 struct FolderSync<'a> {
     account: &'a Account,
     policy: Policy,
