@@ -71,7 +71,7 @@ _mailferry() {
 
     case "${cmd}" in
         mailferry)
-            opts="-c -q -v -h -V --config --quiet --verbose --json --state-dir --help --version fetch sync migrate check list status completions help"
+            opts="-c -q -v -j -h -V --config --quiet --verbose --json --jobs --wait-lock --state-dir --help --version fetch sync migrate check list status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -82,6 +82,18 @@ _mailferry() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -97,7 +109,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__check)
-            opts="-c -q -v -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --state-dir --help"
+            opts="-c -q -v -j -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -135,6 +147,18 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -147,7 +171,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__completions)
-            opts="-c -q -v -h --config --quiet --verbose --json --state-dir --help bash elvish fish powershell zsh"
+            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --state-dir --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -158,6 +182,18 @@ _mailferry() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -173,7 +209,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__fetch)
-            opts="-n -c -q -v -h --keep --delete --delete-after --max-messages --max-size --dry-run --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --state-dir --help"
+            opts="-n -c -q -v -j -h --keep --delete --delete-after --max-messages --max-size --dry-run --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -220,6 +256,18 @@ _mailferry() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -361,7 +409,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__list)
-            opts="-c -q -v -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --state-dir --help"
+            opts="-c -q -v -j -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -399,6 +447,18 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -411,7 +471,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__migrate)
-            opts="-n -c -q -v -h --from --to --folder --verify --delete-source --dry-run --from-password-env --from-password-command --to-password-env --to-password-command --config --quiet --verbose --json --state-dir --help"
+            opts="-n -c -q -v -j -h --from --to --folder --verify --delete-source --dry-run --from-password-env --from-password-command --to-password-env --to-password-command --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -453,6 +513,18 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -465,7 +537,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__status)
-            opts="-c -q -v -h --config --quiet --verbose --json --state-dir --help"
+            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -476,6 +548,18 @@ _mailferry() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -491,7 +575,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__sync)
-            opts="-n -c -q -v -h --pull --push --dry-run --config --quiet --verbose --json --state-dir --help"
+            opts="-n -c -q -v -j -h --pull --push --dry-run --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -502,6 +586,18 @@ _mailferry() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_mailferry_global_optspecs
-    string join \n c/config= q/quiet v/verbose json state-dir= h/help V/version
+    string join \n c/config= q/quiet v/verbose json j/jobs= wait-lock= state-dir= h/help V/version
 end
 
 function __fish_mailferry_needs_command
@@ -25,6 +25,8 @@ function __fish_mailferry_using_subcommand
 end
 
 complete -c mailferry -n "__fish_mailferry_needs_command" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_needs_command" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_needs_command" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_needs_command" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_needs_command" -s q -l quiet -d 'Print nothing but errors'
 complete -c mailferry -n "__fish_mailferry_needs_command" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
@@ -52,6 +54,8 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l tls-finger
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l layout -d 'Maildir folder layout' -r -f -a "maildir++\t'Maildir++: sub-folders as .Sub.Folder (Dovecot\'s default)'
 fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l keep -d 'Leave mail on the server (the default)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l delete -d 'Delete each message on the server once it is safely on disk'
@@ -62,6 +66,8 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s v -l verbo
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l pull -d 'Only copy changes from the server to the Maildir'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l push -d 'Only copy changes from the Maildir to the server'
@@ -78,6 +84,8 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from-pas
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to-password-env -d 'Password of a target given as a URL, from this environment variable' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to-password-command -d 'Password of a target given as a URL, from this shell command' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l verify -d 'After copying, compare every message on both sides by SHA-256; exit 1 on a difference'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l delete-source -d 'Remove from the source what the target confirmed holding (never anything else)'
@@ -96,6 +104,8 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l tls-finger
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l layout -d 'Maildir folder layout' -r -f -a "maildir++\t'Maildir++: sub-folders as .Sub.Folder (Dovecot\'s default)'
 fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s q -l quiet -d 'Print nothing but errors'
@@ -112,6 +122,8 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l tls-fingerp
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l layout -d 'Maildir folder layout' -r -f -a "maildir++\t'Maildir++: sub-folders as .Sub.Folder (Dovecot\'s default)'
 fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s q -l quiet -d 'Print nothing but errors'
@@ -119,12 +131,16 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s v -l verbos
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quiet -d 'Print nothing but errors'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s q -l quiet -d 'Print nothing but errors'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use crate::config::{
-    Account, AuthMech, CompressMode, ConfigError, DEFAULT_CONNECTIONS, DEFAULT_TIMEOUT, Layout,
-    Mode, PasswordSource, Protocol, Tls, default_port,
+    Account, AuthMech, CompressMode, ConfigError, DEFAULT_CONNECTIONS, DEFAULT_RETRIES,
+    DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, Layout, Mode, PasswordSource, Protocol, Tls,
+    default_port,
 };
 use crate::net::Fingerprint;
 
@@ -197,6 +198,8 @@ pub fn account(url: &str, opts: &Adhoc) -> Result<Account, ConfigError> {
         max_size: None,
         timeout: DEFAULT_TIMEOUT,
         connections: DEFAULT_CONNECTIONS,
+        retries: DEFAULT_RETRIES,
+        retry_delay: DEFAULT_RETRY_DELAY,
         origin: url.to_string(),
     })
 }

@@ -46,7 +46,8 @@ Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table pe
   mode = \"keep\" | \"delete\"   leave mail on the server, or delete it once it is safe on disk
   delete_after = \"30d\"   keep mode: delete messages this long after they were first fetched
   max_messages, max_size (\"20M\"), timeout (\"60s\"), folders (IMAP patterns),
-  connections (IMAP connections at once, default 3)
+  connections (IMAP connections at once, default 3),
+  retries (default 2), retry_delay (\"10s\", doubled each time)   after temporary failures
   [channels.NAME]       account, sync = both|pull|push, expunge = none|far|near|both, create
 Unknown keys are errors; every error names the file, line and key.
 State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one lock per account).
@@ -110,6 +111,15 @@ pub struct Cli {
     /// Print the summary as JSON on standard output
     #[arg(long, global = true)]
     pub json: bool,
+
+    /// Accounts fetched at once [default: 4]
+    #[arg(short, long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: Option<u16>,
+
+    /// When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of
+    /// exiting with code 80
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub wait_lock: Option<String>,
 
     /// Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]
     #[arg(long, global = true, value_name = "DIR")]

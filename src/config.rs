@@ -261,6 +261,10 @@ pub struct Account {
     pub timeout: Duration,
     /// IMAP: folders are worked on over at most this many connections at once.
     pub connections: usize,
+    /// A run that fails for a temporary reason is tried again this many times.
+    pub retries: u32,
+    /// The wait before the first retry (doubled for each further one).
+    pub retry_delay: Duration,
     /// Where the account came from, for messages ("file:line" or the URL).
     pub origin: String,
 }
@@ -295,6 +299,12 @@ pub struct Config {
 
 /// Default network timeout.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default number of retries after a temporary failure.
+pub const DEFAULT_RETRIES: u32 = 2;
+
+/// Default wait before the first retry.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(10);
 
 /// Default number of IMAP connections per account (servers limit them: Gmail to about 15).
 pub const DEFAULT_CONNECTIONS: usize = 3;
@@ -341,6 +351,8 @@ struct RawAccount {
     max_size: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     connections: Option<Spanned<u64>>,
+    retries: Option<Spanned<u64>>,
+    retry_delay: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -555,6 +567,22 @@ impl Source<'_> {
             }
             None => DEFAULT_TIMEOUT,
         };
+        let retries = match &raw.retries {
+            Some(n) if *n.get_ref() > 20 => {
+                return Err(self.error(
+                    n.span(),
+                    &key("retries"),
+                    "expected a number from 0 to 20",
+                ));
+            }
+            Some(n) => *n.get_ref() as u32,
+            None => DEFAULT_RETRIES,
+        };
+        let retry_delay = match &raw.retry_delay {
+            Some(s) => parse_duration(s.get_ref())
+                .map_err(|m| self.error(s.span(), &key("retry_delay"), &m))?,
+            None => DEFAULT_RETRY_DELAY,
+        };
 
         let connections = match &raw.connections {
             Some(n) if !(1..=64).contains(n.get_ref()) => {
@@ -589,6 +617,8 @@ impl Source<'_> {
             max_size,
             timeout,
             connections,
+            retries,
+            retry_delay,
             origin: self.at(table_span.start),
         })
     }

@@ -1,6 +1,9 @@
 //! Turns the command line and the config into jobs, runs them, and reports.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
 
 use clap::CommandFactory;
 
@@ -98,11 +101,70 @@ pub fn report_error(account: Option<&str>, e: &anyhow::Error) {
     }
 }
 
+/// Accounts worked on at once unless `--jobs` says otherwise.
+const DEFAULT_JOBS: usize = 4;
+
+/// The longest wait between two tries.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(600);
+
+/// Runs `attempt`, and again after a temporary failure (exit code 75) as often as the account
+/// allows: first after `retry_delay`, then twice as long each time, or as long as the server
+/// suggested. Everything a run does is recorded as it goes, so a retry repeats nothing.
+async fn with_retries<T>(
+    account: &Account,
+    out: &Output,
+    attempt: impl AsyncFn() -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let mut delay = account.retry_delay;
+    let mut tries = 0;
+    loop {
+        let result = attempt().await;
+        let Err(e) = &result else { return result };
+        if classify(e) != Exit::TempFail {
+            return result;
+        }
+        if tries == account.retries {
+            return match tries {
+                0 => result,
+                n => result.with_context(|| format!("gave up after {} attempts", n + 1)),
+            };
+        }
+        tries += 1;
+        let wait = suggested_backoff(&format!("{e:#}"))
+            .unwrap_or(delay)
+            .min(MAX_RETRY_DELAY);
+        out.warn(&format!(
+            "{}: {e}; trying again in {} ({tries} of {})",
+            account.name,
+            crate::units::format_duration(wait),
+            account.retries
+        ));
+        tokio::time::sleep(wait).await;
+        delay = (delay * 2).min(MAX_RETRY_DELAY);
+    }
+}
+
+/// The wait a server asked for, as Office 365 words it: "Suggested Backoff Time: N
+/// milliseconds".
+fn suggested_backoff(text: &str) -> Option<Duration> {
+    let lower = text.to_ascii_lowercase();
+    let rest = &lower[lower.find("suggested backoff time:")? + "suggested backoff time:".len()..];
+    let digits: String = rest
+        .trim_start()
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    let n: u64 = digits.parse().ok()?;
+    Some(Duration::from_millis(n))
+}
+
 /// What every command needs: the config (if any) and where state lives.
 struct Setup {
     config: Option<Config>,
     config_path: Option<PathBuf>,
     state_dir: PathBuf,
+    jobs: usize,
+    wait_lock: Option<Duration>,
 }
 
 impl Setup {
@@ -126,10 +188,18 @@ impl Setup {
                     "cannot tell where to keep state: set $HOME, $XDG_STATE_HOME or --state-dir",
                 )
             })?;
+        let wait_lock = cli
+            .wait_lock
+            .as_deref()
+            .map(parse_duration)
+            .transpose()
+            .map_err(|m| ConfigError::usage(format!("--wait-lock: {m}")))?;
         Ok(Setup {
             config,
             config_path,
             state_dir,
+            jobs: cli.jobs.map_or(DEFAULT_JOBS, usize::from),
+            wait_lock,
         })
     }
 
@@ -193,6 +263,10 @@ impl Setup {
             .collect()
     }
 
+    async fn lock(&self, name: &str) -> anyhow::Result<lock::AccountLock> {
+        lock::acquire_within(&self.state_dir, name, self.wait_lock).await
+    }
+
     fn state_path(&self, account: &str) -> PathBuf {
         self.state_dir.join(format!("{account}.sqlite"))
     }
@@ -202,15 +276,37 @@ impl Setup {
             Ok(a) => a,
             Err(e) => return vec![(String::new(), Err(e.into()))],
         };
-        let mut results = Vec::new();
-        for account in accounts {
-            let result = self.fetch_account(&account, args, out).await;
-            if let Ok(outcome) = &result {
-                out.summary(outcome);
-            }
-            results.push((account.name.clone(), result.map(|_| ())));
-        }
-        results
+        // Accounts run side by side, at most `jobs` at once; the summary lines come at the
+        // end in the order the accounts were named, each failure reported by `run`.
+        let indexed: Vec<(usize, Account)> = accounts.into_iter().enumerate().collect();
+        let done = crate::join::work_queue(
+            (),
+            indexed,
+            self.jobs,
+            async || Ok(()),
+            async |_: &mut (), (i, account): (usize, Account)| {
+                let result = with_retries(&account, out, async || {
+                    self.fetch_account(&account, args, out).await
+                })
+                .await;
+                Ok((i, account.name, result))
+            },
+            async |_| Ok(()),
+        )
+        .await;
+        let mut done = match done {
+            Ok(d) => d,
+            Err(e) => return vec![(String::new(), Err(e))],
+        };
+        done.sort_by_key(|(i, _, _)| *i);
+        done.into_iter()
+            .map(|(_, name, result)| {
+                if let Ok(outcome) = &result {
+                    out.summary(outcome);
+                }
+                (name, result.map(|_| ()))
+            })
+            .collect()
     }
 
     async fn fetch_account(
@@ -220,7 +316,7 @@ impl Setup {
         out: &Output,
     ) -> anyhow::Result<Outcome> {
         let opts = fetch_options(account, args, self.state_path(&account.name))?;
-        let _lock = lock::acquire(&self.state_dir, &account.name)?;
+        let _lock = self.lock(&account.name).await?;
         if opts.dry_run {
             return match account.protocol {
                 Protocol::Pop3 => fetch::pop3::run(account, &opts, None, out).await,
@@ -306,7 +402,10 @@ impl Setup {
             let Some(account) = config.accounts.get(&channel.account) else {
                 continue;
             };
-            let result = self.sync_channel(channel, account, &opts, out).await;
+            let result = with_retries(account, out, async || {
+                self.sync_channel(channel, account, &opts, out).await
+            })
+            .await;
             if let Ok(o) = &result {
                 if out.json {
                     println!("{}", serde_json::to_string(o).unwrap_or_default());
@@ -326,7 +425,7 @@ impl Setup {
         opts: &SyncOptions,
         out: &Output,
     ) -> anyhow::Result<SyncOutcome> {
-        let _lock = lock::acquire(&self.state_dir, &account.name)?;
+        let _lock = self.lock(&account.name).await?;
         let state_path = self.state_path(&account.name);
         if opts.dry_run {
             // Plan against a copy, so that nothing of the dry run reaches the state.
@@ -412,7 +511,7 @@ impl Setup {
             dry_run: args.dry_run,
             verify: args.verify,
         };
-        let _lock = lock::acquire(&self.state_dir, &name)?;
+        let _lock = self.lock(&name).await?;
         let spec = match source_account {
             None => migrate::SourceSpec::Maildir(PathBuf::from(&args.from)),
             Some(a) => migrate::SourceSpec::Account(Box::new(a)),
@@ -738,4 +837,21 @@ async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
         crate::report::human_bytes(bytes)
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_suggested_backoff_is_read() {
+        assert_eq!(
+            suggested_backoff(
+                "NO [UNAVAILABLE] Request is throttled. Suggested Backoff Time: 92415 milliseconds"
+            ),
+            Some(Duration::from_millis(92_415))
+        );
+        assert_eq!(suggested_backoff("NO [UNAVAILABLE] try later"), None);
+        assert_eq!(suggested_backoff("suggested backoff time: soon"), None);
+    }
 }

@@ -31,6 +31,26 @@ pub struct AccountLock {
     _file: File,
 }
 
+/// Takes the lock of `account` in `dir`; while another run holds it, tries again every 100 ms
+/// for up to `wait` (None: fails at once with [`Locked`]).
+pub async fn acquire_within(
+    dir: &Path,
+    account: &str,
+    wait: Option<std::time::Duration>,
+) -> anyhow::Result<AccountLock> {
+    let deadline = wait.map(|w| std::time::Instant::now() + w);
+    loop {
+        match acquire(dir, account) {
+            Err(e)
+                if e.is::<Locked>() && deadline.is_some_and(|d| std::time::Instant::now() < d) =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Takes the lock of `account` in `dir`, failing at once with [`Locked`] when it is held.
 pub fn acquire(dir: &Path, account: &str) -> anyhow::Result<AccountLock> {
     crate::state::create_private_dir(dir)?;

@@ -2,9 +2,12 @@
 
 use std::time::Duration;
 
-/// Parses a duration such as `45s`, `90m`, `12h`, `30d` or `2w`.
+/// Parses a duration such as `500ms`, `45s`, `90m`, `12h`, `30d` or `2w`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = split_number(text)?;
+    if unit == "ms" {
+        return Ok(Duration::from_millis(number));
+    }
     let seconds_per = match unit {
         "s" => 1,
         "m" => 60,
@@ -13,7 +16,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "w" => 7 * 86_400,
         _ => {
             return Err(format!(
-                "\"{text}\" is not a duration: expected a number and a unit s, m, h, d or w (e.g. \"30d\")"
+                "\"{text}\" is not a duration: expected a number and a unit ms, s, m, h, d or w (e.g. \"30d\")"
             ));
         }
     };
@@ -21,6 +24,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .checked_mul(seconds_per)
         .map(Duration::from_secs)
         .ok_or_else(|| format!("\"{text}\" is too long a duration"))
+}
+
+/// A duration the way a person writes it: `250ms`, `10s`, `5m`, `2h`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        _ if !ms.is_multiple_of(60_000) || ms < 60_000 => format!("{}s", d.as_secs()),
+        _ if !ms.is_multiple_of(3_600_000) => format!("{}m", d.as_secs() / 60),
+        _ => format!("{}h", d.as_secs() / 3600),
+    }
 }
 
 /// Parses a size such as `512`, `64k`, `20M` or `1G` (powers of 1024).
@@ -67,6 +81,10 @@ mod tests {
         assert!(parse_duration("d").is_err());
         assert!(parse_duration("30y").is_err());
         assert!(parse_duration("99999999999999999999d").is_err());
+        assert_eq!(parse_duration("50ms"), Ok(Duration::from_millis(50)));
+        for text in ["50ms", "10s", "90s", "5m", "2h"] {
+            assert_eq!(format_duration(parse_duration(text).unwrap()), text);
+        }
     }
 
     #[test]

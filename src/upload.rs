@@ -119,10 +119,26 @@ pub async fn settle(
         return Ok(0);
     }
     let wanted: Vec<(i64, UploadIntent)> = pending.into_iter().map(|p| (p.row, p.intent)).collect();
-    let done = find(session, state, folder, &wanted).await?;
+    let mut done = find(session, state, folder, &wanted).await?;
+    if done.iter().any(|(_, uid)| uid.is_none()) {
+        // The server may still be carrying out APPENDs the interrupted run had sent (its
+        // connection is not noticed gone at once): look once more before deciding that they
+        // never arrived, which would send them again.
+        tokio::time::sleep(SETTLE_GRACE).await;
+        let again: Vec<(i64, UploadIntent)> = wanted
+            .into_iter()
+            .filter(|(row, _)| done.iter().any(|(r, uid)| r == row && uid.is_none()))
+            .collect();
+        let found = find(session, state, folder, &again).await?;
+        done.retain(|(_, uid)| uid.is_some());
+        done.extend(found);
+    }
     state.imap_uploads_done(&done)?;
     Ok(done.iter().filter(|(_, uid)| uid.is_some()).count())
 }
+
+/// How long an interrupted run's unconfirmed uploads are given to show up on the server.
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Finds uploaded messages on the selected folder: by size and content hash among the UIDs
 /// at or above each one's floor that state does not know yet; intents without a floor (older

@@ -13,6 +13,7 @@ port = 1
 user = "me"
 password_env = "MAILFERRY_TEST_PASSWORD"
 maildir = "Mail"
+retries = 0
 "#;
 
 #[test]
@@ -187,4 +188,21 @@ fn completions_are_printed() {
     let run = env.run(&["completions", "bash"]);
     run.expect(0);
     assert!(run.stdout.contains("_mailferry"), "{}", run.stdout);
+}
+
+#[test]
+fn example_configs_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config");
+    let mut checked = 0;
+    for entry in fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        let env = Env::new();
+        let run = env.run(&["-c", &path.display().to_string(), "status"]);
+        run.expect(0);
+        checked += 1;
+    }
+    assert_eq!(
+        checked, 4,
+        "examples/config holds the four documented examples"
+    );
 }

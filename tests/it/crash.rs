@@ -125,7 +125,14 @@ fn connection_cut_mid_retr_leaves_no_partial_message() {
     let mut env = Env::new();
     env.trust_test_ca();
     let maildir = env.path("Mail");
-    let config = pop3_account("acct", &user, "starttls", &maildir, "mode = \"delete\"").replace(
+    let config = pop3_account(
+        "acct",
+        &user,
+        "starttls",
+        &maildir,
+        "mode = \"delete\"\nretries = 0",
+    )
+    .replace(
         &format!("port = {}", server.pop3),
         &format!("port = {}", proxy.port),
     );

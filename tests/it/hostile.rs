@@ -126,11 +126,16 @@ fn a_stalled_server_hits_the_timeout() {
         },
         &[],
     );
-    let (env, _) = env_for(server.port, "");
+    let (env, _) = env_for(server.port, "retries = 1\nretry_delay = \"10ms\"");
     let started = std::time::Instant::now();
     let run = env.run(&["fetch"]);
     run.expect(75);
     assert!(run.stderr.contains("timed out after 2s"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("gave up after 2 attempts"),
+        "{}",
+        run.stderr
+    );
     assert!(started.elapsed() < std::time::Duration::from_secs(20));
 }
 

@@ -10,5 +10,6 @@ mod generated;
 mod hostile;
 mod imap;
 mod migrate;
+mod ops;
 mod pop3;
 mod sync;

@@ -287,17 +287,32 @@ fn mailbox_in_use_is_a_temporary_failure() {
     }
     let mut env = Env::new();
     env.trust_test_ca();
+    // Dovecot answers IN-USE (after waiting for its lock); the run tries again until the other
+    // client lets go, then succeeds.
     env.config(&pop3_account(
         "acct",
         &user,
         "implicit",
         &env.path("Mail"),
-        "",
+        "retries = 10\nretry_delay = \"100ms\"",
     ));
-    let run = env.run(&["fetch"]);
-    run.expect(75);
-    assert!(run.stderr.contains("IN-USE"), "{}", run.stderr);
+    let mut child = env
+        .command(&["fetch"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    while !said.contains("trying again") {
+        assert!(err.read_line(&mut said).unwrap() > 0, "no retry: {said}");
+    }
+    assert!(said.contains("IN-USE"), "{said}");
     writer.write_all(b"QUIT\r\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{said}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("fetched 1 message"));
+    assert_eq!(local_messages(&env.path("Mail")).len(), 1);
 }
 
 #[test]

@@ -208,8 +208,14 @@ pub fn assert_same(actual: Vec<Vec<u8>>, expected: &[Vec<u8>], what: &str) {
         d.dedup();
         d.len()
     };
+    let named: Vec<String> = actual
+        .windows(2)
+        .filter(|w| w[0] == w[1])
+        .filter_map(|w| crate::support::header_line(&w[0], "Message-ID"))
+        .take(5)
+        .collect();
     panic!(
-        "{what}: {} messages, expected {}; {missing} missing, {extra} unexpected, {dupes} duplicates",
+        "{what}: {} messages, expected {}; {missing} missing, {extra} unexpected, {dupes} duplicates {named:?}",
         actual.len(),
         expected.len()
     );
@@ -294,4 +300,12 @@ pub fn local_flags(path: &Path) -> String {
 /// A sync channel section for an account.
 pub fn channel(name: &str, account: &str, extra: &str) -> String {
     format!("[channels.{name}]\naccount = \"{account}\"\n{extra}\n")
+}
+
+/// The value of a header line in a test message.
+pub fn header_line(message: &[u8], name: &str) -> Option<String> {
+    String::from_utf8_lossy(message)
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
 }
