@@ -249,6 +249,12 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
                     }
                 };
             }
+            Response::Tagged { tag: t, .. } => {
+                return Err(ImapError::Protocol(format!(
+                    "a reply for command {} that was not sent",
+                    sanitize(&t, 40)
+                )));
+            }
             Response::Capability(c) => client.caps = c,
             Response::Status(s) if s.status == Status::Bye => {
                 return Err(ImapError::Bye(sanitize(&s.text, 300)));
@@ -306,7 +312,7 @@ pub async fn list_folders(
         let shown = crate::text::sanitize_bytes(&entry.name, 100);
         let Some(utf8) = codec::utf7_decode(&entry.name) else {
             skipped.push(format!(
-                "folder {shown:?} skipped: its name is not valid modified UTF-7"
+                "folder \"{shown}\" skipped: its name is not valid modified UTF-7"
             ));
             continue;
         };
@@ -316,7 +322,7 @@ pub async fn list_folders(
         };
         if components.iter().any(|c| c.is_empty()) {
             skipped.push(format!(
-                "folder {shown:?} skipped: it has an empty hierarchy level"
+                "folder \"{shown}\" skipped: it has an empty hierarchy level"
             ));
             continue;
         }

@@ -8,6 +8,7 @@ mod crash;
 mod dovecot_harness;
 mod generated;
 mod hostile;
+mod hostile_imap;
 mod imap;
 mod migrate;
 mod ops;

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod dovecot;
+pub mod fake_imap;
 pub mod fake_pop3;
 pub mod proxy;
 

@@ -1,0 +1,191 @@
+//! IMAP servers that are broken or hostile (a scripted fake: a real server will not do this).
+//! Each case ends in a clear error or a safe skip with a message: never a write outside the
+//! Maildir, never a hang past the timeout, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::support::fake_imap::{FakeImap, Script};
+use crate::support::{Env, local_messages, message};
+
+fn crlf(m: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(m)
+        .replace('\n', "\r\n")
+        .into_bytes()
+}
+
+fn mail(tag: &str, n: u32) -> Vec<(u32, Vec<u8>)> {
+    (1..=n)
+        .map(|u| (u, crlf(&message(tag, u as usize, 400))))
+        .collect()
+}
+
+/// A config for the fake server; the Maildir is `area/Mail`, so that anything written beside
+/// it shows.
+fn env_for(port: u16, tls: &str) -> (Env, PathBuf) {
+    let mut env = Env::new();
+    env.var("FAKE_PW", "secret-pw");
+    let maildir = env.path("area/Mail");
+    env.config(&format!(
+        "[accounts.fake]\nprotocol = \"imap\"\nhost = \"127.0.0.1\"\nport = {port}\ntls = \"{tls}\"\n\
+         allow_plaintext = true\nuser = \"u\"\npassword_env = \"FAKE_PW\"\nmaildir = \"{}\"\n\
+         timeout = \"2s\"\nretries = 0\n",
+        maildir.display()
+    ));
+    (env, maildir)
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            out.push(p.clone());
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn folder_names_from_the_server_never_leave_the_maildir() {
+    let long = "n".repeat(300);
+    let server = FakeImap::start(Script {
+        folders: vec![
+            r#"() "/" "INBOX""#.into(),
+            r#"() "/" "../x""#.into(),
+            r#"() "/" "/etc""#.into(),
+            r#"() "/" "a/../../b""#.into(),
+            "() \"/\" \"ctl\u{1}name\"".into(),
+            format!(r#"() "/" "{long}""#),
+            r#"() "/" "&Jjo""#.into(),
+            "() \"/\" {5}\r\na\0b/c".into(),
+        ],
+        messages: mail("esc", 2),
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    let run = env.run(&["fetch"]);
+    assert!(matches!(run.code, 0 | 76), "{:?}: {}", run.code, run.stderr);
+    assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
+    let area = maildir.parent().unwrap();
+    for p in walk(area) {
+        assert!(
+            p.starts_with(&maildir),
+            "written outside the Maildir: {p:?}"
+        );
+    }
+    assert!(!area.join("x").exists() && !area.join("b").exists());
+    // Names that cannot be stored are skipped with a warning, or (too long) an error names
+    // them; names with `..` levels are stored escaped inside the Maildir.
+    for skipped in [
+        "\"/etc\"",
+        "\"&Jjo\"",
+        "\"ctl\\u{1}name\"",
+        "\"a\\u{0}b/c\"",
+    ] {
+        assert!(run.stderr.contains(skipped), "{skipped}: {}", run.stderr);
+    }
+    assert!(
+        run.stderr.contains("longer than a file name may be"),
+        "{}",
+        run.stderr
+    );
+    assert!(maildir.join(".%2E%2E.x/cur").is_dir());
+    assert_eq!(
+        local_messages(&maildir).len(),
+        2,
+        "INBOX itself still arrives"
+    );
+}
+
+#[test]
+fn a_body_for_a_uid_not_asked_for_is_dropped() {
+    let server = FakeImap::start(Script {
+        folders: vec![r#"() "/" "INBOX""#.into()],
+        messages: mail("asked", 3),
+        unasked: Some((50, crlf(&message("unasked", 0, 300)))),
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    let got = local_messages(&maildir);
+    assert_eq!(got.len(), 3, "{}", run.stdout);
+    assert!(!got.contains(&message("unasked", 0, 300)));
+    let run = env.run(&["fetch"]);
+    run.expect(0);
+    assert!(run.stdout.contains("no new mail"), "{}", run.stdout);
+}
+
+#[test]
+fn a_literal_that_never_ends_hits_the_timeout_and_leaves_nothing() {
+    let server = FakeImap::start(Script {
+        folders: vec![r#"() "/" "INBOX""#.into()],
+        messages: mail("stall", 1),
+        stall_in_literal: true,
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    let started = Instant::now();
+    let run = env.run(&["fetch"]);
+    run.expect(75);
+    assert!(run.stderr.contains("timed out"), "{}", run.stderr);
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert!(local_messages(&maildir).is_empty());
+    assert_eq!(
+        std::fs::read_dir(maildir.join("tmp")).map_or(0, |d| d.count()),
+        0,
+        "a partial message was left in tmp/"
+    );
+}
+
+#[test]
+fn a_line_megabytes_long_is_a_protocol_error() {
+    let server = FakeImap::start(Script {
+        folders: vec![r#"() "/" "INBOX""#.into()],
+        messages: mail("long", 1),
+        // Past the 16 MiB a response line may have: refused, not buffered on.
+        long_line: Some(40 << 20),
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    let run = env.run(&["fetch"]);
+    run.expect(76);
+    assert!(run.stderr.contains("longer than"), "{}", run.stderr);
+    assert!(local_messages(&maildir).is_empty());
+}
+
+#[test]
+fn a_reply_to_a_tag_never_sent_is_a_protocol_error() {
+    let server = FakeImap::start(Script {
+        wrong_tag: true,
+        ..Script::default()
+    });
+    let (env, _) = env_for(server.port, "none");
+    let run = env.run(&["fetch"]);
+    run.expect(76);
+    assert!(run.stderr.contains("not sent"), "{}", run.stderr);
+}
+
+#[test]
+fn a_stripped_starttls_is_refused_before_the_password_is_sent() {
+    let server = FakeImap::start(Script {
+        caps: Some("IMAP4rev1 UIDPLUS AUTH=PLAIN".into()),
+        ..Script::default()
+    });
+    let (env, _) = env_for(server.port, "starttls");
+    let run = env.run(&["fetch"]);
+    run.expect(69);
+    assert!(run.stderr.contains("STARTTLS"), "{}", run.stderr);
+    let commands = server.commands.lock().unwrap();
+    assert!(
+        commands
+            .iter()
+            .all(|c| !c.contains("LOGIN") && !c.contains("AUTHENTICATE")),
+        "{commands:?}"
+    );
+}
