@@ -876,4 +876,26 @@ expunge = "both"
             .unwrap_err();
         assert!(e.contains("account name"), "{e}");
     }
+
+    proptest::proptest! {
+        /// Whatever the file holds, parsing ends in a config or an error naming the file,
+        /// never a panic.
+        #[test]
+        fn any_text_parses_or_errs_without_panicking(text in "(?s).{0,400}") {
+            if let Err(e) = Config::parse(&text, Path::new("/x/c.toml"), 0o600) {
+                proptest::prop_assert!(e.to_string().contains("/x/c.toml"), "{}", e);
+            }
+        }
+
+        /// Near-valid configs: every key with arbitrary values.
+        #[test]
+        fn any_values_parse_or_err_without_panicking(
+            key in "(protocol|host|port|tls|user|maildir|mode|delete_after|max_size|timeout|connections|retries|retry_delay|layout|folders)",
+            value in "(\"[^\"\\\\]{0,12}\"|-?[0-9]{1,22}|\\[\\]|true)",
+        ) {
+            let base = "[accounts.a]\nprotocol = \"pop3\"\nhost = \"h\"\nuser = \"u\"\npassword_env = \"P\"\nmaildir = \"m\"\n";
+            let text = base.replace(&format!("{key} = "), "#") + &format!("{key} = {value}\n");
+            let _ = Config::parse(&text, Path::new("/x/c.toml"), 0o600);
+        }
+    }
 }

@@ -175,4 +175,23 @@ mod tests {
         );
         assert_eq!(FlagSet::parse("").to_imap(), "");
     }
+
+    proptest::proptest! {
+        /// Any text reads as a flag set without panicking, and its written form reads back
+        /// as the same set.
+        #[test]
+        fn parse_is_total_and_written_form_is_stable(text in "(?s).{0,80}") {
+            let set = FlagSet::parse(&text);
+            let written = set.to_string();
+            proptest::prop_assert_eq!(FlagSet::parse(&written), set);
+        }
+
+        /// Any IMAP flag list maps to a set whose IMAP form maps back to it.
+        #[test]
+        fn imap_lists_round_trip(flags in proptest::collection::vec("\\\\?[!-~]{0,10}", 0..8)) {
+            let set = FlagSet::from_imap(&flags);
+            let back: Vec<String> = set.to_imap().split(' ').filter(|s| !s.is_empty()).map(String::from).collect();
+            proptest::prop_assert_eq!(FlagSet::from_imap(&back), set);
+        }
+    }
 }

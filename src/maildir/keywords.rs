@@ -195,4 +195,23 @@ mod tests {
         assert_eq!(k.storable(&many).keywords().count(), 26);
         assert_eq!(k.letters("", &many).len(), 26);
     }
+
+    proptest::proptest! {
+        /// A keywords file with anything in it loads without panicking, and the letters it
+        /// gives out name the keywords they were given for.
+        #[test]
+        fn any_table_loads_and_letters_round_trip(
+            table in "(?s).{0,200}",
+            names in proptest::collection::vec("[a-zA-Z$][a-zA-Z0-9_]{0,8}", 0..30),
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            fs::write(dir.path().join(FILE), table).unwrap();
+            let mut k = Keywords::load(dir.path()).unwrap();
+            let set: FlagSet = names.iter().map(|n| Flag::Keyword(n.clone())).collect();
+            k.admit(&set);
+            let stored = k.storable(&set);
+            let letters = k.letters("", &stored);
+            proptest::prop_assert_eq!(k.flags(&letters), stored);
+        }
+    }
 }

@@ -930,4 +930,16 @@ mod tests {
         assert_eq!(e.unique, "123.M1P2Q3.host");
         assert_eq!(e.flags, "");
     }
+
+    proptest::proptest! {
+        /// Any file name a reader may leave in cur/ parses: its unique part never holds the
+        /// flag separator, and its flags are sorted letters.
+        #[test]
+        fn any_file_name_parses(name in "(?s)[^/\\x00]{1,80}") {
+            let e = Entry::parse(Sub::Cur, &name);
+            proptest::prop_assert!(!e.unique.contains(":2,"));
+            proptest::prop_assert_eq!(normalize_flags(&e.flags), e.flags.clone());
+            proptest::prop_assert!(e.flags.chars().all(|c| c.is_ascii_alphabetic()));
+        }
+    }
 }

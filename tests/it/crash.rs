@@ -161,3 +161,69 @@ fn connection_cut_mid_retr_leaves_no_partial_message() {
     assert_same(local_messages(&maildir), &mail, "local messages");
     assert_eq!(server.count(&user, "INBOX"), 0);
 }
+
+/// Runs with writes beyond `bytes` per file failing (EFBIG, as a full disk fails them).
+fn with_file_size_limit(cmd: &mut std::process::Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[test]
+fn a_write_error_stops_the_run_and_deletes_nothing_unsafe() {
+    let server = dovecot();
+    for protocol in ["pop3", "imap"] {
+        let user = server.user(&format!("diskfull-{protocol}"));
+        let mut mail = corpus(&format!("df{protocol}"), 20);
+        mail.insert(10, message(&format!("df{protocol}big"), 0, 300_000));
+        server.put(&user, "", &mail);
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        let extra = "mode = \"delete\"\nretries = 0";
+        env.config(&match protocol {
+            "pop3" => pop3_account("acct", &user, "implicit", &maildir, extra),
+            _ => crate::support::imap_account("acct", &user, "implicit", &maildir, extra),
+        });
+        let mut cmd = env.command(&["fetch"]);
+        with_file_size_limit(&mut cmd, 200_000);
+        let out = cmd.output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(74),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("too large"),
+            "{protocol}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Nothing lost: every message is in the Maildir or still on the server.
+        let local = local_messages(&maildir);
+        assert!(
+            !local.contains(&mail[10]),
+            "{protocol}: the big one was stored"
+        );
+        assert_eq!(
+            local.len() + server.count(&user, "INBOX"),
+            mail.len(),
+            "{protocol}: a message is neither here nor there, or in both"
+        );
+        env.run(&["fetch"]).expect(0);
+        assert_same(local_messages(&maildir), &mail, protocol);
+        assert_eq!(server.count(&user, "INBOX"), 0);
+    }
+}

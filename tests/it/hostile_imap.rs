@@ -2,11 +2,11 @@
 //! Each case ends in a clear error or a safe skip with a message: never a write outside the
 //! Maildir, never a hang past the timeout, never a panic.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::support::fake_imap::{FakeImap, Script};
-use crate::support::{Env, local_messages, message};
+use crate::support::{Env, local_messages, message, walk};
 
 fn crlf(m: &[u8]) -> Vec<u8> {
     String::from_utf8_lossy(m)
@@ -33,21 +33,6 @@ fn env_for(port: u16, tls: &str) -> (Env, PathBuf) {
         maildir.display()
     ));
     (env, maildir)
-}
-
-/// Every path under `dir`.
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            let p = e.path();
-            out.push(p.clone());
-            if p.is_dir() {
-                out.extend(walk(&p));
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -91,6 +91,13 @@ fn first_fetch_copies_folders_flags_and_dates_and_reruns_are_no_ops() {
                 "{tls}: local time {mtime:?} is no server INTERNALDATE"
             );
         }
+        // Private files: messages (and everything else) 0600, directories 0700.
+        for path in crate::support::walk(&maildir) {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            let want = if path.is_dir() { 0o700 } else { 0o600 };
+            assert_eq!(mode, want, "{tls}: {path:?} has mode {mode:o}");
+        }
         // BODY.PEEK: fetching marked nothing as read on the server.
         let seen = server.doveadm(&[
             "-f", "flow", "search", "-u", &user.name, "mailbox", "INBOX", "SEEN",

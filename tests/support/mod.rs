@@ -310,3 +310,18 @@ pub fn header_line(message: &[u8], name: &str) -> Option<String> {
         .take_while(|l| !l.is_empty())
         .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
 }
+
+/// Every path under `dir` (none if it does not exist).
+pub fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            }
+            out.push(p);
+        }
+    }
+    out
+}
