@@ -52,7 +52,8 @@ pub enum NetError {
     /// Reading or writing failed.
     #[error("network error: {0}")]
     Io(#[from] std::io::Error),
-    /// The TLS handshake failed for a reason other than trust.
+    /// The TLS handshake was refused for a reason other than trust (an alert, no common
+    /// version or cipher).
     #[error("TLS handshake with {host} failed: {message}")]
     Tls {
         /// Host.
@@ -69,6 +70,8 @@ impl Classify for NetError {
     fn exit(&self) -> Exit {
         match self {
             NetError::Untrusted(_) => Exit::Auth,
+            // A TLS refusal (no common protocol version or cipher) does not pass by itself.
+            NetError::Tls { .. } => Exit::Protocol,
             _ => Exit::TempFail,
         }
     }

@@ -194,12 +194,16 @@ pub async fn start_tls(
             Ok((Box::new(stream), fp))
         }
         Err(e) => {
-            let is_cert = e
+            let tls = e
                 .get_ref()
-                .and_then(|inner| inner.downcast_ref::<TlsError>())
-                .is_some_and(|t| {
-                    matches!(t, TlsError::InvalidCertificate(_) | TlsError::General(_))
-                });
+                .and_then(|inner| inner.downcast_ref::<TlsError>());
+            let is_cert = tls.is_some_and(|t| {
+                matches!(t, TlsError::InvalidCertificate(_) | TlsError::General(_))
+            });
+            if tls.is_none() {
+                // Not a TLS refusal but the connection failing under it: worth a retry.
+                return Err(NetError::Io(e));
+            }
             match (is_cert, seen) {
                 (true, Some(fp)) => Err(NetError::Untrusted(match pin {
                     Some(p) => format!(

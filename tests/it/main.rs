@@ -14,3 +14,4 @@ mod migrate;
 mod ops;
 mod pop3;
 mod sync;
+mod tls;
