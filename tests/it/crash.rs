@@ -227,3 +227,67 @@ fn a_write_error_stops_the_run_and_deletes_nothing_unsafe() {
         assert_eq!(server.count(&user, "INBOX"), 0);
     }
 }
+
+#[test]
+fn imap_connections_cut_at_every_phase_lose_and_duplicate_nothing() {
+    // Cuts from the greeting and TLS handshake through LOGIN, SELECT, the listing, the body
+    // stream and the expunge of an IMAP delete-mode fetch and a two-way sync.
+    let server = dovecot();
+    for command in ["fetch", "sync"] {
+        let user = server.user(&format!("cutimap-{command}"));
+        let mail = corpus(&format!("ci{command}"), 80);
+        server.put(&user, "", &mail);
+        let proxy = Proxy::start(server.imaps);
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        let config = crate::support::imap_account(
+            "acct",
+            &user,
+            "implicit",
+            &maildir,
+            "mode = \"delete\"\nretries = 0",
+        )
+        .replace(
+            &format!("port = {}", server.imaps),
+            &format!("port = {}", proxy.port),
+        );
+        env.config(&format!(
+            "{config}{}",
+            crate::support::channel("ch", "acct", "expunge = \"both\"")
+        ));
+        for cut in [100usize, 2_500, 6_000, 9_000, 30_000, 120_000, 300_000] {
+            proxy.cut_after(Some(cut));
+            let run = env.run(&[command]);
+            if run.code == 0 {
+                continue; // all done before the cut
+            }
+            run.expect(75);
+            for m in local_messages(&maildir) {
+                assert!(
+                    mail.contains(&m),
+                    "{command} cut at {cut}: a partial message landed"
+                );
+            }
+            assert!(
+                files_in(&maildir.join("tmp")).is_empty(),
+                "{command} cut at {cut}: tmp/ holds {:?}",
+                files_in(&maildir.join("tmp"))
+            );
+        }
+        proxy.cut_after(None);
+        env.run(&[command]).expect(0);
+        assert_same(local_messages(&maildir), &mail, command);
+        if command == "fetch" {
+            assert_eq!(server.count(&user, "INBOX"), 0);
+        } else {
+            assert_eq!(
+                server.count(&user, "INBOX"),
+                80,
+                "sync keeps the server's copies"
+            );
+            let run = env.run(&["sync"]);
+            assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
+        }
+    }
+}
