@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{Env, dovecot, local_messages, message, pop3_account};
+use crate::support::{Env, dovecot, local_messages, message, pop3_account, pop3_env};
 
 fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| message(tag, i, 500 + i * 37)).collect()
@@ -54,15 +54,7 @@ fn wait_lock_waits_for_the_other_run() {
     let server = dovecot();
     let user = server.user("ops-waitlock");
     server.put(&user, "", &corpus("opswl", 2));
-    let mut env = Env::new();
-    env.trust_test_ca();
-    env.config(&pop3_account(
-        "acct",
-        &user,
-        "implicit",
-        &env.path("Mail"),
-        "",
-    ));
+    let env = pop3_env(&user, "");
     let dir = env.path("state/mailferry");
     std::fs::create_dir_all(&dir).unwrap();
     let held = std::fs::File::create(dir.join("acct.lock")).unwrap();
@@ -125,15 +117,7 @@ fn the_progress_bar_shows_on_a_terminal_and_is_cleared() {
     let user = server.user("ops-pty");
     let mail: Vec<Vec<u8>> = (0..300).map(|i| message("opspty", i, 20_000)).collect();
     server.put(&user, "", &mail);
-    let mut env = Env::new();
-    env.trust_test_ca();
-    env.config(&pop3_account(
-        "acct",
-        &user,
-        "implicit",
-        &env.path("Mail"),
-        "",
-    ));
+    let env = pop3_env(&user, "");
     let cmd = env.command(&["fetch"]);
     let line = std::iter::once(cmd.get_program())
         .chain(cmd.get_args())

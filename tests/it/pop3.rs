@@ -2,7 +2,9 @@
 
 use std::fs;
 
-use crate::support::{Env, assert_same, dovecot, files_in, local_messages, message, pop3_account};
+use crate::support::{
+    Env, assert_same, dovecot, files_in, local_messages, message, pop3_account, pop3_env,
+};
 
 fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n)
@@ -201,15 +203,7 @@ fn wrong_password_is_an_auth_failure() {
     let server = dovecot();
     let mut user = server.user("wrongpw");
     user.password = "not-it".into();
-    let mut env = Env::new();
-    env.trust_test_ca();
-    env.config(&pop3_account(
-        "acct",
-        &user,
-        "implicit",
-        &env.path("Mail"),
-        "",
-    ));
+    let env = pop3_env(&user, "");
     let run = env.run(&["fetch"]);
     run.expect(77);
     assert!(
@@ -320,15 +314,7 @@ fn status_after_runs() {
     let server = dovecot();
     let user = server.user("status");
     server.put(&user, "", &corpus("st", 2));
-    let mut env = Env::new();
-    env.trust_test_ca();
-    env.config(&pop3_account(
-        "acct",
-        &user,
-        "implicit",
-        &env.path("Mail"),
-        "",
-    ));
+    let env = pop3_env(&user, "");
     env.run(&["fetch"]).expect(0);
     let run = env.run(&["status"]);
     run.expect(0);

@@ -222,6 +222,21 @@ pub fn assert_same(actual: Vec<Vec<u8>>, expected: &[Vec<u8>], what: &str) {
     );
 }
 
+/// A test home whose config has one POP3 account `acct` (implicit TLS) for `user`, with its
+/// Maildir at `Mail`.
+pub fn pop3_env(user: &User, extra: &str) -> Env {
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&pop3_account(
+        "acct",
+        user,
+        "implicit",
+        &env.path("Mail"),
+        extra,
+    ));
+    env
+}
+
 /// An IMAP account section for the test server.
 pub fn imap_account(name: &str, user: &User, tls: &str, maildir: &Path, extra: &str) -> String {
     let server = dovecot();
