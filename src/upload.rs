@@ -96,7 +96,8 @@ pub async fn append_batch(
         }
     }
     if !unpaired.is_empty() {
-        paired.extend(find(session, state, folder, &unpaired).await?);
+        let taken: Vec<u32> = paired.iter().filter_map(|&(_, uid)| uid).collect();
+        paired.extend(find(session, state, folder, &unpaired, &taken).await?);
     }
     state.imap_uploads_done(&paired)?;
     let uid_of: HashMap<i64, Option<u32>> = paired.into_iter().collect();
@@ -119,17 +120,20 @@ pub async fn settle(
         return Ok(0);
     }
     let wanted: Vec<(i64, UploadIntent)> = pending.into_iter().map(|p| (p.row, p.intent)).collect();
-    let mut done = find(session, state, folder, &wanted).await?;
+    let mut done = find(session, state, folder, &wanted, &[]).await?;
     if done.iter().any(|(_, uid)| uid.is_none()) {
         // The server may still be carrying out APPENDs the interrupted run had sent (its
         // connection is not noticed gone at once): look once more before deciding that they
         // never arrived, which would send them again.
         tokio::time::sleep(SETTLE_GRACE).await;
+        // A session sees messages added by others only once the server syncs its view.
+        session.client.run("NOOP").await?;
         let again: Vec<(i64, UploadIntent)> = wanted
             .into_iter()
             .filter(|(row, _)| done.iter().any(|(r, uid)| r == row && uid.is_none()))
             .collect();
-        let found = find(session, state, folder, &again).await?;
+        let taken: Vec<u32> = done.iter().filter_map(|&(_, uid)| uid).collect();
+        let found = find(session, state, folder, &again, &taken).await?;
         done.retain(|(_, uid)| uid.is_some());
         done.extend(found);
     }
@@ -148,11 +152,13 @@ async fn find(
     state: &State,
     folder: &ImapFolder,
     wanted: &[(i64, UploadIntent)],
+    taken: &[u32],
 ) -> anyhow::Result<Vec<(i64, Option<u32>)>> {
     let mut claimed: HashSet<u32> = state
         .imap_messages(folder.id)?
         .into_iter()
         .map(|r| r.uid)
+        .chain(taken.iter().copied())
         .collect();
     let mut found = Vec::with_capacity(wanted.len());
     let by_content: Vec<&(i64, UploadIntent)> = wanted

@@ -291,3 +291,51 @@ fn imap_connections_cut_at_every_phase_lose_and_duplicate_nothing() {
         }
     }
 }
+
+#[test]
+fn a_stall_a_reset_and_a_trickle_end_as_documented() {
+    use crate::support::proxy::Fault;
+    let server = dovecot();
+    let user = server.user("faults-imap");
+    let mail = corpus("flt", 40);
+    server.put(&user, "", &mail);
+    let proxy = Proxy::start(server.imaps);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    let config = crate::support::imap_account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"\nretries = 0\ntimeout = \"2s\"",
+    )
+    .replace(
+        &format!("port = {}", server.imaps),
+        &format!("port = {}", proxy.port),
+    );
+    env.config(&config);
+    for (fault, why) in [
+        (Fault::Stall(20_000), "timed out after 2s"),
+        (Fault::Reset(20_000), "network error"),
+    ] {
+        proxy.inject(fault);
+        let started = std::time::Instant::now();
+        let run = env.run(&["fetch"]);
+        run.expect(75);
+        assert!(run.stderr.contains(why), "{fault:?}: {}", run.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "{fault:?}: hung"
+        );
+        for m in local_messages(&maildir) {
+            assert!(mail.contains(&m), "{fault:?}: a partial message landed");
+        }
+        assert!(files_in(&maildir.join("tmp")).is_empty(), "{fault:?}");
+    }
+    // A slow server that keeps sending is not a timeout.
+    proxy.inject(Fault::Trickle(1024, 1));
+    env.run(&["fetch"]).expect(0);
+    assert_same(local_messages(&maildir), &mail, "after the faults");
+    assert_eq!(server.count(&user, "INBOX"), 0);
+}
