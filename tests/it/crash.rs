@@ -237,21 +237,8 @@ fn imap_connections_cut_at_every_phase_lose_and_duplicate_nothing() {
         let user = server.user(&format!("cutimap-{command}"));
         let mail = corpus(&format!("ci{command}"), 80);
         server.put(&user, "", &mail);
-        let proxy = Proxy::start(server.imaps);
-        let mut env = Env::new();
-        env.trust_test_ca();
-        let maildir = env.path("Mail");
-        let config = crate::support::imap_account(
-            "acct",
-            &user,
-            "implicit",
-            &maildir,
-            "mode = \"delete\"\nretries = 0",
-        )
-        .replace(
-            &format!("port = {}", server.imaps),
-            &format!("port = {}", proxy.port),
-        );
+        let (proxy, env, maildir) = imap_through_proxy(&user);
+        let config = std::fs::read_to_string(env.config_path()).unwrap();
         env.config(&format!(
             "{config}{}",
             crate::support::channel("ch", "acct", "expunge = \"both\"")
@@ -299,22 +286,7 @@ fn a_stall_a_reset_and_a_trickle_end_as_documented() {
     let user = server.user("faults-imap");
     let mail = corpus("flt", 40);
     server.put(&user, "", &mail);
-    let proxy = Proxy::start(server.imaps);
-    let mut env = Env::new();
-    env.trust_test_ca();
-    let maildir = env.path("Mail");
-    let config = crate::support::imap_account(
-        "acct",
-        &user,
-        "implicit",
-        &maildir,
-        "mode = \"delete\"\nretries = 0\ntimeout = \"2s\"",
-    )
-    .replace(
-        &format!("port = {}", server.imaps),
-        &format!("port = {}", proxy.port),
-    );
-    env.config(&config);
+    let (proxy, env, maildir) = imap_through_proxy(&user);
     for (fault, why) in [
         (Fault::Stall(20_000), "timed out after 2s"),
         (Fault::Reset(20_000), "network error"),
@@ -338,4 +310,27 @@ fn a_stall_a_reset_and_a_trickle_end_as_documented() {
     env.run(&["fetch"]).expect(0);
     assert_same(local_messages(&maildir), &mail, "after the faults");
     assert_eq!(server.count(&user, "INBOX"), 0);
+}
+
+/// A home with an IMAP account `acct` (delete mode, no retries, 2 s timeout) whose connections
+/// go through a fault-injecting proxy to the test server.
+fn imap_through_proxy(user: &crate::support::User) -> (Proxy, Env, std::path::PathBuf) {
+    let server = dovecot();
+    let proxy = Proxy::start(server.imaps);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    let config = crate::support::imap_account(
+        "acct",
+        user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"\nretries = 0\ntimeout = \"2s\"",
+    )
+    .replace(
+        &format!("port = {}", server.imaps),
+        &format!("port = {}", proxy.port),
+    );
+    env.config(&config);
+    (proxy, env, maildir)
 }
