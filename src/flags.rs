@@ -103,11 +103,6 @@ impl FlagSet {
         self.0.insert(flag);
     }
 
-    /// Removes a flag.
-    pub fn remove(&mut self, flag: &Flag) {
-        self.0.remove(flag);
-    }
-
     /// The flags, in order.
     pub fn iter(&self) -> impl Iterator<Item = &Flag> {
         self.0.iter()
@@ -119,11 +114,6 @@ impl FlagSet {
             Flag::Keyword(k) => Some(k.as_str()),
             Flag::System(_) => None,
         })
-    }
-
-    /// Whether the set is empty.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 }
 

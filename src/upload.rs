@@ -60,6 +60,9 @@ pub async fn append_batch(
     mailbox: &str,
     uploads: &[Upload],
 ) -> anyhow::Result<Vec<(String, Option<u32>)>> {
+    if uploads.is_empty() {
+        return Ok(Vec::new());
+    }
     let intents: Vec<UploadIntent> = uploads.iter().map(|u| u.intent.clone()).collect();
     let rows = state.imap_upload_intents(folder.id, &intents)?;
     crate::failpoint::hit("upload-after-intent");
@@ -72,10 +75,7 @@ pub async fn append_batch(
     };
     let mut paired = Vec::with_capacity(uploads.len());
     let mut unpaired = Vec::new();
-    for (chunk, chunk_rows) in uploads
-        .chunks(window.max(1))
-        .zip(rows.chunks(window.max(1)))
-    {
+    for (chunk, chunk_rows) in uploads.chunks(window).zip(rows.chunks(window)) {
         let mut tags = Vec::with_capacity(chunk.len());
         for upload in chunk {
             let flags = FlagSet::parse(&upload.intent.flags).to_imap();

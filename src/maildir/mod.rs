@@ -503,6 +503,15 @@ impl Folder {
         Ok(self.list()?.into_iter().find(|e| e.unique == unique))
     }
 
+    /// `entry` as it is now: itself if its file is still there, else found again by its unique
+    /// name (a mail reader renamed it), or None if it is gone.
+    pub fn current(&self, entry: &Entry) -> Result<Option<Entry>> {
+        if entry.path(self).exists() {
+            return Ok(Some(entry.clone()));
+        }
+        self.find(&entry.unique)
+    }
+
     /// Sets the flags of a message: one rename (into cur/). When a mail reader renamed the file
     /// since `entry` was read, the folder is scanned once to find it. Not durable on its own:
     /// call [`Folder::sync`] after a batch of flag changes.

@@ -181,19 +181,21 @@ impl Source {
     /// The messages of a unit.
     pub async fn list(&mut self, unit: &Unit) -> anyhow::Result<Vec<Item>> {
         match (self, &unit.place) {
-            (Source::Maildir(_), Place::Maildir(path)) => Folder::at(path.clone())
-                .list()?
-                .into_iter()
-                .map(|e| {
-                    let size =
-                        std::fs::metadata(e.path(&Folder::at(path.clone()))).map_or(0, |m| m.len());
-                    Ok(Item {
-                        key: e.unique.clone(),
-                        size,
-                        origin: Origin::File(e),
+            (Source::Maildir(_), Place::Maildir(path)) => {
+                let folder = Folder::at(path.clone());
+                folder
+                    .list()?
+                    .into_iter()
+                    .map(|e| {
+                        let size = std::fs::metadata(e.path(&folder)).map_or(0, |m| m.len());
+                        Ok(Item {
+                            key: e.unique.clone(),
+                            size,
+                            origin: Origin::File(e),
+                        })
                     })
-                })
-                .collect(),
+                    .collect()
+            }
             (Source::Pop3 { listing, .. }, Place::Pop3) => Ok(listing
                 .iter()
                 .filter_map(|l| {
@@ -253,12 +255,8 @@ impl Source {
                         continue;
                     };
                     // A mail reader may have renamed it since the listing.
-                    let entry = match std::fs::metadata(entry.path(&folder)) {
-                        Ok(_) => entry.clone(),
-                        Err(_) => match folder.find(&entry.unique)? {
-                            Some(e) => e,
-                            None => continue,
-                        },
+                    let Some(entry) = folder.current(entry)? else {
+                        continue;
                     };
                     let path = entry.path(&folder);
                     let data = std::fs::read(&path)
@@ -337,11 +335,7 @@ impl Source {
                     let Origin::File(entry) = &item.origin else {
                         continue;
                     };
-                    let current = match std::fs::metadata(entry.path(&folder)) {
-                        Ok(_) => Some(entry.clone()),
-                        Err(_) => folder.find(&entry.unique)?,
-                    };
-                    if let Some(e) = current {
+                    if let Some(e) = folder.current(entry)? {
                         std::fs::remove_file(e.path(&folder))
                             .with_context(|| format!("removing {}", e.path(&folder).display()))?;
                         gone += 1;
