@@ -1,5 +1,6 @@
 //! Crash hooks for tests: `MAILFERRY_FAILPOINT=NAME:N` kills the process (abort, no cleanup,
-//! like SIGKILL) the N-th time the step NAME is reached. Unset, a hook costs one comparison.
+//! like SIGKILL) the N-th time the step NAME is reached; `any:N` at the N-th step of any name,
+//! so a test can crash a run after each of its steps in turn. Unset, a hook costs one comparison.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,9 +15,11 @@ pub fn hit(name: &str) {
         Some((step.to_string(), n.parse().ok()?))
     });
     if let Some((step, n)) = spec
-        && step == name
+        && (step == name || step == "any")
         && COUNT.fetch_add(1, Ordering::Relaxed) + 1 == *n
     {
+        // Names the step for the test's message; stderr is unbuffered.
+        eprintln!("failpoint: crashing at {name}");
         std::process::abort();
     }
 }

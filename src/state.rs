@@ -490,9 +490,10 @@ impl State {
     pub fn imap_record(&mut self, folder: i64, records: &[ImapRecord]) -> Result<()> {
         let sql = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
+        // Only this folder's: another folder's worker may be between its record and its rename.
         tx.execute(
-            "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0",
-            [],
+            "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0 AND folder_id = ?1",
+            params![folder],
         )
         .map_err(&sql)?;
         {
@@ -521,12 +522,12 @@ impl State {
         tx.commit().map_err(&sql)
     }
 
-    /// Confirms every recorded IMAP message whose rename is durable.
-    pub fn imap_settle(&mut self) -> Result<()> {
+    /// Confirms the recorded messages of `folder`, whose renames are durable.
+    pub fn imap_settle(&mut self, folder: i64) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0",
-                [],
+                "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0 AND folder_id = ?1",
+                params![folder],
             )
             .map_err(self.sql())?;
         Ok(())
@@ -908,6 +909,34 @@ mod tests {
         let m = s.imap_messages(f.id).unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!((m[0].uid, m[0].local_name.as_deref()), (5, Some("b")));
+    }
+
+    #[test]
+    fn a_folder_confirms_only_its_own_pending_records() {
+        // Folders are fetched in parallel: one folder's record or settle must not confirm
+        // another's message that is recorded but not yet renamed into the Maildir.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
+        let inbox = s.imap_folder("INBOX", "").unwrap().id;
+        let work = s.imap_folder("Work", ".Work").unwrap().id;
+        let rec = |uid: u32, name: &str| ImapRecord {
+            uid,
+            local_name: Some(name.into()),
+            flags: String::new(),
+            size: 10,
+            message_id: None,
+        };
+        s.imap_record(work, &[rec(1, "w")]).unwrap();
+        s.imap_record(inbox, &[rec(1, "i1")]).unwrap();
+        s.imap_record(inbox, &[rec(2, "i2")]).unwrap();
+        s.imap_settle(inbox).unwrap();
+        assert!(!s.imap_has_pending(inbox).unwrap());
+        assert!(s.imap_has_pending(work).unwrap());
+        assert_eq!(
+            s.imap_recover(work, |_| false).unwrap(),
+            vec!["w".to_string()]
+        );
+        assert!(s.imap_messages(work).unwrap().is_empty());
     }
 
     #[test]

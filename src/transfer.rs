@@ -226,6 +226,7 @@ pub async fn expunge(
         .await?;
     failpoint::hit("imap-after-store");
     session.client.run(&format!("UID EXPUNGE {set}")).await?;
+    failpoint::hit("imap-after-expunge");
     // Forget only what the server no longer has: were a message left (an EXPUNGE refused in
     // part), forgetting it would make the next run fetch it again.
     let remaining: HashSet<u32> = imap::search_uids(session, &format!("UID {set}"))

@@ -247,13 +247,13 @@ impl FolderJob<'_> {
             outcome.fetched += landed.len() as u64;
             outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
             if delete {
-                state.imap_settle()?;
+                state.imap_settle(folder_state.id)?;
                 let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
                 outcome.deleted += expunge(session, state, &folder_state, &uids).await?;
             }
         }
         drop(progress);
-        state.imap_settle()?;
+        state.imap_settle(folder_state.id)?;
         folder_state.uidnext = selected.uidnext;
         // A fetch does not follow flag changes, so it must not claim a mod-sequence that sync
         // would take as "everything before this is known".

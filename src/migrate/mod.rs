@@ -24,8 +24,8 @@ use crate::maildir::Maildir;
 use crate::report::Output;
 use crate::state::{ImapFolder, ImapRecord, State};
 use crate::text::sanitize;
-use crate::transfer;
 use crate::upload::{self, Upload};
+use crate::{failpoint, transfer};
 use source::{Item, Source, Unit};
 
 /// Messages per batch loaded from the source (one batch in memory at a time).
@@ -394,8 +394,10 @@ impl Pass<'_> {
                 }
                 if !found.is_empty() {
                     self.carry_flags(&found).await?;
+                    failpoint::hit("migrate-after-flags");
                     self.state.imap_record(folder.id, &found)?;
-                    self.state.imap_settle()?;
+                    self.state.imap_settle(folder.id)?;
+                    failpoint::hit("migrate-after-found");
                     outcome.already_there += found.len() as u64;
                 }
                 let quoted = self.remote.quoted();

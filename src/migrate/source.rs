@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::config::{Account, Mode, Protocol};
+use crate::failpoint;
 use crate::fetch::plan::Listed;
 use crate::flags::FlagSet;
 use crate::imap::{self, FetchSink, RemoteFolder, codec, date};
@@ -339,6 +340,7 @@ impl Source {
                         std::fs::remove_file(e.path(&folder))
                             .with_context(|| format!("removing {}", e.path(&folder).display()))?;
                         gone += 1;
+                        failpoint::hit("migrate-after-unlink");
                     }
                 }
                 folder.sync()?;
@@ -354,6 +356,7 @@ impl Source {
                 let window = if session.caps.pipelining { 16 } else { 1 };
                 session.client.dele_pipelined(&msgs, window).await?;
                 *deleting = true;
+                failpoint::hit("migrate-after-dele");
                 Ok(msgs.len() as u64)
             }
             (Source::Imap { session, .. }, Place::Imap(_)) => {
@@ -370,7 +373,9 @@ impl Source {
                     .client
                     .run(&format!("UID STORE {set} +FLAGS.SILENT (\\Deleted)"))
                     .await?;
+                failpoint::hit("migrate-after-source-store");
                 session.client.run(&format!("UID EXPUNGE {set}")).await?;
+                failpoint::hit("migrate-after-source-expunge");
                 Ok(uids.len() as u64)
             }
             _ => anyhow::bail!("internal: a unit deleted from another source"),
@@ -384,6 +389,7 @@ impl Source {
             Source::Pop3 {
                 session, deleting, ..
             } => {
+                failpoint::hit("migrate-before-quit");
                 let quit = session.client.quit().await;
                 if deleting {
                     quit.context("the POP3 server did not confirm the deletions (QUIT)")?;

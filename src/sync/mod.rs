@@ -23,7 +23,7 @@ use crate::state::{ImapFolder, State};
 use crate::text::sanitize;
 use crate::transfer::{self, expunge, recover};
 use crate::upload::{self, Upload};
-use crate::{credentials, join};
+use crate::{credentials, failpoint, join};
 use plan::{Action, Pair, Policy};
 
 /// Uploads recorded per state commit.
@@ -196,6 +196,7 @@ pub async fn run(
                 let remote = RemoteFolder::new(&components, delimiter);
                 if !opts.dry_run {
                     imap::create(&mut session, &remote).await?;
+                    failpoint::hit("sync-after-create");
                 }
                 outcome.folders_created += 1;
                 remote
@@ -390,6 +391,7 @@ impl FolderSync<'_> {
         folder_state.uidnext = selected.uidnext;
         folder_state.highestmodseq = selected.highestmodseq;
         state.imap_folder_synced(&folder_state)?;
+        failpoint::hit("sync-after-folder");
         Ok(())
     }
 
@@ -430,7 +432,7 @@ impl FolderSync<'_> {
         .await?;
         outcome.downloaded += landed.len() as u64;
         drop(progress);
-        state.imap_settle()?;
+        state.imap_settle(folder.id)?;
 
         // 2. Uploads: recorded before the APPEND, paired by APPENDUID or found by content.
         let uploads: Vec<&String> = actions
@@ -485,6 +487,7 @@ impl FolderSync<'_> {
                         FlagSet::parse(&add).to_imap()
                     ))
                     .await?;
+                failpoint::hit("sync-after-far-flags");
             }
             if !remove.is_empty() {
                 session
@@ -494,6 +497,7 @@ impl FolderSync<'_> {
                         FlagSet::parse(&remove).to_imap()
                     ))
                     .await?;
+                failpoint::hit("sync-after-far-flags");
             }
         }
         let mut touched_near = false;
@@ -507,6 +511,7 @@ impl FolderSync<'_> {
                 )?;
                 touched_near = true;
                 outcome.near_flags += 1;
+                failpoint::hit("sync-after-near-flags");
             }
         }
 
@@ -540,6 +545,7 @@ impl FolderSync<'_> {
                     }
                 }
                 touched_near = true;
+                failpoint::hit("sync-after-near-delete");
             }
         }
         if touched_near {
@@ -555,6 +561,7 @@ impl FolderSync<'_> {
             })
             .collect();
         state.imap_set_flags(folder.id, &bases)?;
+        failpoint::hit("sync-after-bases");
         // Pairs expunged on the server were forgotten by `expunge`, and only if really gone.
         let forget: Vec<u32> = actions
             .iter()

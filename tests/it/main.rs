@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod crash;
+mod crash_matrix;
 mod dovecot_harness;
 mod generated;
 mod hostile;
