@@ -1,4 +1,5 @@
-//! Crashes and dropped connections during POP3 fetches: nothing lost, nothing twice.
+//! Crashes, dropped connections and disk trouble (write errors, a read-only Maildir) during
+//! fetches: nothing lost, nothing twice.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -333,4 +334,87 @@ fn imap_through_proxy(user: &crate::support::User) -> (Proxy, Env, std::path::Pa
     );
     env.config(&config);
     (proxy, env, maildir)
+}
+
+/// Makes the next runs of `cmd` unable to write into `dir`, as a read-only Maildir is: by its
+/// mode, and when the tests run as root (whom modes do not stop) by running as the mail user
+/// with the home handed over to it and `dir` kept root's.
+fn read_only_dir(env: &mut Env, dir: &std::path::Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for sub in ["", "cur", "new", "tmp"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+    }
+    // SAFETY: geteuid has no preconditions.
+    let owner = if unsafe { libc::geteuid() } == 0 {
+        // The CA must be readable by the mail user: a copy in the home.
+        let ca = env.path("ca.pem");
+        std::fs::copy(&dovecot().ca, &ca).unwrap();
+        env.var("SSL_CERT_FILE", &ca.display().to_string());
+        dovecot().chown_tree(env.home());
+        let meta = std::fs::metadata(env.home()).unwrap();
+        for sub in ["", "cur", "new", "tmp"] {
+            std::os::unix::fs::chown(dir.join(sub), Some(0), Some(0)).unwrap();
+        }
+        Some((meta.uid(), meta.gid()))
+    } else {
+        None
+    };
+    for sub in ["", "cur", "new", "tmp"] {
+        std::fs::set_permissions(dir.join(sub), std::fs::Permissions::from_mode(0o555)).unwrap();
+    }
+    owner
+}
+
+#[test]
+fn a_read_only_maildir_stops_the_run_and_deletes_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let server = dovecot();
+    for protocol in ["pop3", "imap"] {
+        let user = server.user(&format!("readonly-{protocol}"));
+        let mail = corpus(&format!("ro{protocol}"), 12);
+        server.put(&user, "", &mail);
+        let mut env = Env::new();
+        env.trust_test_ca();
+        let maildir = env.path("Mail");
+        let extra = "mode = \"delete\"\nretries = 0";
+        env.config(&match protocol {
+            "pop3" => pop3_account("acct", &user, "implicit", &maildir, extra),
+            _ => crate::support::imap_account("acct", &user, "implicit", &maildir, extra),
+        });
+        let owner = read_only_dir(&mut env, &maildir);
+        let run_as_owner = |args: &[&str]| {
+            let mut cmd = env.command(args);
+            if let Some((uid, gid)) = owner {
+                cmd.uid(uid).gid(gid);
+            }
+            crate::support::Run::from(cmd.output().unwrap())
+        };
+        let run = run_as_owner(&["fetch"]);
+        run.expect(74);
+        assert!(
+            run.stderr.contains("Permission denied")
+                && run.stderr.contains(&*maildir.to_string_lossy()),
+            "{protocol}: says why and where: {}",
+            run.stderr
+        );
+        assert_eq!(
+            server.count(&user, "INBOX"),
+            mail.len(),
+            "{protocol}: deleted on the server"
+        );
+        assert!(local_messages(&maildir).is_empty());
+
+        // Writable again: everything arrives once, and only then leaves the server.
+        for sub in ["", "cur", "new", "tmp"] {
+            let path = maildir.join(sub);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700)).unwrap();
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        run_as_owner(&["fetch"]).expect(0);
+        assert_same(local_messages(&maildir), &mail, protocol);
+        assert_eq!(server.count(&user, "INBOX"), 0);
+    }
 }
