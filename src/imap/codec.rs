@@ -995,5 +995,121 @@ mod tests {
             let _ = parse(&bytes);
             let _ = literal_at_end(&bytes);
         }
+
+        /// Input built from the grammar's own pieces reaches deep into the parser, where
+        /// random bytes rarely go.
+        #[test]
+        fn parse_survives_imap_shaped_input(
+            pieces in proptest::collection::vec(proptest::sample::select(IMAP_PIECES), 0..40),
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..3),
+        ) {
+            let mut line: Vec<u8> = pieces.concat().into_bytes();
+            let at = noise.first().map_or(0, |&b| b as usize % (line.len() + 1));
+            line.splice(at..at, noise.iter().copied());
+            let _ = parse(&line);
+            let _ = literal_at_end(&line);
+            if let Ok(text) = std::str::from_utf8(&line) {
+                let _ = parse_set(text);
+            }
+        }
+
+        #[test]
+        fn fetch_responses_read_back(
+            seq in 1u32..,
+            uid in 1u32..,
+            flags in proptest::collection::btree_set("\\\\(Seen|Answered|Flagged|Deleted|Draft)|[$A-Za-z][A-Za-z0-9_.-]{0,12}", 0..6),
+            size in proptest::num::u64::ANY,
+            modseq in 1u64..,
+            order in 0usize..4,
+        ) {
+            let flags: Vec<String> = flags.into_iter().collect();
+            let mut items = [
+                format!("UID {uid}"),
+                format!("FLAGS ({})", flags.join(" ")),
+                format!("RFC822.SIZE {size}"),
+                format!("MODSEQ ({modseq})"),
+            ];
+            items.rotate_left(order);
+            let line = format!("* {seq} FETCH ({})\r\n", items.join(" "));
+            let Ok(Response::Fetch(f)) = parse(line.as_bytes()) else {
+                return Err(proptest::test_runner::TestCaseError::fail(line));
+            };
+            proptest::prop_assert_eq!(f.seq, seq);
+            proptest::prop_assert_eq!(f.uid, Some(uid));
+            proptest::prop_assert_eq!(f.flags, Some(flags));
+            proptest::prop_assert_eq!(f.size, Some(size));
+            proptest::prop_assert_eq!(f.modseq, Some(modseq));
+        }
+
+        #[test]
+        fn uid_sets_round_trip(uids in proptest::collection::btree_set(1u32.., 0..60)) {
+            let uids: Vec<u32> = uids.into_iter().collect();
+            let set = format_set(&uids);
+            let mut back = Vec::new();
+            for (a, b) in parse_set(&set).unwrap_or_default() {
+                back.extend(a..=b);
+            }
+            proptest::prop_assert_eq!(back, uids);
+        }
     }
+
+    /// Pieces of IMAP responses for [`parse_survives_imap_shaped_input`].
+    const IMAP_PIECES: &[&str] = &[
+        "* ",
+        "A1 ",
+        "+ ",
+        "OK ",
+        "NO ",
+        "BAD ",
+        "BYE ",
+        "PREAUTH ",
+        "1 ",
+        "42 ",
+        "4294967296 ",
+        "FETCH ",
+        "EXISTS",
+        "EXPUNGE",
+        "LIST ",
+        "LSUB ",
+        "SEARCH ",
+        "VANISHED ",
+        "(EARLIER) ",
+        "CAPABILITY ",
+        "ENABLED ",
+        "UID ",
+        "FLAGS ",
+        "MODSEQ ",
+        "RFC822.SIZE ",
+        "INTERNALDATE ",
+        "BODY[] ",
+        "BODY[]<0> ",
+        "BODY[HEADER.FIELDS (MESSAGE-ID)] ",
+        "BINARY[] ",
+        "(",
+        ")",
+        "[",
+        "]",
+        "{3}\r\n",
+        "{0}\r\n",
+        "{99999999999}\r\n",
+        "\"",
+        "\\",
+        "NIL",
+        "\\Seen ",
+        "$Junk ",
+        "\"/\" ",
+        "\"a b\" ",
+        "1:*",
+        "1:3,5",
+        ",",
+        ":",
+        "*",
+        " ",
+        "\r\n",
+        "[UIDNEXT 7] ",
+        "[APPENDUID 3 9] ",
+        "[HIGHESTMODSEQ 12] ",
+        "&AOk-",
+        "\u{e9}",
+    ];
 }

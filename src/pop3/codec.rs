@@ -455,5 +455,69 @@ mod tests {
             proptest::prop_assert_eq!(out, body);
             proptest::prop_assert_eq!(consumed, wire.len());
         }
+
+        /// Whatever a server sends, the decoder ends at the same place with the same output
+        /// however the bytes are split into reads.
+        #[test]
+        fn decoding_any_bytes_ignores_read_boundaries(
+            wire in proptest::collection::vec(proptest::sample::select(b".\r\nab".as_slice()), 0..80),
+            cuts in proptest::collection::vec(0usize..80, 0..8),
+        ) {
+            let whole = decode_all(&[&wire]);
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
+            points.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut last = 0;
+            for p in points {
+                chunks.push(&wire[last..p]);
+                last = p;
+            }
+            chunks.push(&wire[last..]);
+            proptest::prop_assert_eq!(decode_all(&chunks), whole.clone());
+            proptest::prop_assert!(whole.1 <= wire.len());
+            if whole.2 {
+                // What ends a body is a line of a single dot.
+                let end = &wire[..whole.1];
+                proptest::prop_assert!(end.ends_with(b"\n"));
+                proptest::prop_assert!(end == b".\n" || end == b".\r\n" || end.ends_with(b"\n.\n") || end.ends_with(b"\n.\r\n"));
+            } else {
+                proptest::prop_assert_eq!(whole.1, wire.len());
+            }
+        }
+
+        #[test]
+        fn replies_read_back(
+            ok in proptest::bool::ANY,
+            code in proptest::option::of("[A-Z][A-Z/-]{0,12}"),
+            text in "[ -~]{0,40}",
+        ) {
+            let status = if ok { "+OK" } else { "-ERR" };
+            let line = match &code {
+                Some(c) => format!("{status} [{c}] {text}\r\n"),
+                None => format!("{status} {text}\r\n"),
+            };
+            let reply = parse_reply(line.as_bytes()).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let (got_code, got_text) = match reply {
+                Reply::Ok { code, text } if ok => (code, text),
+                Reply::Err { code, text } if !ok => (code, text),
+                other => return Err(proptest::test_runner::TestCaseError::fail(format!("{other:?}"))),
+            };
+            if code.is_some() {
+                proptest::prop_assert_eq!(got_code, code);
+                proptest::prop_assert_eq!(got_text, text.trim());
+            } else if got_code.is_none() {
+                proptest::prop_assert_eq!(got_text, text.trim());
+            }
+        }
+
+        #[test]
+        fn pop3_parsers_survive_any_line(line in proptest::collection::vec(proptest::num::u8::ANY, 0..120)) {
+            let _ = parse_reply(&line);
+            let _ = parse_capa(&line);
+            if let Some((_, value)) = parse_listing_line(&line) {
+                proptest::prop_assert!(!value.is_empty() && !value.contains(&b' '));
+            }
+            let _ = apop_timestamp(&String::from_utf8_lossy(&line));
+        }
     }
 }
