@@ -71,7 +71,7 @@ _mailferry() {
 
     case "${cmd}" in
         mailferry)
-            opts="-c -q -v -j -h -V --config --quiet --verbose --json --jobs --wait-lock --state-dir --help --version fetch sync migrate check list status completions help"
+            opts="-c -q -v -j -h -V --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help --version fetch sync migrate check list status completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -97,6 +97,10 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -109,7 +113,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__check)
-            opts="-c -q -v -j -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
+            opts="-c -q -v -j -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -159,6 +163,10 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -171,7 +179,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__completions)
-            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --state-dir --help bash elvish fish powershell zsh"
+            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,6 +205,10 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -209,7 +221,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__fetch)
-            opts="-n -c -q -v -j -h --keep --delete --delete-after --max-messages --max-size --dry-run --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
+            opts="-n -c -q -v -j -h --keep --delete --delete-after --max-messages --max-size --dry-run --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -268,6 +280,10 @@ _mailferry() {
                     return 0
                     ;;
                 --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -409,7 +425,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__list)
-            opts="-c -q -v -j -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
+            opts="-c -q -v -j -h --maildir --password-env --password-command --tls --tls-fingerprint --allow-plaintext --layout --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -459,6 +475,10 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -471,7 +491,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__migrate)
-            opts="-n -c -q -v -j -h --from --to --folder --verify --delete-source --dry-run --from-password-env --from-password-command --to-password-env --to-password-command --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
+            opts="-n -c -q -v -j -h --from --to --folder --verify --delete-source --dry-run --from-password-env --from-password-command --to-password-env --to-password-command --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -525,6 +545,10 @@ _mailferry() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --state-dir)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -537,7 +561,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__status)
-            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
+            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -560,6 +584,10 @@ _mailferry() {
                     return 0
                     ;;
                 --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -575,7 +603,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__sync)
-            opts="-n -c -q -v -j -h --pull --push --dry-run --config --quiet --verbose --json --jobs --wait-lock --state-dir --help"
+            opts="-n -c -q -v -j -h --pull --push --dry-run --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -598,6 +626,10 @@ _mailferry() {
                     return 0
                     ;;
                 --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

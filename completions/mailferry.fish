@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_mailferry_global_optspecs
-    string join \n c/config= q/quiet v/verbose json j/jobs= wait-lock= state-dir= h/help V/version
+    string join \n c/config= q/quiet v/verbose json j/jobs= wait-lock= log-file= state-dir= h/help V/version
 end
 
 function __fish_mailferry_needs_command
@@ -27,9 +27,10 @@ end
 complete -c mailferry -n "__fish_mailferry_needs_command" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_needs_command" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_needs_command" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_needs_command" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_needs_command" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
-complete -c mailferry -n "__fish_mailferry_needs_command" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_needs_command" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_needs_command" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_needs_command" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_needs_command" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_needs_command" -s V -l version -d 'Print version'
@@ -56,24 +57,26 @@ fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l keep -d 'Leave mail on the server (the default)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l delete -d 'Delete each message on the server once it is safely on disk'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s n -l dry-run -d 'Show what would be fetched or deleted; change nothing anywhere'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l pull -d 'Only copy changes from the server to the Maildir'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l push -d 'Only copy changes from the Maildir to the server'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s n -l dry-run -d 'Show what would change; change nothing anywhere'
-complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l from -d 'Source: a POP3 or IMAP account name, a URL (pop3s://user@host, imaps://user@host) or a Maildir directory' -r
@@ -86,12 +89,13 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l to-passw
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l verify -d 'After copying, compare every message on both sides by SHA-256; exit 1 on a difference'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l delete-source -d 'Remove from the source what the target confirmed holding (never anything else)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s n -l dry-run -d 'Show the plan; change nothing anywhere'
-complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand migrate" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l maildir -d 'Maildir to deliver into (needed when an account is given as a URL)' -r -F
@@ -106,10 +110,11 @@ fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand check" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l maildir -d 'Maildir to deliver into (needed when an account is given as a URL)' -r -F
@@ -124,26 +129,29 @@ fs\t'Nested directories: Sub/Folder'"
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l allow-plaintext -d 'Allow a password over a connection without TLS (needs --tls none)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
-complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
-complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s q -l quiet -d 'Print nothing but errors'
-complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s v -l verbose -d 'Say more on standard error: -v the connection and plan of each account, -vv a protocol trace (credentials are never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "fetch" -d 'Fetch mail one way, from POP3 or IMAP into a Maildir'

@@ -99,12 +99,12 @@ pub struct Cli {
     #[arg(short, long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Print nothing but errors
+    /// Print nothing but errors (off a terminal a run already prints only warnings and errors)
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Say more on standard error: -v the connection and plan of each account, -vv a protocol
-    /// trace (credentials are never shown)
+    /// Say more: -v prints the summary lines even off a terminal, and on standard error the
+    /// connection and plan of each account; -vv adds a protocol trace (credentials never shown)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
@@ -120,6 +120,11 @@ pub struct Cli {
     /// exiting with code 80
     #[arg(long, global = true, value_name = "DURATION")]
     pub wait_lock: Option<String>,
+
+    /// Also append what the run reports (summaries, warnings, errors; details under -v) to FILE,
+    /// each line with its time, whether or not anything is printed
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
 
     /// Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]
     #[arg(long, global = true, value_name = "DIR")]

@@ -291,6 +291,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Directory for state databases and locks, if the file sets one.
     pub state_dir: Option<PathBuf>,
+    /// A file to append the run's report to, if the file sets one.
+    pub log_file: Option<PathBuf>,
     /// Accounts by name.
     pub accounts: BTreeMap<String, Account>,
     /// Channels by name.
@@ -313,6 +315,7 @@ pub const DEFAULT_CONNECTIONS: usize = 3;
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     state_dir: Option<Spanned<String>>,
+    log_file: Option<Spanned<String>>,
     #[serde(default)]
     accounts: BTreeMap<String, Spanned<RawAccount>>,
     #[serde(default)]
@@ -411,6 +414,7 @@ impl Config {
         let mut config = Config {
             path: Some(path.to_path_buf()),
             state_dir: raw.state_dir.map(|s| expand_path(s.get_ref(), base)),
+            log_file: raw.log_file.map(|s| expand_path(s.get_ref(), base)),
             ..Config::default()
         };
         for (name, raw_account) in raw.accounts {

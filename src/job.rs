@@ -26,11 +26,13 @@ const COMMIT_EVERY: usize = 1000;
 
 /// Runs a parsed command line and returns the exit code; errors are printed to stderr.
 pub fn run(cli: Cli) -> Exit {
-    let out = Output {
-        quiet: cli.quiet,
-        json: cli.json,
-        verbose: cli.verbose,
-    };
+    let out = Output::new(cli.quiet, cli.json, cli.verbose);
+    if let Some(path) = &cli.log_file
+        && let Err(e) = open_log(path)
+    {
+        report_error(None, &e);
+        return Exit::LocalIo;
+    }
     crate::report::set_trace(cli.verbose >= 2 && !cli.quiet);
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(
@@ -62,6 +64,13 @@ pub fn run(cli: Cli) -> Exit {
             return classify(&e);
         }
     };
+    if cli.log_file.is_none()
+        && let Some(path) = ctx.config.as_ref().and_then(|c| c.log_file.as_ref())
+        && let Err(e) = open_log(path)
+    {
+        report_error(None, &e);
+        return Exit::LocalIo;
+    }
     let results: Vec<(String, anyhow::Result<()>)> = match &cli.command {
         Command::Fetch(args) => runtime.block_on(ctx.fetch(args, &out)),
         Command::Check(args) => runtime.block_on(ctx.check(args, &out)),
@@ -84,6 +93,11 @@ pub fn run(cli: Cli) -> Exit {
     worst
 }
 
+fn open_log(path: &Path) -> anyhow::Result<()> {
+    crate::report::log_to(path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))
+}
+
 /// Prints an error and its causes to stderr (each cause once).
 pub fn report_error(account: Option<&str>, e: &anyhow::Error) {
     let prefix = match account {
@@ -92,10 +106,15 @@ pub fn report_error(account: Option<&str>, e: &anyhow::Error) {
     };
     let mut last = e.to_string();
     eprintln!("{prefix}error: {last}");
+    crate::report::log(&format!(
+        "{}error: {last}",
+        account.map(|a| format!("{a}: ")).unwrap_or_default()
+    ));
     for cause in e.chain().skip(1) {
         let text = cause.to_string();
         if !last.contains(&text) {
             eprintln!("  caused by: {text}");
+            crate::report::log(&format!("  caused by: {text}"));
         }
         last = text;
     }
@@ -407,11 +426,7 @@ impl Setup {
             })
             .await;
             if let Ok(o) = &result {
-                if out.json {
-                    println!("{}", serde_json::to_string(o).unwrap_or_default());
-                } else {
-                    out.info(&o.line());
-                }
+                out.summary(o);
             }
             results.push((name, result.map(|_| ())));
         }
@@ -523,11 +538,7 @@ impl Setup {
         } else {
             migrate::run(&spec, &target, State::open(&state_path)?, &opts, out).await?
         };
-        if out.json {
-            println!("{}", serde_json::to_string(&outcome).unwrap_or_default());
-        } else {
-            out.info(&outcome.line());
-        }
+        out.summary(&outcome);
         Ok(())
     }
 

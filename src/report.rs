@@ -42,6 +42,33 @@ pub fn trace(direction: &str, line: &[u8]) {
     eprintln!("{direction}: {shown}");
 }
 
+/// The log file, once opened.
+static LOG: std::sync::OnceLock<std::sync::Mutex<std::fs::File>> = std::sync::OnceLock::new();
+
+/// Appends every later report line to `path` (created 0600), each with its time and process.
+pub fn log_to(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let _ = LOG.set(std::sync::Mutex::new(file));
+    Ok(())
+}
+
+/// Writes a line to the log file, if there is one. One write per line: with O_APPEND, lines
+/// of runs at the same time do not mix. A log that cannot be written does not stop a run.
+pub fn log(line: &str) {
+    use std::io::Write;
+    let Some(file) = LOG.get() else { return };
+    let stamp = crate::imap::date::timestamp(std::time::SystemTime::now());
+    let text = format!("{stamp} [{}] {line}\n", std::process::id());
+    if let Ok(mut f) = file.lock() {
+        let _ = f.write_all(text.as_bytes());
+    }
+}
+
 /// How output is wanted.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -51,6 +78,15 @@ pub struct Output {
     pub json: bool,
     /// Verbosity (`-v` count).
     pub verbose: u8,
+    /// Summary lines wanted: on a terminal or under `-v`, so that cron mails only warnings
+    /// and errors.
+    pub summaries: bool,
+}
+
+/// What a finished run reports: a line of text, or its fields as JSON.
+pub trait Summary: Serialize {
+    /// The summary line.
+    fn line(&self) -> String;
 }
 
 /// The result of one account's fetch.
@@ -84,6 +120,16 @@ impl Outcome {
 }
 
 impl Output {
+    /// The output a command line asks for; summaries depend on where stdout goes.
+    pub fn new(quiet: bool, json: bool, verbose: u8) -> Output {
+        Output {
+            quiet,
+            json,
+            verbose,
+            summaries: !quiet && (verbose > 0 || std::io::stdout().is_terminal()),
+        }
+    }
+
     /// Whether progress bars should be drawn (a terminal on stderr, not quiet, not JSON).
     pub fn bars(&self) -> bool {
         !self.quiet && !self.json && std::io::stderr().is_terminal()
@@ -123,6 +169,7 @@ impl Output {
     pub fn detail(&self, line: &str) {
         if self.verbose > 0 && !self.quiet {
             eprintln!("{line}");
+            log(line);
         }
     }
 
@@ -131,6 +178,7 @@ impl Output {
         if !self.quiet {
             eprintln!("mailferry: warning: {line}");
         }
+        log(&format!("warning: {line}"));
     }
 
     /// Prints an informational line (not under -q or --json).
@@ -140,17 +188,29 @@ impl Output {
         }
     }
 
-    /// Prints the summary of a finished account.
-    pub fn summary(&self, o: &Outcome) {
-        if self.json {
-            if let Ok(text) = serde_json::to_string(o) {
-                println!("{text}");
-            }
-            return;
+    /// Prints a line of a run's report (not under --json; off a terminal only under -v).
+    pub fn note(&self, line: &str) {
+        if self.summaries && !self.json {
+            println!("{line}");
         }
-        if self.quiet {
-            return;
+        log(line);
+    }
+
+    /// Prints what a finished run did: JSON under --json, else a line (see [`Output::note`]).
+    pub fn summary(&self, o: &impl Summary) {
+        if !self.json {
+            return self.note(&o.line());
         }
+        if let Ok(text) = serde_json::to_string(o) {
+            println!("{text}");
+        }
+        log(&o.line());
+    }
+}
+
+impl Summary for Outcome {
+    fn line(&self) -> String {
+        let o = self;
         let mut parts = Vec::new();
         let verb = if o.dry_run { "would fetch" } else { "fetched" };
         if o.fetched == 0 && o.deleted == 0 && !o.dry_run {
@@ -176,7 +236,7 @@ impl Output {
                 o.deferred
             ));
         }
-        println!("{}: {}", o.account, parts.join(", "));
+        format!("{}: {}", o.account, parts.join(", "))
     }
 }
 

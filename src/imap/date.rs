@@ -87,6 +87,21 @@ pub fn format(t: SystemTime) -> String {
     )
 }
 
+/// A time in UTC as RFC 3339 (`2026-11-22T10:52:37Z`), for log lines.
+pub fn timestamp(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 /// An RFC 5322 `Date:` header value (`Tue, 1 Jul 2003 10:52:37 +0200`, obsolete zone names
 /// and two-digit years accepted) as an INTERNALDATE, keeping its zone; `None` if malformed.
 pub fn from_header(value: &str) -> Option<String> {
@@ -145,6 +160,13 @@ pub fn from_header(value: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_057_049_557);
+        assert_eq!(timestamp(t), "2003-07-01T08:52:37Z");
+        assert_eq!(timestamp(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
 
     #[test]
     fn date_headers_become_internaldates() {

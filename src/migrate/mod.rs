@@ -21,7 +21,7 @@ use crate::config::Account;
 use crate::exit::{Classify, Exit};
 use crate::imap::{self, RemoteFolder, Session};
 use crate::maildir::Maildir;
-use crate::report::Output;
+use crate::report::{Output, Summary};
 use crate::state::{ImapFolder, ImapRecord, State};
 use crate::text::sanitize;
 use crate::upload::{self, Upload};
@@ -120,9 +120,10 @@ impl MigrateOutcome {
             total.differ += v.differ;
         }
     }
+}
 
-    /// The summary line.
-    pub fn line(&self) -> String {
+impl Summary for MigrateOutcome {
+    fn line(&self) -> String {
         let mut parts = vec![if self.dry_run {
             format!("would copy {} messages", self.copied)
         } else {
@@ -264,7 +265,7 @@ pub async fn run(
     if let Some(v) = &outcome.verified
         && (v.missing > 0 || v.differ > 0)
     {
-        out.info(&outcome.line());
+        out.summary(&outcome);
         return Err(Mismatch {
             checked: v.checked,
             missing: v.missing,
@@ -561,7 +562,7 @@ impl Pass<'_> {
                 }
             }
         }
-        self.out.info(&format!(
+        self.out.note(&format!(
             "verify {} -> {}: {} checked, {} missing, {} differ",
             sanitize(&self.unit.label, 100),
             sanitize(&self.remote.name, 100),

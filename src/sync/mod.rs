@@ -18,7 +18,7 @@ use crate::flags::FlagSet;
 use crate::imap::{self, RemoteFolder, Session, codec, date};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir, account_maildir};
-use crate::report::Output;
+use crate::report::{Output, Summary};
 use crate::state::{ImapFolder, State};
 use crate::text::sanitize;
 use crate::transfer::{self, expunge, recover};
@@ -86,9 +86,10 @@ impl SyncOutcome {
         self.near_deleted += other.near_deleted;
         self.folders_created += other.folders_created;
     }
+}
 
-    /// The one-line summary.
-    pub fn line(&self) -> String {
+impl Summary for SyncOutcome {
+    fn line(&self) -> String {
         let verb = if self.dry_run {
             "would change"
         } else {

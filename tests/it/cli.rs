@@ -45,6 +45,7 @@ fn migrate_arguments_are_checked_before_anything_moves() {
     run.expect(64);
     assert!(run.stderr.contains("is an IMAP account"), "{}", run.stderr);
     let run = env.run(&[
+        "-v",
         "migrate",
         "--from",
         "/no/such/maildir",

@@ -274,7 +274,7 @@ fn imap_connections_cut_at_every_phase_lose_and_duplicate_nothing() {
                 80,
                 "sync keeps the server's copies"
             );
-            let run = env.run(&["sync"]);
+            let run = env.run(&["-v", "sync"]);
             assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
         }
     }

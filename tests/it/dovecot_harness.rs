@@ -23,7 +23,15 @@ fn tls_and_starttls_login_work_against_dovecot() {
             "starttls",
         ),
     ] {
-        let run = env.run(&["check", &url, "--maildir", "m", "--password-env", "PW"]);
+        let run = env.run(&[
+            "-v",
+            "check",
+            &url,
+            "--maildir",
+            "m",
+            "--password-env",
+            "PW",
+        ]);
         run.expect(0);
         assert!(
             run.stdout.contains("TLS certificate sha256:"),

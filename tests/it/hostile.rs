@@ -38,7 +38,7 @@ fn duplicate_uidls_neither_merge_nor_lose_messages() {
     let (env, maildir) = env_for(server.port, "");
     env.run(&["fetch"]).expect(0);
     assert_same(local_messages(&maildir), &mail, "local messages");
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     assert!(run.stdout.contains("no new mail"), "{}", run.stdout);
     env.run(&["fetch", "--delete"]).expect(0);
@@ -68,7 +68,7 @@ fn without_uidl_keep_mode_uses_header_hashes() {
         .lock()
         .unwrap()
         .push((None, new.into_bytes()));
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     assert!(run.stdout.contains("fetched 1 message"), "{}", run.stdout);
 }

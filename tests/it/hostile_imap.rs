@@ -96,12 +96,12 @@ fn a_body_for_a_uid_not_asked_for_is_dropped() {
         ..Script::default()
     });
     let (env, maildir) = env_for(server.port, "none");
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     let got = local_messages(&maildir);
     assert_eq!(got.len(), 3, "{}", run.stdout);
     assert!(!got.contains(&message("unasked", 0, 300)));
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     assert!(run.stdout.contains("no new mail"), "{}", run.stdout);
 }

@@ -51,7 +51,7 @@ fn pop3_to_imap_arrives_complete_once_and_verified() {
         &pop3_account("old", &src, "implicit", &env.path("unused"), ""),
         &dst,
     );
-    let dry = env.run(&["migrate", "--from", "old", "--to", "dst", "--dry-run"]);
+    let dry = env.run(&["-v", "migrate", "--from", "old", "--to", "dst", "--dry-run"]);
     dry.expect(0);
     assert!(
         dry.stdout.contains("would copy 150 messages"),
@@ -60,7 +60,7 @@ fn pop3_to_imap_arrives_complete_once_and_verified() {
     );
     assert_eq!(server.count(&dst, "INBOX"), 0, "a dry run copied");
 
-    let run = env.run(&["migrate", "--from", "old", "--to", "dst", "--verify"]);
+    let run = env.run(&["-v", "migrate", "--from", "old", "--to", "dst", "--verify"]);
     run.expect(0);
     assert!(
         run.stdout.contains("150 copied")
@@ -76,7 +76,7 @@ fn pop3_to_imap_arrives_complete_once_and_verified() {
         assert_eq!(mtime, UNIX_EPOCH + Duration::from_secs(1_057_049_557));
     }
 
-    let rerun = env.run(&["migrate", "--from", "old", "--to", "dst"]);
+    let rerun = env.run(&["-v", "migrate", "--from", "old", "--to", "dst"]);
     rerun.expect(0);
     assert!(
         rerun.stdout.contains("0 copied") && rerun.stdout.contains("150 copied before"),
@@ -106,7 +106,15 @@ fn pop3_to_imap_arrives_complete_once_and_verified() {
 
     // --delete-source removes from the POP3 mailbox what the target holds now: not the one
     // removed behind our back, although state counts it as copied.
-    let del = env.run(&["migrate", "--from", "old", "--to", "dst", "--delete-source"]);
+    let del = env.run(&[
+        "-v",
+        "migrate",
+        "--from",
+        "old",
+        "--to",
+        "dst",
+        "--delete-source",
+    ]);
     del.expect(0);
     assert!(
         del.stdout.contains("149 deleted from the source"),
@@ -156,7 +164,7 @@ fn maildir_to_imap_keeps_folders_flags_keywords_and_dates() {
     let before: Vec<_> = local_files(&src.join(".Work.Été"));
     let src_arg = src.display().to_string();
     let run = env.run(&[
-        "migrate", "--from", &src_arg, "--to", "dst", "--folder", "Imported", "--verify",
+        "-v", "migrate", "--from", &src_arg, "--to", "dst", "--folder", "Imported", "--verify",
     ]);
     run.expect(0);
     assert!(
@@ -188,7 +196,7 @@ fn maildir_to_imap_keeps_folders_flags_keywords_and_dates() {
         "source changed"
     );
     let rerun = env.run(&[
-        "migrate", "--from", &src_arg, "--to", "dst", "--folder", "Imported",
+        "-v", "migrate", "--from", &src_arg, "--to", "dst", "--folder", "Imported",
     ]);
     rerun.expect(0);
     assert!(rerun.stdout.contains("0 copied"), "{}", rerun.stdout);
@@ -221,6 +229,7 @@ fn imap_to_imap_and_earlier_copies_are_recognised() {
     let url = format!("imaps://{}@localhost:{}", dst.name, server.imaps);
     let password = format!("printf %s '{}'", dst.password);
     let run = env.run(&[
+        "-v",
         "migrate",
         "--from",
         "oldimap",
@@ -326,7 +335,7 @@ fn a_killed_migration_resumes_with_each_message_once() {
             // server than were confirmed; the rerun pairs those by content.
             assert!(partial >= n, "the crash came after the {n}th APPEND");
         }
-        let run = env.run(&["migrate", "--from", "old", "--to", "dst", "--verify"]);
+        let run = env.run(&["-v", "migrate", "--from", "old", "--to", "dst", "--verify"]);
         run.expect(0);
         assert_eq!(
             server.count(&dst, "INBOX"),

@@ -24,7 +24,7 @@ fn one_failing_account_does_not_stop_the_others() {
         pop3_account("first", &a, "implicit", &env.path("A"), ""),
         pop3_account("second", &b, "implicit", &env.path("B"), "")
     ));
-    let run = env.run(&["--jobs", "2", "fetch"]);
+    let run = env.run(&["-v", "--jobs", "2", "fetch"]);
     run.expect(75);
     assert_eq!(local_messages(&env.path("A")).len(), 3);
     assert_eq!(local_messages(&env.path("B")).len(), 4);
@@ -44,6 +44,109 @@ fn one_failing_account_does_not_stop_the_others() {
     );
     assert!(
         run.stderr.contains("mailferry: broken: error:"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn off_a_terminal_only_what_matters_is_printed() {
+    // cron mails whatever a job prints: a run that went well prints nothing, a failure its
+    // error, and -v brings the summary lines back for a script that wants them.
+    let server = dovecot();
+    let user = server.user("ops-cron");
+    server.put(&user, "", &corpus("opscron", 3));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let broken = pop3_account(
+        "broken",
+        &user,
+        "implicit",
+        &env.path("Broken"),
+        "retries = 0",
+    )
+    .replace(&format!("port = {}", server.pop3s), "port = 1");
+    env.config(&format!(
+        "{}{broken}",
+        pop3_account("good", &user, "implicit", &env.path("Good"), "")
+    ));
+    let run = env.run(&["fetch", "good"]);
+    run.expect(0);
+    assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
+    assert_eq!(local_messages(&env.path("Good")).len(), 3);
+
+    let run = env.run(&["fetch"]);
+    run.expect(75);
+    assert_eq!(run.stdout, "");
+    assert!(
+        run.stderr.starts_with("mailferry: broken: error:") && !run.stderr.contains("good"),
+        "{}",
+        run.stderr
+    );
+
+    let run = env.run(&["-v", "fetch", "good"]);
+    run.expect(0);
+    assert_eq!(run.stdout, "good: no new mail\n");
+}
+
+#[test]
+fn a_log_file_keeps_what_a_quiet_run_did() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = dovecot();
+    let user = server.user("ops-log");
+    server.put(&user, "", &corpus("opslog", 2));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let log = env.path("mailferry.log");
+    let broken = pop3_account(
+        "broken",
+        &user,
+        "implicit",
+        &env.path("Broken"),
+        "retries = 0",
+    )
+    .replace(&format!("port = {}", server.pop3s), "port = 1");
+    env.config(&format!(
+        "log_file = \"{}\"\n{}{broken}",
+        log.display(),
+        pop3_account("good", &user, "implicit", &env.path("Good"), "")
+    ));
+    let run = env.run(&["-q", "fetch", "good"]);
+    run.expect(0);
+    assert_eq!(run.stdout, "");
+    env.run(&["fetch"]).expect(75);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // Each line: time, process, what was reported; appended run after run.
+    assert!(lines.len() >= 3, "{text}");
+    for line in &lines {
+        let (stamp, rest) = line.split_once(' ').unwrap();
+        assert!(
+            stamp.len() == 20 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+            "{line}"
+        );
+        assert!(rest.starts_with('['), "{line}");
+    }
+    assert!(lines[0].contains("] good: fetched 2 messages ("), "{text}");
+    assert!(text.contains("] good: no new mail\n"), "{text}");
+    assert!(text.contains("] broken: error: "), "{text}");
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    // --log-file wins over the config; a log that cannot be opened stops the run.
+    let other = env.path("other.log");
+    env.run(&["--log-file", other.to_str().unwrap(), "fetch", "good"])
+        .expect(0);
+    assert!(
+        std::fs::read_to_string(&other)
+            .unwrap()
+            .contains("] good: no new mail")
+    );
+    let run = env.run(&["--log-file", "/nonexistent/dir/x.log", "fetch", "good"]);
+    run.expect(74);
+    assert!(
+        run.stderr
+            .contains("cannot open the log file /nonexistent/dir/x.log"),
         "{}",
         run.stderr
     );
@@ -144,6 +247,6 @@ fn the_progress_bar_shows_on_a_terminal_and_is_cleared() {
         "{raw:?}"
     );
     // Without a terminal, no bar at all.
-    let plain = env.run(&["fetch"]);
+    let plain = env.run(&["-v", "fetch"]);
     assert!(!plain.stderr.contains("msgs") && !plain.stdout.contains("msgs"));
 }

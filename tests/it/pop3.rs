@@ -24,7 +24,7 @@ fn keep_mode_is_incremental_and_byte_identical() {
         let maildir = env.path("Mail");
         env.config(&pop3_account("acct", &user, tls, &maildir, ""));
 
-        let run = env.run(&["fetch"]);
+        let run = env.run(&["-v", "fetch"]);
         run.expect(0);
         assert!(
             run.stdout.contains("acct: fetched 25 messages"),
@@ -39,7 +39,7 @@ fn keep_mode_is_incremental_and_byte_identical() {
             "keep mode leaves the server alone"
         );
 
-        let run = env.run(&["fetch"]);
+        let run = env.run(&["-v", "fetch"]);
         run.expect(0);
         assert!(
             run.stdout.contains("acct: no new mail"),
@@ -50,7 +50,7 @@ fn keep_mode_is_incremental_and_byte_identical() {
 
         let more = corpus(&format!("{tls}-more"), 3);
         server.put(&user, "", &more);
-        let run = env.run(&["fetch"]);
+        let run = env.run(&["-v", "fetch"]);
         run.expect(0);
         assert!(
             run.stdout.contains("fetched 3 messages"),
@@ -79,7 +79,7 @@ fn delete_mode_empties_the_server_and_keeps_one_copy() {
         &maildir,
         "mode = \"delete\"",
     ));
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     assert!(
         run.stdout.contains("deleted 40 on the server"),
@@ -103,7 +103,7 @@ fn keep_then_delete_removes_what_was_fetched_without_refetching() {
     let maildir = env.path("Mail");
     env.config(&pop3_account("acct", &user, "implicit", &maildir, ""));
     env.run(&["fetch"]).expect(0);
-    let run = env.run(&["fetch", "--delete"]);
+    let run = env.run(&["-v", "fetch", "--delete"]);
     run.expect(0);
     assert!(run.stdout.contains("deleted 6"), "{}", run.stdout);
     assert_eq!(server.count(&user, "INBOX"), 0);
@@ -125,7 +125,7 @@ fn dry_run_changes_nothing_anywhere() {
         &maildir,
         "mode = \"delete\"",
     ));
-    let run = env.run(&["fetch", "--dry-run"]);
+    let run = env.run(&["-v", "fetch", "--dry-run"]);
     run.expect(0);
     assert_eq!(
         run.stdout.matches("would fetch message").count(),
@@ -174,7 +174,7 @@ fn delete_after_deletes_exactly_the_old_ones() {
     // Day 30 after the first fetch: exactly the first three are due; the others are 20 days old.
     env.vars.retain(|(k, _)| k != "MAILFERRY_NOW");
     env.var("MAILFERRY_NOW", &(t0 + 30 * day).to_string());
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     assert!(run.stdout.contains("deleted 3"), "{}", run.stdout);
     assert_eq!(server.count(&user, "INBOX"), 2);
@@ -291,7 +291,7 @@ fn mailbox_in_use_is_a_temporary_failure() {
         "retries = 10\nretry_delay = \"100ms\"",
     ));
     let mut child = env
-        .command(&["fetch"])
+        .command(&["-v", "fetch"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -391,7 +391,7 @@ fn quiet_prints_nothing_and_limits_apply() {
     run.expect(0);
     assert_eq!((run.stdout.as_str(), run.stderr.as_str()), ("", ""));
     assert_eq!(local_messages(&maildir).len(), 3);
-    let run = env.run(&["fetch"]);
+    let run = env.run(&["-v", "fetch"]);
     run.expect(0);
     assert!(
         run.stdout.contains("fetched 2 messages") && run.stdout.contains("1 too large"),

@@ -67,7 +67,7 @@ fn first_sync_both_ways_then_nothing_to_do() {
     let local_only = message("sflocal", 0, 800);
     deliver_local(&maildir, &["Drafts"], &[(local_only.clone(), "DS")]);
 
-    let run = env.run(&["sync"]);
+    let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(
         run.stdout.contains("6 downloaded") && run.stdout.contains("1 uploaded"),
@@ -94,7 +94,7 @@ fn first_sync_both_ways_then_nothing_to_do() {
         "{flags}"
     );
 
-    let run = env.run(&["sync"]);
+    let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(
         run.stdout.contains("ch: in sync, nothing to do"),
@@ -179,7 +179,7 @@ fn two_devices_read_flag_delete_and_move() {
     );
     assert_eq!(local_messages(&maildir).len(), 3);
 
-    let run = env.run(&["sync"]);
+    let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
 }
@@ -319,7 +319,7 @@ fn a_uidvalidity_change_keeps_the_pairs() {
         "777",
         "INBOX",
     ]);
-    let run = env.run(&["sync"]);
+    let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(run.stderr.contains("re-matched 4 of 4"), "{}", run.stderr);
     assert_same(
@@ -366,7 +366,7 @@ fn crashes_at_every_step_of_a_sync_lose_and_duplicate_nothing() {
             70,
             "{step}:{n}: each upload exactly once on the server"
         );
-        let run = env.run(&["sync"]);
+        let run = env.run(&["-v", "sync"]);
         run.expect(0);
         assert!(
             run.stdout.contains("nothing to do"),
@@ -503,7 +503,7 @@ fn sigkill_at_many_moments_of_a_sync() {
         killed > 0,
         "no run was interrupted; the test proved nothing"
     );
-    let run = env.run(&["sync"]);
+    let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
 }
@@ -612,7 +612,7 @@ fn pushing_without_uidplus_pairs_uploads_by_content_even_after_a_crash() {
         let mut all = far.clone();
         all.extend(near.clone());
         assert_same(local_messages(&maildir), &all, &format!("{step}:{n} local"));
-        let run = env.run(&["sync"]);
+        let run = env.run(&["-v", "sync"]);
         run.expect(0);
         assert!(
             run.stdout.contains("nothing to do"),
@@ -678,7 +678,7 @@ fn keywords_travel_both_ways_through_dovecot_keywords() {
     assert!(on_server(1).contains("todo"), "{}", on_server(1));
     assert_eq!(local_keywords(&maildir, &mid("kw", 2)), " $Junk");
     assert_eq!(local_keywords(&maildir, &mid("kw", 0)), "S $Label1");
-    let run = env.run(&["sync"]);
+    let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
 }
