@@ -21,12 +21,11 @@ pub struct ParseError {
 /// A value in a response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
-    /// An atom or number (also `BODY[...]` section names).
+    /// An atom or number (also `BODY[...]` section names, and NIL: whether that means "no
+    /// value" or is a name depends on where it stands, see [`Value::nstring`]).
     Atom(Vec<u8>),
     /// A quoted string or literal.
     Str(Vec<u8>),
-    /// NIL.
-    Nil,
     /// A parenthesised list.
     List(Vec<Value>),
 }
@@ -45,13 +44,22 @@ impl Value {
         self.atom()?.parse().ok()
     }
 
-    /// The bytes of a string, atom or NIL (empty).
+    /// The bytes of a string or atom (a flag or mailbox called NIL included).
     pub fn bytes(&self) -> Option<&[u8]> {
         match self {
             Value::Atom(a) | Value::Str(a) => Some(a),
-            Value::Nil => Some(b""),
             Value::List(_) => None,
         }
+    }
+
+    /// Whether this is NIL, the absent value of an nstring.
+    pub fn is_nil(&self) -> bool {
+        matches!(self, Value::Atom(a) if a.eq_ignore_ascii_case(b"NIL"))
+    }
+
+    /// The bytes of an nstring: None for NIL.
+    pub fn nstring(&self) -> Option<&[u8]> {
+        if self.is_nil() { None } else { self.bytes() }
     }
 }
 
@@ -334,14 +342,7 @@ impl<'a> Lexer<'a> {
                 self.pos += 1;
                 Ok(Value::Str(self.literal()?))
             }
-            Some(_) => {
-                let atom = self.atom()?;
-                if atom.eq_ignore_ascii_case(b"NIL") {
-                    Ok(Value::Nil)
-                } else {
-                    Ok(Value::Atom(atom.to_vec()))
-                }
-            }
+            Some(_) => Ok(Value::Atom(self.atom()?.to_vec())),
         }
     }
 
@@ -524,7 +525,7 @@ fn parse_fetch(seq: u32, lx: &mut Lexer<'_>) -> Result<Fetch, ParseError> {
                 }
             }
             n if n == "BODY[]" || n.starts_with("BODY[]<") || n == "BINARY[]" => fetch.body = true,
-            n if n.starts_with("BODY[HEADER") => fetch.header = value.bytes().map(<[u8]>::to_vec),
+            n if n.starts_with("BODY[HEADER") => fetch.header = value.nstring().map(<[u8]>::to_vec),
             _ => {}
         }
     }
@@ -586,7 +587,7 @@ pub fn parse(line: &[u8]) -> Result<Response, ParseError> {
             let attributes = atoms(&lx.value()?);
             let delimiter = match lx.value()? {
                 Value::Str(d) | Value::Atom(d) if d.len() == 1 => Some(d[0] as char),
-                Value::Nil => None,
+                v if v.is_nil() => None,
                 _ => return Err(lx.err("bad LIST delimiter")),
             };
             let name = lx
@@ -971,6 +972,22 @@ mod tests {
             "8-bit is not modified UTF-7"
         );
         assert_eq!(utf7_decode(b"&2D3-"), None, "a lone surrogate");
+    }
+
+    #[test]
+    fn nil_is_a_name_where_a_name_stands() {
+        // Found by the fetch read-back property: a keyword "nil" was read as NIL, i.e. lost.
+        let Ok(Response::Fetch(f)) =
+            parse(b"* 1 FETCH (UID 7 FLAGS (nil \\Seen) BODY[HEADER.FIELDS (MESSAGE-ID)] NIL)")
+        else {
+            panic!()
+        };
+        assert_eq!(f.flags, Some(vec!["nil".to_string(), "\\Seen".to_string()]));
+        assert_eq!(f.header, None);
+        let Ok(Response::List(l)) = parse(b"* LIST () NIL NIL") else {
+            panic!()
+        };
+        assert_eq!((l.delimiter, l.name), (None, b"NIL".to_vec()));
     }
 
     #[test]
