@@ -49,6 +49,7 @@ Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table pe
   connections (IMAP connections at once, default 3),
   retries (default 2), retry_delay (\"10s\", doubled each time)   after temporary failures
   [channels.NAME]       account, sync = both|pull|push, expunge = none|far|near|both, create
+Top level: state_dir, log_file. Every key: mailferry.toml(5).
 Unknown keys are errors; every error names the file, line and key.
 State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one lock per account).
 

@@ -4,7 +4,7 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
-use crate::config::{Account, ConfigError, PasswordSource};
+use crate::config::{Account, AuthMech, ConfigError, PasswordSource};
 
 /// A password or token; never printed by `Debug`.
 #[derive(Clone)]
@@ -25,6 +25,35 @@ impl Secret {
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// What an account logs in with, for every connection of a run: a password is read once; an
+/// OAuth access token is asked for again at each login, since tokens expire (often within the
+/// hour) and a long run opens connections late or reconnects.
+pub struct Credentials<'a> {
+    account: &'a Account,
+    password: Option<Secret>,
+}
+
+impl<'a> Credentials<'a> {
+    /// Reads a password now (so that a bad source fails before any connection).
+    pub fn new(account: &'a Account) -> Result<Credentials<'a>, ConfigError> {
+        let oauth = matches!(account.auth, AuthMech::Xoauth2 | AuthMech::Oauthbearer);
+        let password = if oauth {
+            None
+        } else {
+            Some(password(account)?)
+        };
+        Ok(Credentials { account, password })
+    }
+
+    /// The secret for the next login.
+    pub fn secret(&self) -> Result<Secret, ConfigError> {
+        match &self.password {
+            Some(p) => Ok(p.clone()),
+            None => password(self.account),
+        }
     }
 }
 

@@ -671,8 +671,8 @@ fn fetch_options(
 
 /// `mailferry check` for IMAP: connect, TLS, login, capabilities, folders; nothing moves.
 async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
-    let secret = credentials::password(account)?;
-    let mut session = imap::open(account, &secret).await?;
+    let login = credentials::Credentials::new(account)?;
+    let mut session = imap::open(account, &login.secret()?).await?;
     let (folders, skipped) = imap::list_folders(&mut session.client).await?;
     let interesting = [
         "IMAP4REV1",
@@ -725,9 +725,9 @@ async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
 
 /// `mailferry list`: folders with message counts.
 async fn list_account(account: &Account, out: &Output) -> anyhow::Result<()> {
-    let secret = credentials::password(account)?;
+    let login = credentials::Credentials::new(account)?;
     if account.protocol == Protocol::Pop3 {
-        let mut session = pop3::open(account, &secret).await?;
+        let mut session = pop3::open(account, &login.secret()?).await?;
         let n = session.client.list().await?.len();
         session.client.quit().await?;
         out.info(&format!(
@@ -736,7 +736,7 @@ async fn list_account(account: &Account, out: &Output) -> anyhow::Result<()> {
         ));
         return Ok(());
     }
-    let mut session = imap::open(account, &secret).await?;
+    let mut session = imap::open(account, &login.secret()?).await?;
     let (folders, skipped) = imap::list_folders(&mut session.client).await?;
     for folder in &folders {
         let (untagged, _) = session
@@ -788,8 +788,8 @@ async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
     if account.protocol == Protocol::Imap {
         return check_imap(account, out).await;
     }
-    let secret = credentials::password(account)?;
-    let mut session = pop3::open(account, &secret).await?;
+    let login = credentials::Credentials::new(account)?;
+    let mut session = pop3::open(account, &login.secret()?).await?;
     let listing = session.client.list().await?;
     let bytes: u64 = listing.iter().map(|&(_, s)| s).sum();
     let greeting = sanitize(session.client.greeting(), 200);

@@ -24,9 +24,9 @@ use crate::{credentials, join};
 
 /// Fetches every selected folder of one IMAP account.
 pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow::Result<Outcome> {
-    let secret = credentials::password(account)?;
+    let login = credentials::Credentials::new(account)?;
     let maildir = account_maildir(account);
-    let mut session = imap::open(account, &secret).await?;
+    let mut session = imap::open(account, &login.secret()?).await?;
     if opts.mode == Mode::Delete && !session.client.has("UIDPLUS") {
         // Plain EXPUNGE would also remove what other clients marked \Deleted.
         return Err(ImapError::Missing(
@@ -73,7 +73,7 @@ pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow
         (session, open_state()?),
         folders,
         connections,
-        async || Ok((imap::open(account, &secret).await?, open_state()?)),
+        async || Ok((imap::open(account, &login.secret()?).await?, open_state()?)),
         async |(session, (state, _)): &mut (Session, (State, Option<DryRunDir>)),
                folder: RemoteFolder| {
             let mut outcome = Outcome::default();

@@ -38,7 +38,7 @@ pub async fn run(
     out: &Output,
 ) -> anyhow::Result<Outcome> {
     let maildir = Maildir::new(&account.maildir, account.layout);
-    let secret = credentials::password(account)?;
+    let login = credentials::Credentials::new(account)?;
     let policy = Policy {
         mode: opts.mode,
         delete_after: opts.delete_after,
@@ -58,7 +58,7 @@ pub async fn run(
             Some(s) => s.pop3_known()?,
             None => HashMap::new(),
         };
-        let mut session = pop3::open(account, &secret).await?;
+        let mut session = pop3::open(account, &login.secret()?).await?;
         let listing = listing(&mut session.client, &session.caps, opts.mode).await?;
         let plan = plan::plan(&listing, &known, &policy);
         describe(account, &session, &listing, &plan, out);
@@ -99,7 +99,7 @@ pub async fn run(
     // an interrupted run over a large mailbox keeps what it deleted (QUIT commits DELE).
     let mut confirmed_deleted: HashSet<String> = HashSet::new();
     loop {
-        let mut session = pop3::open(account, &secret).await?;
+        let mut session = pop3::open(account, &login.secret()?).await?;
         let listing = listing(&mut session.client, &session.caps, opts.mode).await?;
         // A server that confirmed a deletion (QUIT +OK) but still lists the message would make
         // this loop go round for ever; it is lying, so stop.

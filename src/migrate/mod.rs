@@ -191,9 +191,9 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..MigrateOutcome::default()
     };
-    let secret = crate::credentials::password(target)?;
+    let login = crate::credentials::Credentials::new(target)?;
     let mut source = spec.open(opts.delete_source).await?;
-    let mut session = imap::open(target, &secret).await?;
+    let mut session = imap::open(target, &login.secret()?).await?;
     let units = source.units(&opts.inbox).await?;
     let delimiter = imap::delimiter(&mut session).await?;
     let (existing, _) = imap::list_folders(&mut session.client).await?;
@@ -228,7 +228,7 @@ pub async fn run(
         async || {
             Ok((
                 spec.open(opts.delete_source).await?,
-                imap::open(target, &secret).await?,
+                imap::open(target, &login.secret()?).await?,
                 State::open(&state_path)?,
             ))
         },

@@ -108,10 +108,10 @@ impl Source {
     /// Opens a POP3 or IMAP account (POP3 messages need a stable identity: UIDL, or TOP for a
     /// header hash). IMAP folders are opened read-write only to delete from them.
     pub async fn open(account: &Account, delete: bool) -> anyhow::Result<Source> {
-        let secret = crate::credentials::password(account)?;
+        let login = crate::credentials::Credentials::new(account)?;
         match account.protocol {
             Protocol::Pop3 => {
-                let mut session = crate::pop3::open(account, &secret).await?;
+                let mut session = crate::pop3::open(account, &login.secret()?).await?;
                 let listing =
                     crate::fetch::pop3::listing(&mut session.client, &session.caps, Mode::Keep)
                         .await?;
@@ -122,7 +122,7 @@ impl Source {
                 })
             }
             Protocol::Imap => Ok(Source::Imap {
-                session: Box::new(imap::open(account, &secret).await?),
+                session: Box::new(imap::open(account, &login.secret()?).await?),
                 account: Box::new(account.clone()),
                 writable: delete,
             }),

@@ -139,9 +139,9 @@ pub async fn run(
         dry_run: opts.dry_run,
         ..SyncOutcome::default()
     };
-    let secret = credentials::password(account)?;
+    let login = credentials::Credentials::new(account)?;
     let maildir = account_maildir(account);
-    let mut session = imap::open(account, &secret).await?;
+    let mut session = imap::open(account, &login.secret()?).await?;
     if policy.expunge_far && !session.client.has("UIDPLUS") {
         return Err(imap::ImapError::Missing(
             "UIDPLUS (UID EXPUNGE), which expunge = far or both needs to remove only the messages \
@@ -216,7 +216,7 @@ pub async fn run(
         account.connections,
         async || {
             Ok((
-                imap::open(account, &secret).await?,
+                imap::open(account, &login.secret()?).await?,
                 State::open(&state_path)?,
             ))
         },

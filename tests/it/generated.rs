@@ -70,3 +70,56 @@ fn every_exit_code_is_documented_in_help_and_readme() {
         );
     }
 }
+
+/// The keys the config parser accepts in a table, as its "unknown field" error lists them.
+fn accepted_keys(table_header: &str) -> Vec<String> {
+    let text = format!("{table_header}\nno_such_key = 1\n");
+    let err = match mailferry::config::Config::parse(&text, Path::new("c.toml"), 0o600) {
+        Ok(_) => panic!("an unknown key was accepted"),
+        Err(e) => e.to_string(),
+    };
+    let expected = err
+        .split("expected one of ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no key list in: {err}"));
+    expected
+        .split(", ")
+        .map(|k| {
+            k.split('`')
+                .nth(1)
+                .unwrap_or_else(|| panic!("{err}"))
+                .to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn every_config_key_is_documented_in_the_man_page_and_readme() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let man = std::fs::read_to_string(root.join("man/mailferry.toml.5")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    for (table, header) in [
+        ("top level", ""),
+        (
+            "accounts",
+            "[accounts.a]\nprotocol = \"pop3\"\nhost = \"h\"\nuser = \"u\"",
+        ),
+        ("channels", "[channels.c]\naccount = \"a\""),
+    ] {
+        let keys = accepted_keys(header);
+        assert!(keys.len() >= 2, "{table}: {keys:?}");
+        for key in keys {
+            let entry = format!("\n.TP\n.B {key}\n");
+            assert!(
+                man.contains(&entry),
+                "mailferry.toml(5) lacks {table} key {key}"
+            );
+            if !["accounts", "channels"].contains(&key.as_str()) {
+                assert!(
+                    readme.contains(&format!("`{key}")),
+                    "README lacks {table} key {key}"
+                );
+            }
+        }
+    }
+}

@@ -205,6 +205,44 @@ fn oauth_tokens_and_their_refusal() {
 }
 
 #[test]
+fn oauth_tokens_are_asked_for_again_at_each_login() {
+    // Delete mode commits (QUIT, reconnect) after the batch (64) that passes 50 deletions here:
+    // three logins in one run, each with a token that works once, as an expiring token would.
+    let mail: Vec<Vec<u8>> = (0..130).map(|i| message("oauthre", i, 300)).collect();
+    let script = Script {
+        uidl: true,
+        sasl: vec!["XOAUTH2".into()],
+        secret: "tok-".into(),
+        single_use_tokens: true,
+        uidls: (0..130).map(|i| Some(format!("u{i}"))).collect(),
+        ..Script::default()
+    };
+    let server = FakePop3::start(script, &mail);
+    let mut env = Env::new();
+    env.var("MAILFERRY_COMMIT_EVERY", "50");
+    let maildir = env.path("Mail");
+    let counter = env.path("counter");
+    let config = account(
+        server.port,
+        &maildir,
+        &format!(
+            "auth = \"xoauth2\"\nmode = \"delete\"\npassword_command = \"echo x >> {0}; echo tok-$(wc -l < {0})\"",
+            counter.display()
+        ),
+    )
+    .replace("password_env = \"FAKE_PW\"\n", "");
+    env.config(&config);
+    env.run(&["fetch"]).expect(0);
+    assert_same(local_messages(&maildir), &mail, "fetched");
+    assert!(
+        server.mailbox.lock().unwrap().is_empty(),
+        "deleted on the server"
+    );
+    let tokens = server.seen.lock().unwrap().tokens.clone();
+    assert_eq!(tokens, ["tok-1", "tok-2", "tok-3"]);
+}
+
+#[test]
 fn a_second_concurrent_run_exits_at_once_with_its_own_code() {
     let server = FakePop3::start(
         Script {

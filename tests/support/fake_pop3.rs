@@ -28,6 +28,8 @@ pub struct Script {
     pub sasl: Vec<String>,
     /// The password (PLAIN) or bearer token (OAuth) that logs in.
     pub secret: String,
+    /// OAuth tokens log in once each (as if each expired after use); `secret` is their prefix.
+    pub single_use_tokens: bool,
     /// Answer QUIT +OK but keep the messages marked for deletion (a lying server).
     pub ignore_deletes: bool,
 }
@@ -40,6 +42,8 @@ pub type Mailbox = Vec<(Option<String>, Vec<u8>)>;
 pub struct Seen {
     /// Commands received, in order (passwords included: tests check they were never sent).
     pub commands: Vec<String>,
+    /// OAuth bearer tokens presented, in order.
+    pub tokens: Vec<String>,
 }
 
 /// A running fake server.
@@ -161,12 +165,25 @@ fn session(
                 let ir = cmd.split(' ').nth(2).unwrap_or("");
                 let decoded = B64.decode(ir).unwrap_or_default();
                 let text = String::from_utf8_lossy(&decoded).into_owned();
+                let bearer = |head: &str| {
+                    let token = text
+                        .strip_prefix(head)
+                        .and_then(|t| t.strip_suffix("\x01\x01"))
+                        .and_then(|t| t.strip_prefix("auth=Bearer "))?
+                        .to_string();
+                    let mut seen = seen.lock().unwrap();
+                    let fresh = !seen.tokens.contains(&token);
+                    seen.tokens.push(token.clone());
+                    Some(if script.single_use_tokens {
+                        fresh && token.starts_with(&script.secret)
+                    } else {
+                        token == script.secret
+                    })
+                };
                 let good = match mech.as_str() {
                     "PLAIN" => text == format!("\0u\0{}", script.secret),
-                    "XOAUTH2" => text == format!("user=u\x01auth=Bearer {}\x01\x01", script.secret),
-                    "OAUTHBEARER" => {
-                        text == format!("n,a=u,\x01auth=Bearer {}\x01\x01", script.secret)
-                    }
+                    "XOAUTH2" => bearer("user=u\x01").unwrap_or(false),
+                    "OAUTHBEARER" => bearer("n,a=u,\x01").unwrap_or(false),
                     _ => false,
                 };
                 if good && script.sasl.contains(&mech) {
