@@ -3,7 +3,9 @@
 //! `scripts/bench [MESSAGES] [RUNS] [pop3|imap|all]` (defaults 2000, 3, all). It starts a throwaway Dovecot on
 //! 127.0.0.1, fills a mailbox with a deterministic corpus, and times each tool (wall, CPU,
 //! peak RSS via /usr/bin/time) over implicit TLS, checking each result before it counts.
-//! Prints a Markdown table of medians, with ratios to mailferry.
+//! Besides the first pull: a no-op rerun, a rerun after 100 new messages, and (IMAP) a rerun
+//! after flags changed on 100 messages; `cp -a` + `sync` of the server's Maildir is the
+//! physical reference. Prints a Markdown table of medians, with ratios to the best peer.
 
 #[path = "../tests/support/dovecot.rs"]
 #[allow(dead_code)]
@@ -156,6 +158,36 @@ struct Tool {
     setup: fn(&Ctx, &Path) -> Command,
     /// Exit codes that mean success (fetchmail says 1 for "no mail").
     ok: &'static [i32],
+    /// What the tool is: mailferry, a peer, or the physical reference (first pull only).
+    kind: Kind,
+    /// Whether it carries flag changes on the server into the Maildir.
+    follows_flags: bool,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Mailferry,
+    Peer,
+    Reference,
+}
+
+/// `cp -a` of the server's Maildir and `sync`: what the disk allows.
+const CP_REFERENCE: Tool = Tool {
+    name: "cp -a + sync (reference)",
+    setup: cp_reference,
+    ok: &[0],
+    kind: Kind::Reference,
+    follows_flags: false,
+};
+
+fn cp_reference(ctx: &Ctx, dir: &Path) -> Command {
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c").arg(format!(
+        "cp -a '{}' '{}' && sync",
+        ctx.server_maildir.display(),
+        dir.join("Mail").display()
+    ));
+    cmd
 }
 
 struct Ctx {
@@ -165,6 +197,7 @@ struct Ctx {
     password: String,
     ca: PathBuf,
     mailferry: PathBuf,
+    server_maildir: PathBuf,
 }
 
 fn maildir_in(dir: &Path) -> PathBuf {
@@ -372,21 +405,29 @@ const IMAP_TOOLS: &[Tool] = &[
         name: "mailferry fetch",
         setup: mailferry_imap_fetch,
         ok: &[0],
+        kind: Kind::Mailferry,
+        follows_flags: false,
     },
     Tool {
         name: "mailferry sync",
         setup: mailferry_imap_sync,
         ok: &[0],
+        kind: Kind::Mailferry,
+        follows_flags: true,
     },
     Tool {
         name: "mbsync",
         setup: mbsync,
         ok: &[0],
+        kind: Kind::Peer,
+        follows_flags: true,
     },
     Tool {
         name: "offlineimap3",
         setup: offlineimap,
         ok: &[0],
+        kind: Kind::Peer,
+        follows_flags: true,
     },
 ];
 
@@ -396,21 +437,29 @@ const POP3_TOOLS: &[Tool] = &[
         name: "mailferry",
         setup: mailferry,
         ok: &[0],
+        kind: Kind::Mailferry,
+        follows_flags: false,
     },
     Tool {
         name: "mpop",
         setup: mpop,
         ok: &[0],
+        kind: Kind::Peer,
+        follows_flags: false,
     },
     Tool {
         name: "fetchmail",
         setup: fetchmail,
         ok: &[0, 1],
+        kind: Kind::Peer,
+        follows_flags: false,
     },
     Tool {
         name: "getmail6",
         setup: getmail,
         ok: &[0],
+        kind: Kind::Peer,
+        follows_flags: false,
     },
 ];
 
@@ -444,6 +493,7 @@ fn main() {
             runs,
             &mailferry,
             &scratch,
+            true,
         );
     }
     if imap {
@@ -459,6 +509,7 @@ fn main() {
             runs,
             &mailferry,
             &scratch,
+            true,
         );
     }
     // One 25 MB message: memory must not grow with message size.
@@ -481,6 +532,7 @@ fn main() {
             3,
             &mailferry,
             &scratch,
+            false,
         );
     }
     if imap {
@@ -494,9 +546,64 @@ fn main() {
             3,
             &mailferry,
             &scratch,
+            false,
         );
     }
     let _ = fs::remove_dir_all(&scratch);
+}
+
+/// The medians of one tool's runs.
+struct Row {
+    name: &'static str,
+    kind: Kind,
+    first: Sample,
+    noop: Option<f64>,
+    plus100: Option<f64>,
+    flags: Option<(f64, bool)>,
+}
+
+/// The reruns after a first pull: nothing new, flags changed on up to 100 messages (IMAP; and
+/// whether the tool carried them), 100 new messages.
+#[derive(Clone, Copy)]
+struct Reruns {
+    noop: Sample,
+    flags: Option<(Sample, bool)>,
+    plus100: Sample,
+}
+
+/// 100 messages that arrive between two runs.
+fn new_mail(run: usize) -> Vec<Vec<u8>> {
+    (0..100)
+        .map(|i| {
+            format!(
+                "From: late@example.org\nSubject: late {i}\nMessage-ID: <bench-new.{run}.{i}@example.org>\n\n\
+                 {}\n",
+                "late mail body line\n".repeat(200)
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// Message files in a Maildir tree whose flags include `letter`.
+fn flagged_files(root: &Path, letter: char) -> usize {
+    let mut count = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Some(name) = path.file_name().and_then(|n| n.to_str())
+                && name
+                    .rsplit_once(":2,")
+                    .is_some_and(|(_, f)| f.contains(letter))
+            {
+                count += 1;
+            }
+        }
+    }
+    count
 }
 
 /// Fills a mailbox of its own with `mail` and times every tool fetching it.
@@ -511,6 +618,7 @@ fn scenario(
     runs: usize,
     mailferry: &Path,
     scratch: &Path,
+    reruns: bool,
 ) {
     let n = mail.len();
     let user = server.user(name);
@@ -547,44 +655,100 @@ fn scenario(
         password: user.password.clone(),
         ca: server.ca.clone(),
         mailferry: mailferry.to_path_buf(),
+        server_maildir: user.maildir(),
     };
-    println!("\n{title}\n");
-    println!(
-        "| tool | first fetch wall s | CPU s | peak RSS MiB | no-op rerun wall s | wall vs mailferry | RSS vs mailferry |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    let mut base: Option<(f64, f64)> = None;
-    for tool in tools {
-        let mut first = Vec::new();
-        let mut noop = Vec::new();
+    let imap = tools.iter().any(|t| t.follows_flags);
+    // Flags change on the first 100 messages of INBOX (fewer if it holds fewer).
+    let flagged = n.div_ceil(folders.len()).min(100);
+    let first_ones = format!("1:{flagged}");
+    let mut rows = Vec::new();
+    for tool in tools.iter().chain([&CP_REFERENCE]) {
+        let mut samples: Vec<(Sample, Option<Reruns>)> = Vec::new();
         let mut failure = None;
         for run in 0..=runs {
-            let dir = scratch.join(format!("{}-{run}", tool.name));
+            let dir = scratch.join(format!("{}-{run}", tool.name.replace(' ', "_")));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
-            let result =
-                timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok).and_then(|first_sample| {
-                    let (ids, files) = message_ids(&dir.join("Mail"));
-                    if ids != expected || files != n {
-                        return Err(format!(
-                            "wrong result: {files} files, {} of {n} messages",
-                            ids.len()
-                        ));
+            let result = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok).and_then(|first| {
+                let (ids, files) = message_ids(&dir.join("Mail"));
+                if ids != expected || files != n {
+                    return Err(format!(
+                        "wrong result: {files} files, {} of {n} messages",
+                        ids.len()
+                    ));
+                }
+                if tool.kind == Kind::Reference || !reruns {
+                    return Ok((first, None));
+                }
+                let again = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok)?;
+                if message_ids(&dir.join("Mail")).1 != n {
+                    return Err("the no-op rerun fetched again".to_string());
+                }
+                // Flags changed on messages of INBOX by another client.
+                let flags = if imap {
+                    server.doveadm(&[
+                        "flags",
+                        "add",
+                        "-u",
+                        &user.name,
+                        "\\Flagged",
+                        "mailbox",
+                        "INBOX",
+                        &first_ones,
+                    ]);
+                    let sample = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok);
+                    server.doveadm(&[
+                        "flags",
+                        "remove",
+                        "-u",
+                        &user.name,
+                        "\\Flagged",
+                        "mailbox",
+                        "INBOX",
+                        &first_ones,
+                    ]);
+                    let sample = sample?;
+                    let carried = flagged_files(&dir.join("Mail"), 'F') == flagged;
+                    if tool.follows_flags && !carried {
+                        return Err("the flag changes did not arrive".to_string());
                     }
-                    let again = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok)?;
-                    if message_ids(&dir.join("Mail")).1 != n {
-                        return Err("the no-op rerun fetched again".to_string());
-                    }
-                    Ok((first_sample, again))
-                });
+                    Some((sample, carried))
+                } else {
+                    None
+                };
+                // 100 new messages in INBOX.
+                server.put(&user, "", &new_mail(run));
+                let plus = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok);
+                server.doveadm(&[
+                    "expunge",
+                    "-u",
+                    &user.name,
+                    "mailbox",
+                    "INBOX",
+                    "header",
+                    "Message-ID",
+                    "bench-new",
+                ]);
+                let plus = plus?;
+                if message_ids(&dir.join("Mail")).1 != n + 100 {
+                    return Err(
+                        "the rerun after 100 new messages did not fetch exactly them".into(),
+                    );
+                }
+                Ok((
+                    first,
+                    Some(Reruns {
+                        noop: again,
+                        flags,
+                        plus100: plus,
+                    }),
+                ))
+            });
             let _ = fs::remove_dir_all(&dir);
             match result {
                 // Run 0 warms caches and is not counted.
                 Ok(_) if run == 0 => {}
-                Ok((a, b)) => {
-                    first.push(a);
-                    noop.push(b);
-                }
+                Ok(s) => samples.push(s),
                 Err(e) => {
                     failure = Some(e);
                     break;
@@ -593,22 +757,82 @@ fn scenario(
         }
         if let Some(e) = failure {
             println!(
-                "| {} | failed: {} | | | | | |",
+                "<!-- {} failed: {} -->",
                 tool.name,
-                e.replace('\n', " ").chars().take(200).collect::<String>()
+                e.replace('\n', " ").chars().take(300).collect::<String>()
             );
             continue;
         }
-        let wall = median(first.iter().map(|s| s.wall).collect());
-        let cpu = median(first.iter().map(|s| s.cpu).collect());
-        let rss = median(first.iter().map(|s| s.rss_kib as f64).collect()) / 1024.0;
-        let noop_wall = median(noop.iter().map(|s| s.wall).collect());
-        let (bw, br) = *base.get_or_insert((wall, rss));
+        let first = |f: fn(&Sample) -> f64| median(samples.iter().map(|s| f(&s.0)).collect());
+        let rerun = |pick: fn(&Reruns) -> Option<Sample>| {
+            let v: Vec<f64> = samples
+                .iter()
+                .filter_map(|s| s.1.as_ref().and_then(pick))
+                .map(|s| s.wall)
+                .collect();
+            (!v.is_empty()).then(|| median(v))
+        };
+        let carried = samples
+            .iter()
+            .all(|s| s.1.and_then(|r| r.flags).is_some_and(|f| f.1));
+        rows.push(Row {
+            name: tool.name,
+            kind: tool.kind,
+            first: Sample {
+                wall: first(|s| s.wall),
+                cpu: first(|s| s.cpu),
+                rss_kib: first(|s| s.rss_kib as f64) as u64,
+            },
+            noop: rerun(|r| Some(r.noop)),
+            plus100: rerun(|r| Some(r.plus100)),
+            flags: rerun(|r| r.flags.map(|f| f.0)).map(|w| (w, carried)),
+        });
+    }
+    print_table(title, &rows);
+}
+
+/// Prints the rows with each figure's ratio to the best peer (smaller is better).
+fn print_table(title: &str, rows: &[Row]) {
+    let peers: Vec<&Row> = rows.iter().filter(|r| r.kind == Kind::Peer).collect();
+    let best = |f: &dyn Fn(&Row) -> Option<f64>| {
+        peers
+            .iter()
+            .filter_map(|r| f(r))
+            .min_by(|a, b| a.total_cmp(b))
+    };
+    let best_wall = best(&|r| Some(r.first.wall));
+    let best_cpu = best(&|r| Some(r.first.cpu));
+    let best_rss = best(&|r| Some(r.first.rss_kib as f64));
+    let best_noop = best(&|r| r.noop);
+    let ratio = |v: Option<f64>, b: Option<f64>| match (v, b) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}", v / b),
+        _ => "—".to_string(),
+    };
+    let secs =
+        |v: Option<f64>, digits: usize| v.map_or("—".to_string(), |v| format!("{v:.digits$}"));
+    println!("\n{title}\n");
+    println!(
+        "| tool | first pull wall s | CPU s | peak RSS MiB | no-op rerun s | +100 new rerun s | flags-only rerun s | wall / best peer | CPU / best peer | RSS / best peer | no-op / best peer |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in rows {
+        let flags = match r.flags {
+            Some((w, true)) => format!("{w:.3}"),
+            Some((w, false)) => format!("{w:.3} (not carried)"),
+            None => "—".to_string(),
+        };
         println!(
-            "| {} | {wall:.2} | {cpu:.2} | {rss:.1} | {noop_wall:.3} | {:.2} | {:.2} |",
-            tool.name,
-            wall / bw,
-            rss / br
+            "| {} | {:.2} | {:.2} | {:.1} | {} | {} | {flags} | {} | {} | {} | {} |",
+            r.name,
+            r.first.wall,
+            r.first.cpu,
+            r.first.rss_kib as f64 / 1024.0,
+            secs(r.noop, 3),
+            secs(r.plus100, 3),
+            ratio(Some(r.first.wall), best_wall),
+            ratio(Some(r.first.cpu), best_cpu),
+            ratio(Some(r.first.rss_kib as f64), best_rss),
+            ratio(r.noop, best_noop),
         );
     }
 }
