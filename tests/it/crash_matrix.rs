@@ -75,6 +75,25 @@ fn local_snapshot(maildir: &Path) -> Snapshot {
     rows
 }
 
+/// The end state of a fetch or sync: the Maildir, then the server.
+fn maildir_and_server(maildir: std::path::PathBuf, user: User) -> Box<dyn Fn() -> Snapshot> {
+    Box::new(move || {
+        let mut all = local_snapshot(&maildir);
+        all.extend(server_snapshot(&user));
+        all
+    })
+}
+
+/// The end state of a migration: the source's server, then the target's.
+fn source_and_target(src: User, dst: User) -> Box<dyn Fn() -> Snapshot> {
+    Box::new(move || {
+        let mut all = server_snapshot(&src);
+        all.push(("--- target".into(), String::new(), String::new()));
+        all.extend(server_snapshot(&dst));
+        all
+    })
+}
+
 /// One prepared run: what to run, and how to read the end state.
 struct Case {
     env: Env,
@@ -165,11 +184,7 @@ fn a_pop3_delete_run_crashed_after_every_step() {
         Case {
             env,
             args: vec!["fetch"],
-            snapshot: Box::new(move || {
-                let mut all = local_snapshot(&maildir);
-                all.extend(server_snapshot(&user));
-                all
-            }),
+            snapshot: maildir_and_server(maildir, user),
         }
     });
     assert_covers(
@@ -215,11 +230,7 @@ fn an_imap_delete_run_over_two_folders_crashed_after_every_step() {
         Case {
             env,
             args: vec!["fetch"],
-            snapshot: Box::new(move || {
-                let mut all = local_snapshot(&maildir);
-                all.extend(server_snapshot(&user));
-                all
-            }),
+            snapshot: maildir_and_server(maildir, user),
         }
     });
     assert_covers(
@@ -282,11 +293,7 @@ fn a_sync_with_expunge_crashed_after_every_step() {
         Case {
             env,
             args: vec!["sync"],
-            snapshot: Box::new(move || {
-                let mut all = local_snapshot(&maildir);
-                all.extend(server_snapshot(&user));
-                all
-            }),
+            snapshot: maildir_and_server(maildir, user),
         }
     });
     assert_covers(
@@ -337,12 +344,7 @@ fn a_migration_deleting_the_source_crashed_after_every_step() {
         Case {
             env,
             args: vec!["migrate", "--from", "old", "--to", "new", "--delete-source"],
-            snapshot: Box::new(move || {
-                let mut all = server_snapshot(&src);
-                all.push(("--- target".into(), String::new(), String::new()));
-                all.extend(server_snapshot(&dst));
-                all
-            }),
+            snapshot: source_and_target(src, dst),
         }
     });
     assert_covers(
@@ -381,12 +383,7 @@ fn a_pop3_migration_deleting_the_source_crashed_after_every_step() {
         Case {
             env,
             args: vec!["migrate", "--from", "old", "--to", "new", "--delete-source"],
-            snapshot: Box::new(move || {
-                let mut all = server_snapshot(&src);
-                all.push(("--- target".into(), String::new(), String::new()));
-                all.extend(server_snapshot(&dst));
-                all
-            }),
+            snapshot: source_and_target(src, dst),
         }
     });
     assert_covers(

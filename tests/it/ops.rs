@@ -9,6 +9,18 @@ fn corpus(tag: &str, n: usize) -> Vec<Vec<u8>> {
     (0..n).map(|i| message(tag, i, 500 + i * 37)).collect()
 }
 
+/// An account "broken" whose server cannot be reached (exit code 75, no retries).
+fn unreachable_account(env: &Env, user: &crate::support::User) -> String {
+    pop3_account(
+        "broken",
+        user,
+        "implicit",
+        &env.path("Broken"),
+        "retries = 0",
+    )
+    .replace(&format!("port = {}", dovecot().pop3s), "port = 1")
+}
+
 #[test]
 fn one_failing_account_does_not_stop_the_others() {
     let server = dovecot();
@@ -17,8 +29,7 @@ fn one_failing_account_does_not_stop_the_others() {
     server.put(&b, "", &corpus("opsb", 4));
     let mut env = Env::new();
     env.trust_test_ca();
-    let broken = pop3_account("broken", &a, "implicit", &env.path("Broken"), "retries = 0")
-        .replace(&format!("port = {}", server.pop3s), "port = 1");
+    let broken = unreachable_account(&env, &a);
     env.config(&format!(
         "{}{broken}{}",
         pop3_account("first", &a, "implicit", &env.path("A"), ""),
@@ -58,14 +69,7 @@ fn off_a_terminal_only_what_matters_is_printed() {
     server.put(&user, "", &corpus("opscron", 3));
     let mut env = Env::new();
     env.trust_test_ca();
-    let broken = pop3_account(
-        "broken",
-        &user,
-        "implicit",
-        &env.path("Broken"),
-        "retries = 0",
-    )
-    .replace(&format!("port = {}", server.pop3s), "port = 1");
+    let broken = unreachable_account(&env, &user);
     env.config(&format!(
         "{}{broken}",
         pop3_account("good", &user, "implicit", &env.path("Good"), "")
@@ -98,14 +102,7 @@ fn a_log_file_keeps_what_a_quiet_run_did() {
     let mut env = Env::new();
     env.trust_test_ca();
     let log = env.path("mailferry.log");
-    let broken = pop3_account(
-        "broken",
-        &user,
-        "implicit",
-        &env.path("Broken"),
-        "retries = 0",
-    )
-    .replace(&format!("port = {}", server.pop3s), "port = 1");
+    let broken = unreachable_account(&env, &user);
     env.config(&format!(
         "log_file = \"{}\"\n{}{broken}",
         log.display(),
