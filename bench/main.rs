@@ -208,14 +208,21 @@ fn maildir_in(dir: &Path) -> PathBuf {
     m
 }
 
-fn mailferry(ctx: &Ctx, dir: &Path) -> Command {
+/// mailferry with a config of one account `bench` (and `extra` sections), running `command`.
+fn mailferry_with(
+    ctx: &Ctx,
+    dir: &Path,
+    protocol: &str,
+    port: u16,
+    extra: &str,
+    command: &str,
+) -> Command {
     let config = dir.join("mailferry.toml");
     private_file(
         &config,
         &format!(
-            "[accounts.bench]\nprotocol = \"pop3\"\nhost = \"localhost\"\nport = {}\ntls = \"implicit\"\nuser = \"{}\"\n\
-             password = \"{}\"\nmaildir = \"{}\"\n",
-            ctx.port,
+            "[accounts.bench]\nprotocol = \"{protocol}\"\nhost = \"localhost\"\nport = {port}\ntls = \"implicit\"\n\
+             user = \"{}\"\npassword = \"{}\"\nmaildir = \"{}\"\n{extra}",
             ctx.user,
             ctx.password,
             maildir_in(dir).display()
@@ -227,9 +234,13 @@ fn mailferry(ctx: &Ctx, dir: &Path) -> Command {
         .arg(&config)
         .arg("--state-dir")
         .arg(dir.join("state"))
-        .arg("fetch")
+        .arg(command)
         .env("SSL_CERT_FILE", &ctx.ca);
     cmd
+}
+
+fn mailferry(ctx: &Ctx, dir: &Path) -> Command {
+    mailferry_with(ctx, dir, "pop3", ctx.port, "", "fetch")
 }
 
 fn mpop(ctx: &Ctx, dir: &Path) -> Command {
@@ -316,41 +327,13 @@ fn getmail(ctx: &Ctx, dir: &Path) -> Command {
     cmd
 }
 
-fn mailferry_imap(ctx: &Ctx, dir: &Path, sync: bool) -> Command {
-    let config = dir.join("mailferry.toml");
-    let channel = if sync {
-        "[channels.bench]\naccount = \"bench\"\n"
-    } else {
-        ""
-    };
-    private_file(
-        &config,
-        &format!(
-            "[accounts.bench]\nprotocol = \"imap\"\nhost = \"localhost\"\nport = {}\ntls = \"implicit\"\nuser = \"{}\"\n\
-             password = \"{}\"\nmaildir = \"{}\"\n{channel}",
-            ctx.imap_port,
-            ctx.user,
-            ctx.password,
-            maildir_in(dir).display()
-        ),
-    );
-    let mut cmd = Command::new(&ctx.mailferry);
-    cmd.arg("-q")
-        .arg("-c")
-        .arg(&config)
-        .arg("--state-dir")
-        .arg(dir.join("state"))
-        .arg(if sync { "sync" } else { "fetch" })
-        .env("SSL_CERT_FILE", &ctx.ca);
-    cmd
-}
-
 fn mailferry_imap_fetch(ctx: &Ctx, dir: &Path) -> Command {
-    mailferry_imap(ctx, dir, false)
+    mailferry_with(ctx, dir, "imap", ctx.imap_port, "", "fetch")
 }
 
 fn mailferry_imap_sync(ctx: &Ctx, dir: &Path) -> Command {
-    mailferry_imap(ctx, dir, true)
+    let channel = "[channels.bench]\naccount = \"bench\"\n";
+    mailferry_with(ctx, dir, "imap", ctx.imap_port, channel, "sync")
 }
 
 fn mbsync(ctx: &Ctx, dir: &Path) -> Command {

@@ -28,10 +28,9 @@ const COMMIT_EVERY: usize = 1000;
 pub fn run(cli: Cli) -> Exit {
     let out = Output::new(cli.quiet, cli.json, cli.verbose);
     if let Some(path) = &cli.log_file
-        && let Err(e) = open_log(path)
+        && let Err(code) = open_log(path)
     {
-        report_error(None, &e);
-        return Exit::LocalIo;
+        return code;
     }
     crate::report::set_trace(cli.verbose >= 2 && !cli.quiet);
     if let Command::Completions { shell } = cli.command {
@@ -66,10 +65,9 @@ pub fn run(cli: Cli) -> Exit {
     };
     if cli.log_file.is_none()
         && let Some(path) = ctx.config.as_ref().and_then(|c| c.log_file.as_ref())
-        && let Err(e) = open_log(path)
+        && let Err(code) = open_log(path)
     {
-        report_error(None, &e);
-        return Exit::LocalIo;
+        return code;
     }
     let results: Vec<(String, anyhow::Result<()>)> = match &cli.command {
         Command::Fetch(args) => runtime.block_on(ctx.fetch(args, &out)),
@@ -93,9 +91,14 @@ pub fn run(cli: Cli) -> Exit {
     worst
 }
 
-fn open_log(path: &Path) -> anyhow::Result<()> {
-    crate::report::log_to(path)
-        .with_context(|| format!("cannot open the log file {}", path.display()))
+/// Opens the log file, or says why it cannot (exit code 74).
+fn open_log(path: &Path) -> Result<(), Exit> {
+    crate::report::log_to(path).map_err(|e| {
+        let e =
+            anyhow::Error::new(e).context(format!("cannot open the log file {}", path.display()));
+        report_error(None, &e);
+        Exit::LocalIo
+    })
 }
 
 /// Prints an error and its causes to stderr (each cause once).

@@ -154,6 +154,44 @@ fn crash_after_every_step(name: &str, prepare: impl Fn(&str) -> Case) -> BTreeSe
     crashed_at
 }
 
+/// How an account section is written (`pop3_account` or `imap_account`).
+type AccountFn = fn(&str, &User, &str, &Path, &str) -> String;
+
+/// A delete-mode fetch of `user` into a fresh Maildir.
+fn delete_fetch(user: User, account: AccountFn) -> Case {
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&account(
+        "acct",
+        &user,
+        "implicit",
+        &maildir,
+        "mode = \"delete\"",
+    ));
+    Case {
+        env,
+        args: vec!["fetch"],
+        snapshot: maildir_and_server(maildir, user),
+    }
+}
+
+/// A migration from `src` (read with `source`) to the IMAP account of `dst`, deleting the source.
+fn migration(src: User, source: AccountFn, dst: User) -> Case {
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&format!(
+        "{}{}",
+        source("old", &src, "implicit", &env.path("unused-src"), ""),
+        imap_account("new", &dst, "implicit", &env.path("unused-dst"), "")
+    ));
+    Case {
+        env,
+        args: vec!["migrate", "--from", "old", "--to", "new", "--delete-source"],
+        snapshot: source_and_target(src, dst),
+    }
+}
+
 fn assert_covers(crashed_at: &BTreeSet<String>, steps: &[&str]) {
     for step in steps {
         assert!(
@@ -170,22 +208,9 @@ fn a_pop3_delete_run_crashed_after_every_step() {
     let crashed_at = crash_after_every_step("cm-pop3", |tag| {
         let user = server.user(tag);
         server.put(&user, "", &mail);
-        let mut env = Env::new();
-        env.trust_test_ca();
-        env.var("MAILFERRY_COMMIT_EVERY", "2");
-        let maildir = env.path("Mail");
-        env.config(&pop3_account(
-            "acct",
-            &user,
-            "implicit",
-            &maildir,
-            "mode = \"delete\"",
-        ));
-        Case {
-            env,
-            args: vec!["fetch"],
-            snapshot: maildir_and_server(maildir, user),
-        }
+        let mut case = delete_fetch(user, pop3_account);
+        case.env.var("MAILFERRY_COMMIT_EVERY", "2");
+        case
     });
     assert_covers(
         &crashed_at,
@@ -217,21 +242,7 @@ fn an_imap_delete_run_over_two_folders_crashed_after_every_step() {
             "Work",
             &(3..5).map(|i| message("cmid", i, 700)).collect::<Vec<_>>(),
         );
-        let mut env = Env::new();
-        env.trust_test_ca();
-        let maildir = env.path("Mail");
-        env.config(&imap_account(
-            "acct",
-            &user,
-            "implicit",
-            &maildir,
-            "mode = \"delete\"",
-        ));
-        Case {
-            env,
-            args: vec!["fetch"],
-            snapshot: maildir_and_server(maildir, user),
-        }
+        delete_fetch(user, imap_account)
     });
     assert_covers(
         &crashed_at,
@@ -334,18 +345,7 @@ fn a_migration_deleting_the_source_crashed_after_every_step() {
         server.put_flagged(&src, "Archive", &[(message("cmm", 3, 700), "S")]);
         // Copied before by some other means, without its flags.
         server.put(&dst, "", &[message("cmm", 0, 500)]);
-        let mut env = Env::new();
-        env.trust_test_ca();
-        env.config(&format!(
-            "{}{}",
-            imap_account("old", &src, "implicit", &env.path("unused-src"), ""),
-            imap_account("new", &dst, "implicit", &env.path("unused-dst"), "")
-        ));
-        Case {
-            env,
-            args: vec!["migrate", "--from", "old", "--to", "new", "--delete-source"],
-            snapshot: source_and_target(src, dst),
-        }
+        migration(src, imap_account, dst)
     });
     assert_covers(
         &crashed_at,
@@ -373,18 +373,7 @@ fn a_pop3_migration_deleting_the_source_crashed_after_every_step() {
                 .map(|i| message("cmp", i, 600 + i * 500))
                 .collect::<Vec<_>>(),
         );
-        let mut env = Env::new();
-        env.trust_test_ca();
-        env.config(&format!(
-            "{}{}",
-            pop3_account("old", &src, "implicit", &env.path("unused-src"), ""),
-            imap_account("new", &dst, "implicit", &env.path("unused-dst"), "")
-        ));
-        Case {
-            env,
-            args: vec!["migrate", "--from", "old", "--to", "new", "--delete-source"],
-            snapshot: source_and_target(src, dst),
-        }
+        migration(src, pop3_account, dst)
     });
     assert_covers(
         &crashed_at,
