@@ -28,6 +28,9 @@ _mailferry() {
             mailferry,help)
                 cmd="mailferry__subcmd__help"
                 ;;
+            mailferry,keyring)
+                cmd="mailferry__subcmd__keyring"
+                ;;
             mailferry,list)
                 cmd="mailferry__subcmd__list"
                 ;;
@@ -52,6 +55,9 @@ _mailferry() {
             mailferry__subcmd__help,help)
                 cmd="mailferry__subcmd__help__subcmd__help"
                 ;;
+            mailferry__subcmd__help,keyring)
+                cmd="mailferry__subcmd__help__subcmd__keyring"
+                ;;
             mailferry__subcmd__help,list)
                 cmd="mailferry__subcmd__help__subcmd__list"
                 ;;
@@ -71,7 +77,7 @@ _mailferry() {
 
     case "${cmd}" in
         mailferry)
-            opts="-c -q -v -j -h -V --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help --version fetch sync migrate check list status completions help"
+            opts="-c -q -v -j -h -V --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help --version fetch sync migrate check list status keyring completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -299,7 +305,7 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__help)
-            opts="fetch sync migrate check list status completions help"
+            opts="fetch sync migrate check list status keyring completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -368,6 +374,20 @@ _mailferry() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        mailferry__subcmd__help__subcmd__keyring)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         mailferry__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -417,6 +437,48 @@ _mailferry() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        mailferry__subcmd__keyring)
+            opts="-c -q -v -j -h --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help store delete"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --config)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jobs)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -j)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --wait-lock)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -40,6 +40,7 @@ complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "migrate" -d 'Co
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "check" -d 'Connect, negotiate TLS and log in; no mail moves'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "list" -d 'List the folders of an account with message counts'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "status" -d 'Show what the state database knows about accounts'
+complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "keyring" -d 'Store or delete an account\'s password in the OS keyring (password_keyring)'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c mailferry -n "__fish_mailferry_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l delete-after -d 'Keep mail on the server, deleting it this long after it was first fetched (e.g. 30d)' -r
@@ -145,6 +146,15 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s q -l quie
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand status" -s h -l help -d 'Print help'
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -l log-file -d 'Also append what the run reports (summaries, warnings, errors; details under -v) to FILE, each line with its time, whether or not anything is printed' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -l state-dir -d 'Directory of the state databases and locks [default: $XDG_STATE_HOME/mailferry]' -r -F
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -s q -l quiet -d 'Print nothing but errors (off a terminal a run already prints only warnings and errors)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -l json -d 'Print the summary as JSON on standard output'
+complete -c mailferry -n "__fish_mailferry_using_subcommand keyring" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r
@@ -154,11 +164,12 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s q -l
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand completions" -s h -l help -d 'Print help'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "fetch" -d 'Fetch mail one way, from POP3 or IMAP into a Maildir'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "sync" -d 'Two-way sync of IMAP folders with a Maildir (channels of the config)'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "migrate" -d 'Copy a POP3, IMAP or Maildir store into an IMAP server'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "check" -d 'Connect, negotiate TLS and log in; no mail moves'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "list" -d 'List the folders of an account with message counts'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "status" -d 'Show what the state database knows about accounts'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "fetch" -d 'Fetch mail one way, from POP3 or IMAP into a Maildir'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "sync" -d 'Two-way sync of IMAP folders with a Maildir (channels of the config)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "migrate" -d 'Copy a POP3, IMAP or Maildir store into an IMAP server'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "check" -d 'Connect, negotiate TLS and log in; no mail moves'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "list" -d 'List the folders of an account with message counts'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "status" -d 'Show what the state database knows about accounts'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "keyring" -d 'Store or delete an account\'s password in the OS keyring (password_keyring)'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c mailferry -n "__fish_mailferry_using_subcommand help; and not __fish_seen_subcommand_from fetch sync migrate check list status keyring completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -14,6 +14,7 @@ macro_rules! examples {
   mailferry fetch pop3s://me@pop.example.org --maildir ~/Mail/backup --password-env POP_PASS
   mailferry migrate --from old-isp --to new-imap --verify   POP3 mailbox into an IMAP server
   mailferry check old-isp                  connect, TLS, login; no mail moves
+  mailferry keyring store work             put work's password into the OS keyring (password_keyring)
   mailferry status                         what the state database knows"
     };
 }
@@ -36,9 +37,10 @@ Configuration ($XDG_CONFIG_HOME/mailferry/config.toml, or -c FILE), one table pe
   tls_fingerprint = \"sha256:HEX\"   accept exactly this server certificate (self-signed servers)
   user                  login name
   auth = \"auto\" | \"plain\" | \"login\" | \"user\" | \"apop\" | \"xoauth2\" | \"oauthbearer\"
-  password_command | password_env | password_file | password
+  password_command | password_env | password_file | password_keyring | password
                         one password source (OAuth: the access token); a plain password needs a
-                        config file only its owner can read, a password_file likewise
+                        config file only its owner can read, a password_file likewise;
+                        password_keyring = \"ENTRY\" reads the OS keyring (`keyring` feature)
   maildir               Maildir root (~ expanded, relative to the config file's directory)
   layout = \"maildir++\" | \"fs\"   sub-folders as .A.B (Dovecot's default) or A/B
   inbox = \"root\" | \"folder\"   IMAP INBOX at the Maildir root (default) or in a folder
@@ -152,6 +154,8 @@ pub enum Command {
     List(ListArgs),
     /// Show what the state database knows about accounts
     Status(StatusArgs),
+    /// Store or delete an account's password in the OS keyring (password_keyring)
+    Keyring(KeyringArgs),
     /// Print a shell completion script
     Completions {
         /// The shell
@@ -337,6 +341,26 @@ pub struct ListArgs {
     pub account: String,
     #[command(flatten)]
     pub adhoc: AdhocArgs,
+}
+
+/// `mailferry keyring`.
+#[derive(Debug, Args)]
+pub struct KeyringArgs {
+    /// What to do with the account's keyring entry
+    #[arg(value_enum)]
+    pub action: KeyringAction,
+    /// Account name from the config (its password_keyring names the entry)
+    #[arg(value_name = "ACCOUNT")]
+    pub account: String,
+}
+
+/// `mailferry keyring` actions.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum KeyringAction {
+    /// Store the password read from standard input (asked for without echo on a terminal)
+    Store,
+    /// Remove the entry
+    Delete,
 }
 
 /// `mailferry status`.

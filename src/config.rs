@@ -200,6 +200,8 @@ pub enum PasswordSource {
     File(PathBuf),
     /// Written in the config file itself (which must not be readable by others).
     Inline(String),
+    /// The OS keyring entry of this name (service `mailferry`).
+    Keyring(String),
     /// No source was configured.
     Missing,
 }
@@ -210,6 +212,7 @@ impl fmt::Debug for PasswordSource {
             PasswordSource::Command(c) => write!(f, "Command({c:?})"),
             PasswordSource::Env(v) => write!(f, "Env({v:?})"),
             PasswordSource::File(p) => write!(f, "File({p:?})"),
+            PasswordSource::Keyring(e) => write!(f, "Keyring({e:?})"),
             PasswordSource::Inline(_) => f.write_str("Inline(<redacted>)"),
             PasswordSource::Missing => f.write_str("Missing"),
         }
@@ -339,6 +342,7 @@ struct RawAccount {
     password_command: Option<Spanned<String>>,
     password_env: Option<Spanned<String>>,
     password_file: Option<Spanned<String>>,
+    password_keyring: Option<Spanned<String>>,
     maildir: Spanned<String>,
     #[serde(default)]
     layout: Layout,
@@ -640,6 +644,7 @@ impl Source<'_> {
             ("password_command", &raw.password_command),
             ("password_env", &raw.password_env),
             ("password_file", &raw.password_file),
+            ("password_keyring", &raw.password_keyring),
         ]
         .into_iter()
         .filter_map(|(k, v)| v.as_ref().map(|v| (k, v)))
@@ -668,6 +673,7 @@ impl Source<'_> {
                     }
                     "password_command" => PasswordSource::Command(v.get_ref().clone()),
                     "password_env" => PasswordSource::Env(v.get_ref().clone()),
+                    "password_keyring" => PasswordSource::Keyring(v.get_ref().clone()),
                     _ => PasswordSource::File(expand_path(v.get_ref(), base)),
                 })
             }
@@ -801,6 +807,28 @@ expunge = "both"
         assert_eq!(imap.maildir, PathBuf::from("/etc/Mail/work"));
         assert_eq!(imap.layout, Layout::Fs);
         assert_eq!(c.channels["work"].expunge, Sides::Both);
+    }
+
+    #[test]
+    fn password_keyring_names_the_entry_and_is_one_source() {
+        let text = GOOD.replace(
+            "password_env = \"POP_PASS\"",
+            "password_keyring = \"me@pop.example.org\"",
+        );
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.accounts["old-isp"].password,
+            PasswordSource::Keyring("me@pop.example.org".into())
+        );
+        let both = GOOD.replace(
+            "password_env = \"POP_PASS\"",
+            "password_env = \"POP_PASS\"\npassword_keyring = \"me\"",
+        );
+        let e = parse(&both).unwrap_err();
+        assert!(
+            e.contains("not both password_env and password_keyring"),
+            "{e}"
+        );
     }
 
     #[test]

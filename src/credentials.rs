@@ -1,10 +1,12 @@
-//! Password and token sources: command, environment, file, or the (private) config file.
+//! Password and token sources: command, environment, file, OS keyring, or the (private) config
+//! file.
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use crate::config::{Account, AuthMech, ConfigError, PasswordSource};
+use crate::keyring::{self, KeyringError};
 
 /// A password or token; never printed by `Debug`.
 #[derive(Clone)]
@@ -63,7 +65,7 @@ pub fn password(account: &Account) -> Result<Secret, ConfigError> {
     let value = match &account.password {
         PasswordSource::Missing => {
             return Err(ConfigError::config(format!(
-                "account {name} ({}) has no password: set password_command, password_env or password_file \
+                "account {name} ({}) has no password: set password_command, password_env, password_file or password_keyring \
                  (or --password-env / --password-command with a URL)",
                 account.origin
             )));
@@ -78,6 +80,14 @@ pub fn password(account: &Account) -> Result<Secret, ConfigError> {
             }
         },
         PasswordSource::Command(cmd) => run_command(name, cmd)?,
+        PasswordSource::Keyring(entry) => keyring::get(entry).map_err(|e| match e {
+            KeyringError::NoEntry => ConfigError::config(format!(
+                "account {name}: the keyring holds no password under service {}, username {entry}; \
+                 store one with: mailferry keyring store {name}",
+                keyring::SERVICE
+            )),
+            other => ConfigError::config(format!("account {name}: {other}")),
+        })?,
         PasswordSource::File(path) => {
             let meta = std::fs::metadata(path).map_err(|e| {
                 ConfigError::config(format!(
@@ -134,6 +144,59 @@ fn run_command(name: &str, cmd: &str) -> Result<String, ConfigError> {
         ))
     })?;
     Ok(first_line(&text).to_string())
+}
+
+/// Reads a password from standard input: asked for with echo off on a terminal, else the
+/// first line (for `printf %s "$PW" | mailferry keyring store ACCOUNT`).
+pub fn read_password(prompt: &str) -> Result<Secret, ConfigError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    // Echo goes off before the prompt shows: what is typed after it is never on the screen.
+    let echo_off = stdin.is_terminal().then(|| {
+        let guard = EchoOff::new();
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        guard
+    });
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(guard) = echo_off {
+        drop(guard);
+        eprintln!();
+    }
+    read.map_err(|e| ConfigError::usage(format!("cannot read the password: {e}")))?;
+    let value = first_line(&line);
+    if value.is_empty() || value.contains('\0') {
+        return Err(ConfigError::usage("no password given on standard input"));
+    }
+    Ok(Secret(value.to_string()))
+}
+
+/// Terminal echo switched off until dropped.
+struct EchoOff(Option<libc::termios>);
+
+impl EchoOff {
+    fn new() -> EchoOff {
+        // SAFETY: termios is plain data; tcgetattr fills it or fails and leaves it unused.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
+            return EchoOff(None);
+        }
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: a termios from tcgetattr with one flag changed.
+        unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &quiet) };
+        EchoOff(Some(saved))
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        if let Some(saved) = &self.0 {
+            // SAFETY: restores the settings read in `new`.
+            unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, saved) };
+        }
+    }
 }
 
 fn first_line(text: &str) -> &str {

@@ -9,9 +9,12 @@ use clap::CommandFactory;
 
 use crate::adhoc::{self, Adhoc};
 use crate::cli::{
-    AdhocArgs, CheckArgs, Cli, Command, FetchArgs, ListArgs, MigrateArgs, StatusArgs, SyncArgs,
+    AdhocArgs, CheckArgs, Cli, Command, FetchArgs, KeyringAction, KeyringArgs, ListArgs,
+    MigrateArgs, StatusArgs, SyncArgs,
 };
-use crate::config::{self, Account, Channel, Config, ConfigError, Mode, Protocol, SyncDirection};
+use crate::config::{
+    self, Account, Channel, Config, ConfigError, Mode, PasswordSource, Protocol, SyncDirection,
+};
 use crate::exit::{Exit, classify};
 use crate::fetch::{self, FetchOptions, now};
 use crate::report::{Outcome, Output};
@@ -76,6 +79,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Sync(args) => runtime.block_on(ctx.sync(args, &out)),
         Command::Migrate(args) => vec![(String::new(), runtime.block_on(ctx.migrate(args, &out)))],
         Command::List(args) => runtime.block_on(ctx.list(args, &out)),
+        Command::Keyring(args) => vec![(args.account.clone(), ctx.keyring(args, &out))],
         Command::Completions { .. } => vec![],
     };
     let mut worst = Exit::Ok;
@@ -608,6 +612,40 @@ impl Setup {
                 s.messages, s.deleted
             ));
         }
+        Ok(())
+    }
+}
+
+impl Setup {
+    /// `mailferry keyring store|delete ACCOUNT`: the entry its password_keyring names.
+    fn keyring(&self, args: &KeyringArgs, out: &Output) -> anyhow::Result<()> {
+        let account = self
+            .accounts(std::slice::from_ref(&args.account), &AdhocArgs::default())?
+            .remove(0);
+        let PasswordSource::Keyring(entry) = &account.password else {
+            return Err(ConfigError::config(format!(
+                "account {} does not take its password from the keyring; \
+                 set password_keyring = \"{}@{}\" in its table ({})",
+                account.name, account.user, account.host, account.origin
+            ))
+            .into());
+        };
+        let what = format!(
+            "the keyring entry service {}, username {entry}",
+            crate::keyring::SERVICE
+        );
+        let done = match args.action {
+            KeyringAction::Store => {
+                let password = credentials::read_password(&format!(
+                    "Password for {} ({entry}): ",
+                    account.name
+                ))?;
+                crate::keyring::set(entry, password.expose()).map(|()| "stored")
+            }
+            KeyringAction::Delete => crate::keyring::delete(entry).map(|()| "deleted"),
+        };
+        let done = done.map_err(|e| ConfigError::config(format!("{what}: {e}")))?;
+        out.info(&format!("{}: {done} {what}", account.name));
         Ok(())
     }
 }

@@ -13,6 +13,7 @@ pub mod flags;
 pub mod imap;
 pub mod job;
 pub mod join;
+pub mod keyring;
 pub mod lock;
 pub mod maildir;
 pub mod migrate;

@@ -11,6 +11,8 @@ mod generated;
 mod hostile;
 mod hostile_imap;
 mod imap;
+#[cfg(feature = "keyring")]
+mod keyring;
 mod migrate;
 mod ops;
 mod pop3;

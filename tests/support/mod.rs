@@ -5,6 +5,8 @@ pub mod dovecot;
 pub mod fake_imap;
 pub mod fake_pop3;
 pub mod proxy;
+#[cfg(feature = "keyring")]
+pub mod secret_service;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
