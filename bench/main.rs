@@ -5,7 +5,9 @@
 //! peak RSS via /usr/bin/time) over implicit TLS, checking each result before it counts.
 //! Besides the first pull: a no-op rerun, a rerun after 100 new messages, and (IMAP) a rerun
 //! after flags changed on 100 messages; `cp -a` + `sync` of the server's Maildir is the
-//! physical reference. Prints a Markdown table of medians, with ratios to the best peer.
+//! physical reference; then POP3 delete mode. Prints Markdown tables of medians, with ratios
+//! to the best peer. `scripts/bench curve [SIZES] [RUNS]` times the no-op rerun as one folder
+//! grows (2,000 to 50,000 messages by default).
 
 #[path = "../tests/support/dovecot.rs"]
 #[allow(dead_code)]
@@ -98,7 +100,14 @@ fn message_ids(root: &Path) -> (BTreeSet<String>, usize) {
     (ids, files)
 }
 
+/// Writes back every dirty page (untimed) so that a run's own fsyncs do not wait on what the
+/// run before it left behind (ext4 commits all of it with the first fsync).
+fn settle() {
+    let _ = Command::new("sync").status();
+}
+
 fn timed(cmd: &mut Command, scratch: &Path, ok: &[i32]) -> Result<Sample, String> {
+    settle();
     let out_file = scratch.join("time.out");
     let mut timer = Command::new("/usr/bin/time");
     timer.arg("-f").arg("%e %U %S %M").arg("-o").arg(&out_file);
@@ -112,9 +121,13 @@ fn timed(cmd: &mut Command, scratch: &Path, ok: &[i32]) -> Result<Sample, String
     if let Some(dir) = cmd.get_current_dir() {
         timer.current_dir(dir);
     }
+    // Wall time from here, to the millisecond (/usr/bin/time rounds to 10 ms, too coarse for
+    // no-op reruns); CPU and peak RSS from /usr/bin/time.
+    let start = std::time::Instant::now();
     let out = timer
         .output()
         .map_err(|e| format!("{:?}: {e}", cmd.get_program()))?;
+    let wall = start.elapsed().as_secs_f64();
     if !out.status.code().is_some_and(|c| ok.contains(&c)) {
         return Err(format!(
             "{:?} failed: {}{}",
@@ -135,7 +148,7 @@ fn timed(cmd: &mut Command, scratch: &Path, ok: &[i32]) -> Result<Sample, String
         return Err(format!("cannot read /usr/bin/time output: {text}"));
     }
     Ok(Sample {
-        wall: f[0],
+        wall,
         cpu: f[1] + f[2],
         rss_kib: f[3] as u64,
     })
@@ -198,6 +211,8 @@ struct Ctx {
     ca: PathBuf,
     mailferry: PathBuf,
     server_maildir: PathBuf,
+    /// POP3 delete mode: each tool removes what it fetched from the server.
+    delete: bool,
 }
 
 fn maildir_in(dir: &Path) -> PathBuf {
@@ -235,12 +250,20 @@ fn mailferry_with(
         .arg("--state-dir")
         .arg(dir.join("state"))
         .arg(command)
-        .env("SSL_CERT_FILE", &ctx.ca);
+        // The test CA alone, as the peers' trust files give them (a shell's SSL_CERT_DIR would
+        // have rustls-native-certs parse every system root at each start as well).
+        .env("SSL_CERT_FILE", &ctx.ca)
+        .env_remove("SSL_CERT_DIR");
     cmd
 }
 
 fn mailferry(ctx: &Ctx, dir: &Path) -> Command {
-    mailferry_with(ctx, dir, "pop3", ctx.port, "", "fetch")
+    let mode = if ctx.delete {
+        "mode = \"delete\"\n"
+    } else {
+        ""
+    };
+    mailferry_with(ctx, dir, "pop3", ctx.port, mode, "fetch")
 }
 
 fn mpop(ctx: &Ctx, dir: &Path) -> Command {
@@ -249,11 +272,12 @@ fn mpop(ctx: &Ctx, dir: &Path) -> Command {
         &config,
         &format!(
             "account bench\nhost localhost\nport {}\ntls on\ntls_starttls off\ntls_trust_file {}\nuser {}\n\
-             password {}\nkeep on\ndelivery maildir {}\nuidls_file {}\n",
+             password {}\nkeep {}\ndelivery maildir {}\nuidls_file {}\n",
             ctx.port,
             ctx.ca.display(),
             ctx.user,
             ctx.password,
+            if ctx.delete { "off" } else { "on" },
             maildir_in(dir).display(),
             dir.join("uidls").display()
         ),
@@ -271,11 +295,12 @@ fn fetchmail(ctx: &Ctx, dir: &Path) -> Command {
     private_file(
         &rc,
         &format!(
-            "set no syslog\npoll localhost service {} protocol pop3 uidl\n  user \"{}\" password \"{}\" ssl sslcertck sslcertfile \"{}\"\n  keep\n  mda \"/usr/bin/procmail -p -m DEFAULT={}/ /dev/null\"\n",
+            "set no syslog\npoll localhost service {} protocol pop3 uidl\n  user \"{}\" password \"{}\" ssl sslcertck sslcertfile \"{}\"\n  {}\n  mda \"/usr/bin/procmail -p -m DEFAULT={}/ /dev/null\"\n",
             ctx.port,
             ctx.user,
             ctx.password,
             ctx.ca.display(),
+            if ctx.delete { "nokeep" } else { "keep" },
             maildir.display()
         ),
     );
@@ -310,12 +335,13 @@ fn getmail(ctx: &Ctx, dir: &Path) -> Command {
         &rc,
         &format!(
             "[retriever]\ntype = SimplePOP3SSLRetriever\nserver = localhost\nport = {}\nusername = {}\npassword = {}\nca_certs = {}\n\n\
-             [destination]\ntype = Maildir\npath = {}/\n{as_user}\n[options]\nread_all = false\ndelete = false\nverbose = 0\nmessage_log_syslog = false\n",
+             [destination]\ntype = Maildir\npath = {}/\n{as_user}\n[options]\nread_all = false\ndelete = {}\nverbose = 0\nmessage_log_syslog = false\n",
             ctx.port,
             ctx.user,
             ctx.password,
             ctx.ca.display(),
-            maildir.display()
+            maildir.display(),
+            if ctx.delete { "true" } else { "false" }
         ),
     );
     let mut cmd = Command::new("getmail");
@@ -448,6 +474,11 @@ const POP3_TOOLS: &[Tool] = &[
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("curve") => return curve(&args[2..]),
+        Some("serve") => return serve(&args[2..]),
+        _ => {}
+    }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
     let only = args.get(3).map(String::as_str).unwrap_or("all");
@@ -476,7 +507,23 @@ fn main() {
             runs,
             &mailferry,
             &scratch,
-            true,
+            Pass::Reruns,
+        );
+    }
+    if pop3 {
+        scenario(
+            server,
+            "bench-delete",
+            &mail,
+            &[""],
+            POP3_TOOLS,
+            &format!(
+                "POP3 delete mode: {n} messages ({mib:.1} MiB), each fetched and deleted on the server (checked empty after); medians of {runs} runs"
+            ),
+            runs,
+            &mailferry,
+            &scratch,
+            Pass::Delete,
         );
     }
     if imap {
@@ -492,7 +539,7 @@ fn main() {
             runs,
             &mailferry,
             &scratch,
-            true,
+            Pass::Reruns,
         );
     }
     // One 25 MB message: memory must not grow with message size.
@@ -515,7 +562,7 @@ fn main() {
             3,
             &mailferry,
             &scratch,
-            false,
+            Pass::First,
         );
     }
     if imap {
@@ -529,10 +576,139 @@ fn main() {
             3,
             &mailferry,
             &scratch,
-            false,
+            Pass::First,
         );
     }
     let _ = fs::remove_dir_all(&scratch);
+}
+
+/// `n` small messages (2-4 KB), for mailbox sizes where only the count matters.
+fn small_corpus(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            format!(
+                "From: sender{i}@example.org\nSubject: curve {i}\nMessage-ID: <bench.{i}@example.org>\n\n{}",
+                "a line of a small message body\n".repeat(60 + i % 60)
+            )
+            .into_bytes()
+        })
+        .collect()
+}
+
+/// `curve [SIZES] [RUNS]`: the no-op rerun as one folder grows (default 2000,10000,50000
+/// small messages), for mailferry and the fastest peer of each protocol.
+fn curve(args: &[String]) {
+    let sizes: Vec<usize> = args
+        .first()
+        .map_or("2000,10000,50000", String::as_str)
+        .split(',')
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    let runs: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(5).max(1);
+    let server = dovecot::dovecot();
+    let mailferry = std::env::current_exe()
+        .expect("own path")
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("mailferry");
+    let scratch = std::env::temp_dir().join(format!("mailferry-curve-{}", std::process::id()));
+    let tools: Vec<&Tool> = IMAP_TOOLS[..3].iter().chain(&POP3_TOOLS[..2]).collect();
+    println!(
+        "\nNo-op rerun as INBOX grows (small messages, one folder); first pull once, no-op median of {runs}\n"
+    );
+    println!("| messages | tool | first pull s | no-op s | no-op CPU s | no-op RSS MiB |");
+    println!("|---|---|---|---|---|---|");
+    for &n in &sizes {
+        let mail = small_corpus(n);
+        let user = server.user(&format!("curve-{n}"));
+        fill(server, &user, &mail, &[""]);
+        let ctx = Ctx {
+            port: server.pop3s,
+            imap_port: server.imaps,
+            user: user.name.clone(),
+            password: user.password.clone(),
+            ca: server.ca.clone(),
+            mailferry: mailferry.clone(),
+            server_maildir: user.maildir(),
+            delete: false,
+        };
+        for tool in &tools {
+            let dir = scratch.join(tool.name.replace(' ', "_"));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            let result = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok).and_then(|first| {
+                if message_ids(&dir.join("Mail")).1 != n {
+                    return Err("wrong first pull".to_string());
+                }
+                let noops = (0..runs)
+                    .map(|_| timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok))
+                    .collect::<Result<Vec<Sample>, String>>()?;
+                Ok((first, noops))
+            });
+            let _ = fs::remove_dir_all(&dir);
+            match result {
+                Ok((first, noops)) => println!(
+                    "| {n} | {} | {:.2} | {:.3} | {:.3} | {:.1} |",
+                    tool.name,
+                    first.wall,
+                    median(noops.iter().map(|s| s.wall).collect()),
+                    median(noops.iter().map(|s| s.cpu).collect()),
+                    median(noops.iter().map(|s| s.rss_kib as f64).collect()) / 1024.0
+                ),
+                Err(e) => println!("<!-- {n} {} failed: {e} -->", tool.name),
+            }
+        }
+        // The server keeps each size's mailbox otherwise; the next is built afresh.
+        server.doveadm(&["expunge", "-u", &user.name, "mailbox", "INBOX", "all"]);
+    }
+    let _ = fs::remove_dir_all(&scratch);
+}
+
+/// `serve [MESSAGES] [small]`: the benchmark's server and corpus in 4 folders (or the curve's
+/// small messages, all in INBOX), and a mailferry config for them, kept until standard input closes: for profiling
+/// one tool by hand (perf, valgrind) against what the benchmark measures.
+fn serve(args: &[String]) {
+    use std::io::Read;
+    let n: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(2000);
+    let server = dovecot::dovecot();
+    let user = server.user("bench-serve");
+    if args.get(1).map(String::as_str) == Some("small") {
+        fill(server, &user, &small_corpus(n), &[""]);
+    } else {
+        let folders = ["", "Work.Projects", "Archive.Été", "Lists"];
+        fill(server, &user, &corpus(n), &folders);
+    }
+    let dir = std::env::temp_dir().join(format!("mailferry-serve-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("mailferry.toml");
+    let account = |name: &str, protocol: &str, port: u16| {
+        format!(
+            "[accounts.{name}]\nprotocol = \"{protocol}\"\nhost = \"localhost\"\nport = {port}\ntls = \"implicit\"\n\
+             user = \"{}\"\npassword = \"{}\"\nmaildir = \"{}\"\n",
+            user.name,
+            user.password,
+            dir.join(name).display()
+        )
+    };
+    private_file(
+        &config,
+        &format!(
+            "state_dir = \"{}\"\n{}{}[channels.imap]\naccount = \"imap\"\n",
+            dir.join("state").display(),
+            account("imap", "imap", server.imaps),
+            account("pop3", "pop3", server.pop3s)
+        ),
+    );
+    println!(
+        "{n} messages; SSL_CERT_FILE={} mailferry -c {} fetch imap|pop3 (or sync imap); \
+         remove {}/state and the Maildirs to start again; close stdin to stop",
+        server.ca.display(),
+        config.display(),
+        dir.display()
+    );
+    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// The medians of one tool's runs.
@@ -589,33 +765,29 @@ fn flagged_files(root: &Path, letter: char) -> usize {
     count
 }
 
-/// Fills a mailbox of its own with `mail` and times every tool fetching it.
-#[allow(clippy::too_many_arguments)]
-fn scenario(
-    server: &dovecot::Dovecot,
-    name: &str,
-    mail: &[Vec<u8>],
-    folders: &[&str],
-    tools: &[Tool],
-    title: &str,
-    runs: usize,
-    mailferry: &Path,
-    scratch: &Path,
-    reruns: bool,
-) {
-    let n = mail.len();
-    let user = server.user(name);
-    // Messages are dealt round-robin into the folders.
+/// What a scenario times besides the first pull.
+#[derive(Clone, Copy, PartialEq)]
+enum Pass {
+    /// The first pull alone.
+    First,
+    /// Then the reruns: no-op, (IMAP) flags changed, 100 new messages.
+    Reruns,
+    /// POP3 delete mode: the mailbox is filled again before each run and must be empty after.
+    Delete,
+}
+
+/// Puts `mail` into `folders` of `user`, dealt round-robin.
+fn fill(server: &dovecot::Dovecot, user: &dovecot::User, mail: &[Vec<u8>], folders: &[&str]) {
     for (f, folder) in folders.iter().enumerate() {
+        let mailbox = if folder.is_empty() { "INBOX" } else { folder };
         let share: Vec<Vec<u8>> = mail
             .iter()
             .skip(f)
             .step_by(folders.len())
             .cloned()
             .collect();
-        server.put(&user, folder, &share);
+        server.put(user, folder, &share);
         // Let Dovecot index the mailbox before any tool is timed.
-        let mailbox = if folder.is_empty() { "INBOX" } else { folder };
         server.doveadm(&[
             "-f",
             "flow",
@@ -628,6 +800,27 @@ fn scenario(
             "all",
         ]);
     }
+}
+
+/// Fills a mailbox of its own with `mail` and times every tool fetching it.
+#[allow(clippy::too_many_arguments)]
+fn scenario(
+    server: &dovecot::Dovecot,
+    name: &str,
+    mail: &[Vec<u8>],
+    folders: &[&str],
+    tools: &[Tool],
+    title: &str,
+    runs: usize,
+    mailferry: &Path,
+    scratch: &Path,
+    pass: Pass,
+) {
+    let n = mail.len();
+    let user = server.user(name);
+    if pass != Pass::Delete {
+        fill(server, &user, mail, folders);
+    }
     let expected: BTreeSet<String> = (0..n)
         .map(|i| format!("Message-ID: <bench.{i}@example.org>"))
         .collect();
@@ -639,6 +832,7 @@ fn scenario(
         ca: server.ca.clone(),
         mailferry: mailferry.to_path_buf(),
         server_maildir: user.maildir(),
+        delete: pass == Pass::Delete,
     };
     let imap = tools.iter().any(|t| t.follows_flags);
     // Flags change on the first 100 messages of INBOX (fewer if it holds fewer).
@@ -652,6 +846,13 @@ fn scenario(
             let dir = scratch.join(format!("{}-{run}", tool.name.replace(' ', "_")));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
+            if pass == Pass::Delete {
+                // What a failed run left behind goes first: every run starts from the full corpus.
+                if server.count(&user, "INBOX") > 0 {
+                    server.doveadm(&["expunge", "-u", &user.name, "mailbox", "INBOX", "all"]);
+                }
+                fill(server, &user, mail, folders);
+            }
             let result = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok).and_then(|first| {
                 let (ids, files) = message_ids(&dir.join("Mail"));
                 if ids != expected || files != n {
@@ -660,7 +861,13 @@ fn scenario(
                         ids.len()
                     ));
                 }
-                if tool.kind == Kind::Reference || !reruns {
+                if pass == Pass::Delete && tool.kind != Kind::Reference {
+                    let left = server.count(&user, "INBOX");
+                    if left != 0 {
+                        return Err(format!("{left} messages left on the server"));
+                    }
+                }
+                if tool.kind == Kind::Reference || pass != Pass::Reruns {
                     return Ok((first, None));
                 }
                 let again = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok)?;
