@@ -130,6 +130,13 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE imap_messages ADD COLUMN upload_floor INTEGER;
     ALTER TABLE imap_messages ADD COLUMN content_hash TEXT;
     ",
+    // v3: the pending rows (recorded, rename not yet confirmed) are found by index. Every run
+    // asks for them and every recorded batch confirms them; without these, each did a scan of
+    // the whole table (a no-op sync of 50,000 messages read them all).
+    "
+    CREATE INDEX pop3_pending ON pop3_messages(delivered) WHERE delivered = 0;
+    CREATE INDEX imap_pending ON imap_messages(folder_id) WHERE delivered = 0;
+    ",
 ];
 
 /// The schema version this build writes.

@@ -278,12 +278,17 @@ impl FolderSync<'_> {
             recover(state, &folder_state, local)?;
             upload::settle(session, state, &folder_state).await?;
         }
-        let known = state.imap_messages(folder_state.id)?;
-        if folder_state
+        // After a UIDVALIDITY change the old pairs are matched to the new UIDs first (loaded
+        // only then: at 50,000 messages every copy of them is megabytes).
+        let reset = folder_state
             .uidvalidity
-            .is_some_and(|v| v != selected.uidvalidity)
-            && !known.is_empty()
-        {
+            .is_some_and(|v| v != selected.uidvalidity);
+        let old = if reset {
+            state.imap_messages(folder_state.id)?
+        } else {
+            Vec::new()
+        };
+        if !old.is_empty() {
             if self.dry_run {
                 self.out.warn(&format!(
                     "{}: UIDVALIDITY changed; a real run will re-match messages",
@@ -296,16 +301,17 @@ impl FolderSync<'_> {
                 state,
                 &mut folder_state,
                 selected.uidvalidity,
-                &known,
+                &old,
             )
             .await?;
             self.out.warn(&transfer::rematch_report(
                 &self.account.name,
                 &self.remote.name,
                 matched,
-                known.len(),
+                old.len(),
             ));
         }
+        drop(old);
         folder_state.uidvalidity = Some(selected.uidvalidity);
         let known = state.imap_messages(folder_state.id)?;
 
