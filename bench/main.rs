@@ -215,6 +215,22 @@ struct Ctx {
     delete: bool,
 }
 
+impl Ctx {
+    /// The tools' view of `user` on `server`.
+    fn new(server: &dovecot::Dovecot, user: &dovecot::User, mailferry: &Path, delete: bool) -> Ctx {
+        Ctx {
+            port: server.pop3s,
+            imap_port: server.imaps,
+            user: user.name.clone(),
+            password: user.password.clone(),
+            ca: server.ca.clone(),
+            mailferry: mailferry.to_path_buf(),
+            server_maildir: user.maildir(),
+            delete,
+        }
+    }
+}
+
 fn maildir_in(dir: &Path) -> PathBuf {
     let m = dir.join("Mail");
     for sub in ["tmp", "new", "cur"] {
@@ -623,16 +639,7 @@ fn curve(args: &[String]) {
         let mail = small_corpus(n);
         let user = server.user(&format!("curve-{n}"));
         fill(server, &user, &mail, &[""]);
-        let ctx = Ctx {
-            port: server.pop3s,
-            imap_port: server.imaps,
-            user: user.name.clone(),
-            password: user.password.clone(),
-            ca: server.ca.clone(),
-            mailferry: mailferry.clone(),
-            server_maildir: user.maildir(),
-            delete: false,
-        };
+        let ctx = Ctx::new(server, &user, &mailferry, false);
         for tool in &tools {
             let dir = scratch.join(tool.name.replace(' ', "_"));
             let _ = fs::remove_dir_all(&dir);
@@ -824,16 +831,7 @@ fn scenario(
     let expected: BTreeSet<String> = (0..n)
         .map(|i| format!("Message-ID: <bench.{i}@example.org>"))
         .collect();
-    let ctx = Ctx {
-        port: server.pop3s,
-        imap_port: server.imaps,
-        user: user.name.clone(),
-        password: user.password.clone(),
-        ca: server.ca.clone(),
-        mailferry: mailferry.to_path_buf(),
-        server_maildir: user.maildir(),
-        delete: pass == Pass::Delete,
-    };
+    let ctx = Ctx::new(server, &user, mailferry, pass == Pass::Delete);
     let imap = tools.iter().any(|t| t.follows_flags);
     // Flags change on the first 100 messages of INBOX (fewer if it holds fewer).
     let flagged = n.div_ceil(folders.len()).min(100);

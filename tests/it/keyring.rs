@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::process::Stdio;
 
 use crate::support::secret_service::SecretService;
-use crate::support::{Env, Run, dovecot, local_messages, message, pop3_account};
+use crate::support::{Env, Run, dovecot, local_messages, message, pop3_account, under_terminal};
 
 /// A home whose account `acct` takes its password from the keyring entry `entry`.
 fn keyring_env(service: &SecretService, user: &crate::support::User, entry: &str) -> Env {
@@ -144,24 +144,11 @@ fn on_a_terminal_the_password_is_asked_for_without_echo() {
     let service = SecretService::start();
     let user = dovecot().user("keyring-tty");
     let env = keyring_env(&service, &user, "tty@localhost");
-    let cmd = env.command(&["keyring", "store", "acct"]);
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut script = std::process::Command::new("script");
-    script
-        .args(["-q", "-e", "-c", &line, "/dev/null"])
+    let mut child = under_terminal(&env.command(&["keyring", "store", "acct"]))
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => script.env(k, v),
-            None => script.env_remove(k),
-        };
-    }
-    let mut child = script.spawn().expect("script(1) from util-linux");
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
     let mut screen = Vec::new();
     let mut stdout = child.stdout.take().expect("stdout");
     let mut chunk = [0u8; 256];

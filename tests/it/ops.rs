@@ -218,21 +218,9 @@ fn the_progress_bar_shows_on_a_terminal_and_is_cleared() {
     let mail: Vec<Vec<u8>> = (0..300).map(|i| message("opspty", i, 20_000)).collect();
     server.put(&user, "", &mail);
     let env = pop3_env(&user, "");
-    let cmd = env.command(&["fetch"]);
-    let line = std::iter::once(cmd.get_program())
-        .chain(cmd.get_args())
-        .map(|a| format!("'{}'", a.to_string_lossy()))
-        .collect::<Vec<_>>()
-        .join(" ");
-    let mut script = std::process::Command::new("script");
-    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => script.env(k, v),
-            None => script.env_remove(k),
-        };
-    }
-    let out = script.output().expect("script(1) from util-linux");
+    let out = crate::support::under_terminal(&env.command(&["fetch"]))
+        .output()
+        .expect("script(1) from util-linux");
     assert_eq!(out.status.code(), Some(0));
     let raw = String::from_utf8_lossy(&out.stdout);
     assert!(raw.contains("msgs"), "no bar was drawn: {raw:?}");

@@ -121,6 +121,24 @@ impl Env {
     }
 }
 
+/// `cmd` run under a pseudo-terminal by script(1) (util-linux), with the same environment.
+pub fn under_terminal(cmd: &Command) -> Command {
+    let line = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(|a| format!("'{}'", a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &line, "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => script.env(k, v),
+            None => script.env_remove(k),
+        };
+    }
+    script
+}
+
 /// The contents of every message in a Maildir folder (new/ and cur/), sorted.
 pub fn local_messages(folder: &Path) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
