@@ -193,6 +193,17 @@ pub struct ImapRecord {
     pub message_id: Option<String>,
 }
 
+/// What sync needs of a known message, and no more (it holds one per message of a folder).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncedRecord {
+    /// UID on the server.
+    pub uid: u32,
+    /// Maildir unique name; None when it was seen but not fetched.
+    pub local_name: Option<Box<str>>,
+    /// Flags last synced (the written form of `crate::flags`).
+    pub flags: Box<str>,
+}
+
 /// An upload recorded before its APPEND whose UID is not known yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
@@ -488,6 +499,54 @@ impl State {
                     message_id: r.get(4)?,
                 })
             })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+    }
+
+    /// A folder's known messages as sync pairs them, by UID.
+    pub fn imap_synced(&self, folder: i64) -> Result<Vec<SyncedRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid, local_name, flags FROM imap_messages
+                 WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![folder], |r| {
+                Ok(SyncedRecord {
+                    uid: r.get::<_, i64>(0)? as u32,
+                    local_name: r.get::<_, Option<String>>(1)?.map(String::into_boxed_str),
+                    flags: r.get::<_, String>(2)?.into_boxed_str(),
+                })
+            })
+            .map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+    }
+
+    /// The highest UID known in a folder (0: none), which is where new mail starts.
+    pub fn imap_highest_uid(&self, folder: i64) -> Result<u32> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(uid), 0) FROM imap_messages WHERE folder_id = ?1",
+                params![folder],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|uid| uid as u32)
+            .map_err(self.sql())
+    }
+
+    /// UIDs of a folder's messages that are in the Maildir (delete mode expunges them).
+    pub fn imap_fetched_uids(&self, folder: i64) -> Result<Vec<u32>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT uid FROM imap_messages
+                 WHERE folder_id = ?1 AND uid IS NOT NULL AND local_name IS NOT NULL ORDER BY uid",
+            )
+            .map_err(self.sql())?;
+        let rows = stmt
+            .query_map(params![folder], |r| r.get::<_, i64>(0).map(|u| u as u32))
             .map_err(self.sql())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
     }

@@ -247,7 +247,11 @@ pub fn recover(state: &mut State, folder: &ImapFolder, local: &Folder) -> anyhow
     if !state.imap_has_pending(folder.id)? {
         return Ok(());
     }
-    let present: HashSet<String> = local.list()?.into_iter().map(|e| e.unique).collect();
+    let present: HashSet<String> = local
+        .list()?
+        .iter()
+        .map(|e| e.unique().to_string())
+        .collect();
     state.imap_recover(folder.id, |name| present.contains(name))?;
     Ok(())
 }

@@ -7,7 +7,6 @@
 //! Message-ID and size instead of fetching everything again.
 
 use std::cell::Cell;
-use std::collections::HashSet;
 
 use anyhow::Context;
 
@@ -138,12 +137,12 @@ impl FolderJob<'_> {
         if self.opts.dry_run {
             // A dry run plans against its copy of the state and changes nothing.
             let folder_state = state.imap_folder(&self.folder.name, "")?;
-            let known = if folder_state.uidvalidity == Some(selected.uidvalidity) {
-                state.imap_messages(folder_state.id)?
+            let highest = if folder_state.uidvalidity == Some(selected.uidvalidity) {
+                state.imap_highest_uid(folder_state.id)?
             } else {
-                Vec::new()
+                0
             };
-            let candidates = self.candidates(session, &selected, &known).await?;
+            let candidates = self.candidates(session, &selected, highest).await?;
             let (fetch, too_large) = self.plan(&candidates, self.fetched_before);
             for c in &fetch {
                 self.out.info(&format!(
@@ -170,11 +169,13 @@ impl FolderJob<'_> {
             .unwrap_or_default();
         let mut folder_state = state.imap_folder(&self.folder.name, &local_path)?;
         recover(state, &folder_state, &local)?;
-        let mut known = state.imap_messages(folder_state.id)?;
+        // The known messages themselves are read only to re-match them after a UIDVALIDITY
+        // change: a run needs no more than the highest UID (a folder may hold 50,000).
         if folder_state
             .uidvalidity
             .is_some_and(|v| v != selected.uidvalidity)
         {
+            let known = state.imap_messages(folder_state.id)?;
             let matched = transfer::rematch(
                 session,
                 state,
@@ -189,23 +190,20 @@ impl FolderJob<'_> {
                 matched,
                 known.len(),
             ));
-            known = state.imap_messages(folder_state.id)?;
         }
         folder_state.uidvalidity = Some(selected.uidvalidity);
+        // Before the expunge below, which forgets what it removes.
+        let highest = state.imap_highest_uid(folder_state.id)?;
 
         if self.opts.mode == Mode::Delete {
             // Fetched before (in keep mode, or by a run that stopped before its EXPUNGE) and
             // safely on disk: delete them now.
-            let due: Vec<u32> = known
-                .iter()
-                .filter(|r| r.local_name.is_some())
-                .map(|r| r.uid)
-                .collect();
+            let due = state.imap_fetched_uids(folder_state.id)?;
             if !due.is_empty() {
                 outcome.deleted += expunge(session, state, &folder_state, &due).await?;
             }
         }
-        let candidates = self.candidates(session, &selected, &known).await?;
+        let candidates = self.candidates(session, &selected, highest).await?;
         let (fetch, too_large) = self.plan(&candidates, self.fetched_before);
         outcome.too_large += too_large.len() as u64;
         if !too_large.is_empty() {
@@ -268,17 +266,16 @@ impl FolderJob<'_> {
         &self,
         session: &mut Session,
         selected: &imap::Selected,
-        known: &[ImapRecord],
+        highest: u32,
     ) -> anyhow::Result<Vec<Candidate>> {
-        let max_known = known.iter().map(|r| r.uid).max().unwrap_or(0);
-        if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= max_known + 1) {
+        if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= highest + 1) {
             return Ok(Vec::new());
         }
         let (untagged, _) = session
             .client
-            .run(&format!("UID FETCH {}:* (UID RFC822.SIZE)", max_known + 1))
+            .run(&format!("UID FETCH {}:* (UID RFC822.SIZE)", highest + 1))
             .await?;
-        let known: HashSet<u32> = known.iter().map(|r| r.uid).collect();
+        // `n:*` also names the last message when every UID is below n: filtered out.
         let mut out: Vec<Candidate> = untagged
             .into_iter()
             .filter_map(|r| match r {
@@ -288,7 +285,7 @@ impl FolderJob<'_> {
                 }),
                 _ => None,
             })
-            .filter(|c| c.uid > max_known && !known.contains(&c.uid))
+            .filter(|c| c.uid > highest)
             .collect();
         out.sort_by_key(|c| c.uid);
         out.dedup_by_key(|c| c.uid);

@@ -194,7 +194,11 @@ fn recover(state: &mut State, inbox: &Folder) -> anyhow::Result<()> {
     if !state.pop3_has_pending()? {
         return Ok(());
     }
-    let present: HashSet<String> = inbox.list()?.into_iter().map(|e| e.unique).collect();
+    let present: HashSet<String> = inbox
+        .list()?
+        .iter()
+        .map(|e| e.unique().to_string())
+        .collect();
     let forgotten = state.pop3_recover(|name| present.contains(name))?;
     for name in forgotten {
         // The tmp/ name is the unique name without its ",S=" size suffix.

@@ -325,40 +325,67 @@ impl Sub {
     }
 }
 
-/// A message file in a folder.
+/// A message file in a folder: its name once, the unique name and flags read as slices of it
+/// (a sync of a large folder holds one of these per message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// new/ or cur/.
     pub sub: Sub,
-    /// The unique name: the file name up to `:2,`. This is the message's local identity.
-    pub unique: String,
-    /// Maildir flag letters, sorted (D F P R S T; lower-case letters are keywords).
-    pub flags: String,
     /// The file name as it is on disk.
-    pub file_name: String,
+    file_name: Box<str>,
+    /// Length of the unique name, the file name up to `:2,`.
+    unique_len: usize,
+    /// The flag letters normalised, when the file name's own are not (unsorted, repeated).
+    odd_flags: Option<Box<str>>,
 }
 
 impl Entry {
     /// Parses a file name found in new/ or cur/.
     pub fn parse(sub: Sub, file_name: &str) -> Entry {
-        let (unique, flags) = match file_name.split_once(":2,") {
-            Some((u, f)) => (u, normalize_flags(f)),
+        let (unique_len, letters) = match file_name.split_once(":2,") {
+            Some((u, f)) => (u.len(), f),
             None => (
-                file_name.split_once(':').map_or(file_name, |(u, _)| u),
-                String::new(),
+                file_name
+                    .split_once(':')
+                    .map_or(file_name, |(u, _)| u)
+                    .len(),
+                "",
             ),
         };
+        // Readers write the letters in order; only others are copied, normalised.
+        let in_order = letters.bytes().all(|c| c.is_ascii_alphabetic())
+            && letters.as_bytes().windows(2).all(|w| w[0] < w[1]);
         Entry {
             sub,
-            unique: unique.to_string(),
-            flags,
-            file_name: file_name.to_string(),
+            file_name: file_name.into(),
+            unique_len,
+            odd_flags: (!in_order).then(|| normalize_flags(letters).into()),
         }
+    }
+
+    /// The unique name: the file name up to `:2,`. This is the message's local identity.
+    pub fn unique(&self) -> &str {
+        &self.file_name[..self.unique_len]
+    }
+
+    /// Maildir flag letters, sorted (D F P R S T; lower-case letters are keywords).
+    pub fn flags(&self) -> &str {
+        match &self.odd_flags {
+            Some(f) => f,
+            None => self.file_name[self.unique_len..]
+                .strip_prefix(":2,")
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The file name as it is on disk.
+    pub fn file_name(&self) -> &str {
+        &self.file_name
     }
 
     /// Path of the file inside `folder`.
     pub fn path(&self, folder: &Folder) -> PathBuf {
-        folder.path.join(self.sub.dir()).join(&self.file_name)
+        folder.path.join(self.sub.dir()).join(&*self.file_name)
     }
 }
 
@@ -429,7 +456,7 @@ impl Folder {
             let unique = durable.unique();
             let (sub, file_name) = if flags.is_empty() {
                 touched_new = true;
-                (Sub::New, unique.clone())
+                (Sub::New, unique)
             } else {
                 touched_cur = true;
                 (Sub::Cur, format!("{unique}:2,{flags}"))
@@ -437,12 +464,7 @@ impl Folder {
             let target = self.path.join(sub.dir()).join(&file_name);
             fs::rename(&durable.path, &target).map_err(io_err("rename into", &target))?;
             durable.path = PathBuf::new();
-            entries.push(Entry {
-                sub,
-                unique,
-                flags,
-                file_name,
-            });
+            entries.push(Entry::parse(sub, &file_name));
         }
         if touched_new {
             sync_dir(&self.path.join("new"))?;
@@ -500,7 +522,7 @@ impl Folder {
 
     /// Finds a message by unique name (a directory scan: use for repair, not per message).
     pub fn find(&self, unique: &str) -> Result<Option<Entry>> {
-        Ok(self.list()?.into_iter().find(|e| e.unique == unique))
+        Ok(self.list()?.into_iter().find(|e| e.unique() == unique))
     }
 
     /// `entry` as it is now: itself if its file is still there, else found again by its unique
@@ -509,26 +531,20 @@ impl Folder {
         if entry.path(self).exists() {
             return Ok(Some(entry.clone()));
         }
-        self.find(&entry.unique)
+        self.find(entry.unique())
     }
 
     /// Sets the flags of a message: one rename (into cur/). When a mail reader renamed the file
     /// since `entry` was read, the folder is scanned once to find it. Not durable on its own:
     /// call [`Folder::sync`] after a batch of flag changes.
     pub fn set_flags(&self, entry: &Entry, flags: &str) -> Result<Entry> {
-        let flags = normalize_flags(flags);
-        let file_name = format!("{}:2,{}", entry.unique, flags);
+        let file_name = format!("{}:2,{}", entry.unique(), normalize_flags(flags));
         let target = self.path.join("cur").join(&file_name);
-        let updated = Entry {
-            sub: Sub::Cur,
-            unique: entry.unique.clone(),
-            flags,
-            file_name,
-        };
+        let updated = Entry::parse(Sub::Cur, &file_name);
         match fs::rename(entry.path(self), &target) {
             Ok(()) => Ok(updated),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                let Some(current) = self.find(&entry.unique)? else {
+                let Some(current) = self.find(entry.unique())? else {
                     return Err(io_err("find message", &entry.path(self))(e));
                 };
                 fs::rename(current.path(self), &target).map_err(io_err("rename", &target))?;
@@ -763,7 +779,7 @@ mod tests {
         let inbox = md.open_folder(&[]).unwrap();
         let e = deliver(&inbox, b"Subject: x\r\n\r\nhi\r\n", "");
         assert_eq!(e.sub, Sub::New);
-        assert!(e.unique.ends_with(",S=15"), "{}", e.unique);
+        assert!(e.unique().ends_with(",S=15"), "{}", e.unique());
         assert_eq!(fs::read(e.path(&inbox)).unwrap(), b"Subject: x\n\nhi\n");
         let mode = fs::metadata(e.path(&inbox)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
@@ -774,10 +790,10 @@ mod tests {
         assert_eq!(dmode & 0o777, 0o700);
         let e2 = deliver(&inbox, b"x", "SF");
         assert_eq!(e2.sub, Sub::Cur);
-        assert!(e2.file_name.ends_with(":2,FS"));
+        assert!(e2.file_name().ends_with(":2,FS"));
         assert_eq!(fs::read_dir(md.root().join("tmp")).unwrap().count(), 0);
         let mut listed = inbox.list().unwrap();
-        listed.sort_by(|a, b| a.file_name.cmp(&b.file_name));
+        listed.sort_by(|a, b| a.file_name().cmp(b.file_name()));
         assert_eq!(listed.len(), 2);
     }
 
@@ -843,9 +859,12 @@ mod tests {
             .unwrap();
         let e = deliver(&inbox, b"x", "");
         let seen = inbox.set_flags(&e, "S").unwrap();
-        assert_eq!(seen.flags, "S");
+        assert_eq!(seen.flags(), "S");
         // A mail reader moves it again behind our back; our stale entry still works.
-        let by_reader = inbox.path().join("cur").join(format!("{}:2,RS", e.unique));
+        let by_reader = inbox
+            .path()
+            .join("cur")
+            .join(format!("{}:2,RS", e.unique()));
         fs::rename(seen.path(&inbox), &by_reader).unwrap();
         let flagged = inbox.set_flags(&seen, "FS").unwrap();
         assert!(flagged.path(&inbox).exists());
@@ -933,11 +952,11 @@ mod tests {
     #[test]
     fn parses_file_names() {
         let e = Entry::parse(Sub::Cur, "123.M1P2Q3.host,S=5:2,SFa");
-        assert_eq!(e.unique, "123.M1P2Q3.host,S=5");
-        assert_eq!(e.flags, "FSa");
+        assert_eq!(e.unique(), "123.M1P2Q3.host,S=5");
+        assert_eq!(e.flags(), "FSa");
         let e = Entry::parse(Sub::New, "123.M1P2Q3.host");
-        assert_eq!(e.unique, "123.M1P2Q3.host");
-        assert_eq!(e.flags, "");
+        assert_eq!(e.unique(), "123.M1P2Q3.host");
+        assert_eq!(e.flags(), "");
     }
 
     proptest::proptest! {
@@ -946,9 +965,11 @@ mod tests {
         #[test]
         fn any_file_name_parses(name in "(?s)[^/\\x00]{1,80}") {
             let e = Entry::parse(Sub::Cur, &name);
-            proptest::prop_assert!(!e.unique.contains(":2,"));
-            proptest::prop_assert_eq!(normalize_flags(&e.flags), e.flags.clone());
-            proptest::prop_assert!(e.flags.chars().all(|c| c.is_ascii_alphabetic()));
+            proptest::prop_assert!(!e.unique().contains(":2,"));
+            proptest::prop_assert_eq!(normalize_flags(e.flags()), e.flags());
+            proptest::prop_assert_eq!(e.file_name(), name.as_str());
+            proptest::prop_assert!(name.starts_with(e.unique()));
+            proptest::prop_assert!(e.flags().chars().all(|c| c.is_ascii_alphabetic()));
         }
     }
 }

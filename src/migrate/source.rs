@@ -190,7 +190,7 @@ impl Source {
                     .map(|e| {
                         let size = std::fs::metadata(e.path(&folder)).map_or(0, |m| m.len());
                         Ok(Item {
-                            key: e.unique.clone(),
+                            key: e.unique().to_string(),
                             size,
                             origin: Origin::File(e),
                         })
@@ -269,7 +269,7 @@ impl Source {
                     out.push(Message {
                         key: item.key.clone(),
                         data,
-                        flags: keywords.flags(&entry.flags).to_string(),
+                        flags: keywords.flags(entry.flags()).to_string(),
                         date,
                     });
                 }

@@ -7,6 +7,7 @@
 
 pub mod plan;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
@@ -19,7 +20,7 @@ use crate::imap::{self, RemoteFolder, Session, codec, date};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir, account_maildir};
 use crate::report::{Output, Summary};
-use crate::state::{ImapFolder, State};
+use crate::state::{ImapFolder, State, SyncedRecord};
 use crate::text::sanitize;
 use crate::transfer::{self, expunge, recover};
 use crate::upload::{self, Upload};
@@ -244,6 +245,18 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// A Maildir message as the planner sees it (its flags in the written form) and the file.
+struct Near<'a> {
+    flags: Cow<'a, str>,
+    entry: &'a Entry,
+}
+
+impl AsRef<str> for Near<'_> {
+    fn as_ref(&self) -> &str {
+        &self.flags
+    }
+}
+
 struct FolderSync<'a> {
     account: &'a Account,
     policy: Policy,
@@ -313,7 +326,7 @@ impl FolderSync<'_> {
         }
         drop(old);
         folder_state.uidvalidity = Some(selected.uidvalidity);
-        let known = state.imap_messages(folder_state.id)?;
+        let known = state.imap_synced(folder_state.id)?;
 
         let mut far = if selected.resynced {
             far_from_changes(&known, &selected)
@@ -324,10 +337,10 @@ impl FolderSync<'_> {
         // none (26 already) are left out on every side, so their absence is not a change.
         let mut keywords = Keywords::load(&near_path)?;
         let mut refused = BTreeSet::new();
-        for flags in far.values_mut() {
+        for flags in far.values_mut().filter(|f| !plan::plain(f)) {
             let set = FlagSet::parse(flags);
             refused.extend(keywords.admit(&set));
-            *flags = keywords.storable(&set).to_string();
+            *flags = Cow::Owned(keywords.storable(&set).to_string());
         }
         if !refused.is_empty() {
             self.out.warn(&format!(
@@ -336,31 +349,40 @@ impl FolderSync<'_> {
                 sanitize(&refused.into_iter().collect::<Vec<_>>().join(" "), 300)
             ));
         }
-        let near_entries: HashMap<String, Entry> = match &local {
-            Some(l) => l
-                .list()?
-                .into_iter()
-                .map(|e| (e.unique.clone(), e))
-                .collect(),
+        let entries: Vec<Entry> = match &local {
+            Some(l) => l.list()?,
             None => match self.maildir.folder_path(&components) {
-                Ok(p) if p.join("cur").is_dir() => Folder::at(p)
-                    .list()?
-                    .into_iter()
-                    .map(|e| (e.unique.clone(), e))
-                    .collect(),
-                _ => HashMap::new(),
+                Ok(p) if p.join("cur").is_dir() => Folder::at(p).list()?,
+                _ => Vec::new(),
             },
         };
-        let near: BTreeMap<String, String> = near_entries
+        let near: HashMap<&str, Near> = entries
             .iter()
-            .map(|(u, e)| (u.clone(), keywords.flags(&e.flags).to_string()))
+            .map(|e| {
+                let flags = if plan::plain(e.flags()) {
+                    Cow::Borrowed(e.flags())
+                } else {
+                    Cow::Owned(keywords.flags(e.flags()).to_string())
+                };
+                (e.unique(), Near { flags, entry: e })
+            })
+            .collect();
+        // Synced flags with keywords are read against the folder's table (rare: the others are
+        // used as they are).
+        let storable: HashMap<u32, String> = known
+            .iter()
+            .filter(|r| !plan::plain(&r.flags))
+            .map(|r| {
+                let set = keywords.storable(&FlagSet::parse(&r.flags));
+                (r.uid, set.to_string())
+            })
             .collect();
         let pairs: Vec<Pair> = known
             .iter()
             .map(|r| Pair {
                 uid: r.uid,
-                local: r.local_name.clone(),
-                base: Some(keywords.storable(&FlagSet::parse(&r.flags)).to_string()),
+                local: r.local_name.as_deref(),
+                base: Some(storable.get(&r.uid).map_or(&*r.flags, String::as_str)),
             })
             .collect();
         let actions = plan::plan(&pairs, &far, &near, self.policy).map_err(|refusal| Refused {
@@ -389,7 +411,7 @@ impl FolderSync<'_> {
             &folder_state,
             &local,
             &mut keywords,
-            &near_entries,
+            &near,
             &actions,
             floor,
             outcome,
@@ -410,7 +432,7 @@ impl FolderSync<'_> {
         folder: &ImapFolder,
         local: &Folder,
         keywords: &mut Keywords,
-        near: &HashMap<String, Entry>,
+        near: &HashMap<&str, Near<'_>>,
         actions: &[Action],
         floor: u32,
         outcome: &mut SyncOutcome,
@@ -452,7 +474,7 @@ impl FolderSync<'_> {
         for chunk in uploads.chunks(UPLOAD_BATCH) {
             let mut prepared = Vec::with_capacity(chunk.len());
             for name in chunk {
-                let Some(entry) = near.get(*name) else {
+                let Some(Near { entry, .. }) = near.get(name.as_str()) else {
                     continue;
                 };
                 let path = entry.path(local);
@@ -460,8 +482,8 @@ impl FolderSync<'_> {
                     std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
                 let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
                 prepared.push(Upload::new(
-                    entry.unique.clone(),
-                    keywords.flags(&entry.flags).to_string(),
+                    entry.unique().to_string(),
+                    keywords.flags(entry.flags()).to_string(),
                     &raw,
                     mtime.map(date::format),
                     floor,
@@ -510,11 +532,11 @@ impl FolderSync<'_> {
         let mut touched_near = false;
         for a in actions {
             if let Action::NearFlags { local: name, flags } = a
-                && let Some(entry) = near.get(name)
+                && let Some(Near { entry, .. }) = near.get(name.as_str())
             {
                 local.set_flags(
                     entry,
-                    &keywords.letters(&entry.flags, &FlagSet::parse(flags)),
+                    &keywords.letters(entry.flags(), &FlagSet::parse(flags)),
                 )?;
                 touched_near = true;
                 outcome.near_flags += 1;
@@ -535,13 +557,13 @@ impl FolderSync<'_> {
         }
         for a in actions {
             if let Action::DeleteNear { local: name } = a
-                && let Some(entry) = near.get(name)
+                && let Some(Near { entry, .. }) = near.get(name.as_str())
             {
                 match std::fs::remove_file(entry.path(local)) {
                     Ok(()) => outcome.near_deleted += 1,
                     // A mail reader moved it meanwhile: look it up once.
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if let Some(current) = local.find(&entry.unique)? {
+                        if let Some(current) = local.find(entry.unique())? {
                             std::fs::remove_file(current.path(local))?;
                             outcome.near_deleted += 1;
                         }
@@ -583,12 +605,16 @@ impl FolderSync<'_> {
 }
 
 /// The server's messages rebuilt from state and what QRESYNC reported since the last pass:
-/// known messages with their synced flags, less the vanished, with the changed and new ones.
-fn far_from_changes(
-    known: &[crate::state::ImapRecord],
+/// known messages with their synced flags (borrowed), less the vanished, with the changed and
+/// new ones.
+fn far_from_changes<'a>(
+    known: &'a [SyncedRecord],
     selected: &imap::Selected,
-) -> BTreeMap<u32, String> {
-    let mut far: BTreeMap<u32, String> = known.iter().map(|r| (r.uid, r.flags.clone())).collect();
+) -> BTreeMap<u32, Cow<'a, str>> {
+    let mut far: BTreeMap<u32, Cow<str>> = known
+        .iter()
+        .map(|r| (r.uid, Cow::Borrowed(&*r.flags)))
+        .collect();
     for &(a, b) in &selected.vanished {
         let gone: Vec<u32> = far.range(a..=b).map(|(u, _)| *u).collect();
         for uid in gone {
@@ -599,7 +625,7 @@ fn far_from_changes(
         if let Some(uid) = f.uid {
             far.insert(
                 uid,
-                FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string(),
+                Cow::Owned(FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string()),
             );
         }
     }
@@ -610,7 +636,7 @@ fn far_from_changes(
 async fn far_listing(
     session: &mut Session,
     selected: &imap::Selected,
-) -> anyhow::Result<BTreeMap<u32, String>> {
+) -> anyhow::Result<BTreeMap<u32, Cow<'static, str>>> {
     if selected.exists == 0 {
         return Ok(BTreeMap::new());
     }
@@ -620,7 +646,7 @@ async fn far_listing(
         .filter_map(|r| match r {
             imap::Response::Fetch(f) => Some((
                 f.uid?,
-                FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string(),
+                Cow::Owned(FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string()),
             )),
             _ => None,
         })

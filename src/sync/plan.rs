@@ -14,20 +14,23 @@
 //!   first pairing), the union of both sides' flags is taken.
 //! - A side that is empty while state knows messages on it is refused (an error), never taken
 //!   as "everything was deleted".
+//!
+//! Inputs borrow what the caller read (a folder of 50,000 messages is planned without a copy
+//! of its names), and flags are in the written form of [`crate::flags`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::flags::{Flag, FlagSet};
 
 /// What state knows of one message: the pairing and the flags last synced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pair {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pair<'a> {
     /// Server UID.
     pub uid: u32,
     /// Maildir unique name (None: seen on the server but never fetched).
-    pub local: Option<String>,
+    pub local: Option<&'a str>,
     /// Flags last synced; None when never synced (first pairing).
-    pub base: Option<String>,
+    pub base: Option<&'a str>,
 }
 
 /// Which ways changes flow and where deletions may be carried out.
@@ -166,11 +169,25 @@ fn diff(from: &str, to: &str) -> (String, String) {
     (add.to_string(), remove.to_string())
 }
 
-/// Plans one folder. `far`: UID -> flags; `near`: unique name -> flags.
-pub fn plan(
-    pairs: &[Pair],
-    far: &BTreeMap<u32, String>,
-    near: &BTreeMap<String, String>,
+/// Whether `flags` is already in the written form with system flags only (what almost every
+/// message has): then equal texts are equal flags and need no parsing.
+pub fn plain(flags: &str) -> bool {
+    let b = flags.as_bytes();
+    b.iter().all(|&c| is_system_byte(c)) && b.windows(2).all(|w| w[0] < w[1])
+}
+
+fn is_system_byte(c: u8) -> bool {
+    crate::flags::SYSTEM
+        .iter()
+        .any(|&(_, l)| l == char::from(c))
+}
+
+/// Plans one folder. `far`: UID -> flags; `near`: unique name -> flags; `pairs` name each UID
+/// and each local name at most once (the state database's keys).
+pub fn plan<F: AsRef<str>, N: AsRef<str>>(
+    pairs: &[Pair<'_>],
+    far: &BTreeMap<u32, F>,
+    near: &HashMap<&str, N>,
     policy: Policy,
 ) -> Result<Vec<Action>, Refusal> {
     let known_near = pairs.iter().filter(|p| p.local.is_some()).count();
@@ -182,18 +199,22 @@ pub fn plan(
         return Err(Refusal::FarEmpty(known_far));
     }
     let mut actions = Vec::new();
-    let paired_uids: BTreeSet<u32> = pairs.iter().map(|p| p.uid).collect();
-    let paired_locals: BTreeSet<&str> = pairs.iter().filter_map(|p| p.local.as_deref()).collect();
+    // How many messages of each side state pairs: when that is all of them (a no-op), no
+    // set of the paired ones is built to find the new ones.
+    let (mut paired_far, mut paired_near) = (0, 0);
 
     for p in pairs {
-        let f = far.get(&p.uid);
+        let f = far.get(&p.uid).map(AsRef::as_ref);
         let n = p
             .local
-            .as_ref()
-            .and_then(|l| near.get(l).map(|flags| (l, flags)));
+            .and_then(|l| near.get(l).map(|flags| (l, flags.as_ref())));
+        paired_far += usize::from(f.is_some());
+        paired_near += usize::from(n.is_some());
         match (f, n) {
+            // Unchanged on both sides since the last sync: the no-op case, kept cheap.
+            (Some(f), Some((_, n))) if f == n && p.base == Some(f) && plain(f) => {}
             (Some(f), Some((local, n))) => {
-                let merged = merge(p.base.as_deref(), &synced(f), &synced(n));
+                let merged = merge(p.base, &synced(f), &synced(n));
                 let far_target = if policy.push {
                     merged.clone()
                 } else {
@@ -214,12 +235,12 @@ pub fn plan(
                 }
                 if near_target != synced(n) {
                     actions.push(Action::NearFlags {
-                        local: local.clone(),
+                        local: local.to_string(),
                         flags: near_target,
                     });
                 }
                 // The synced state is what the far side now holds.
-                if p.base.as_deref() != Some(far_target.as_str()) {
+                if p.base != Some(far_target.as_str()) {
                     actions.push(Action::Base {
                         uid: p.uid,
                         flags: far_target,
@@ -252,12 +273,12 @@ pub fn plan(
                 // Expunged on the server.
                 if policy.pull && policy.expunge_near {
                     actions.push(Action::DeleteNear {
-                        local: local.clone(),
+                        local: local.to_string(),
                     });
                     actions.push(Action::Forget { uid: p.uid });
                 } else if policy.pull && !has(n, 'T') {
                     actions.push(Action::NearFlags {
-                        local: local.clone(),
+                        local: local.to_string(),
                         flags: with(n, 'T'),
                     });
                 }
@@ -265,21 +286,32 @@ pub fn plan(
             (None, None) => actions.push(Action::Forget { uid: p.uid }),
         }
     }
-    if policy.pull {
-        for (uid, flags) in far.iter().filter(|(u, _)| !paired_uids.contains(u)) {
+    if policy.pull && paired_far < far.len() {
+        let mut paired_uids: Vec<u32> = pairs.iter().map(|p| p.uid).collect();
+        paired_uids.sort_unstable();
+        for (uid, flags) in far
+            .iter()
+            .filter(|(u, _)| paired_uids.binary_search(u).is_err())
+        {
             actions.push(Action::Download {
                 uid: *uid,
-                flags: synced(flags),
+                flags: synced(flags.as_ref()),
             });
         }
     }
-    if policy.push {
-        for (local, flags) in near
+    if policy.push && paired_near < near.len() {
+        let paired_locals: HashSet<&str> = pairs.iter().filter_map(|p| p.local).collect();
+        // In name order: Maildir names start with their delivery time, so the server numbers
+        // new messages in the order they arrived.
+        let mut new: Vec<(&str, &str)> = near
             .iter()
-            .filter(|(l, _)| !paired_locals.contains(l.as_str()))
-        {
+            .filter(|(l, _)| !paired_locals.contains(*l))
+            .map(|(l, f)| (*l, f.as_ref()))
+            .collect();
+        new.sort_unstable();
+        for (local, flags) in new {
             actions.push(Action::Upload {
-                local: local.clone(),
+                local: local.to_string(),
                 flags: synced(flags),
             });
         }
@@ -311,22 +343,20 @@ mod tests {
         ..BOTH_EXPUNGE
     };
 
-    fn pair(uid: u32, local: &str, base: &str) -> Pair {
+    fn pair<'a>(uid: u32, local: &'a str, base: &'a str) -> Pair<'a> {
         Pair {
             uid,
-            local: Some(local.into()),
-            base: Some(base.into()),
+            local: Some(local),
+            base: Some(base),
         }
     }
 
-    fn far(v: &[(u32, &str)]) -> BTreeMap<u32, String> {
-        v.iter().map(|(u, f)| (*u, f.to_string())).collect()
+    fn far<'a>(v: &[(u32, &'a str)]) -> BTreeMap<u32, &'a str> {
+        v.iter().copied().collect()
     }
 
-    fn near(v: &[(&str, &str)]) -> BTreeMap<String, String> {
-        v.iter()
-            .map(|(l, f)| (l.to_string(), f.to_string()))
-            .collect()
+    fn near<'a>(v: &[(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {
+        v.iter().copied().collect()
     }
 
     /// A second message present on both sides and unchanged, so no side is ever empty.
@@ -339,9 +369,9 @@ mod tests {
         let mut pairs = pairs.to_vec();
         pairs.push(pair(999, "anchor", ""));
         let mut f = far(f);
-        f.insert(999, String::new());
+        f.insert(999, "");
         let mut n = near(n);
-        n.insert("anchor".into(), String::new());
+        n.insert("anchor", "");
         let mut actions = plan(&pairs, &f, &n, policy).unwrap();
         actions.sort();
         actions
@@ -575,6 +605,26 @@ mod tests {
     }
 
     #[test]
+    fn unchanged_messages_plan_nothing_and_odd_text_is_still_normalised() {
+        for flags in ["", "S", "DFRST", "FS $Junk", " work"] {
+            let p = pair(1, "m1", flags);
+            assert_eq!(
+                with_anchor(&[p], &[(1, flags)], &[("m1", flags)], BOTH),
+                vec![],
+                "{flags:?}"
+            );
+        }
+        // The same text on every side, but not in the written form: recorded normalised.
+        assert_eq!(
+            with_anchor(&[pair(1, "m1", "SF")], &[(1, "SF")], &[("m1", "SF")], BOTH),
+            vec![Action::Base {
+                uid: 1,
+                flags: "FS".into()
+            }]
+        );
+    }
+
+    #[test]
     fn an_empty_side_is_refused_not_taken_as_deletions() {
         let pairs = vec![pair(1, "m1", ""), pair(2, "m2", "")];
         let f = far(&[(1, ""), (2, "")]);
@@ -601,22 +651,25 @@ mod tests {
         ) {
             let letters = |mask: u8| -> String { crate::flags::SYSTEM.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, (_, c))| *c).collect() };
             let policy = Policy { pull, push, expunge_far: xf, expunge_near: xn };
+            let locals: Vec<String> = (1..=states.len()).map(|uid| format!("m{uid}")).collect();
+            let bases: Vec<String> = states.iter().map(|s| letters(s.1)).collect();
+            let fars: Vec<String> = states.iter().map(|s| letters(s.2)).collect();
+            let nears: Vec<String> = states.iter().map(|s| letters(s.3)).collect();
             let mut pairs = Vec::new();
             let mut f = BTreeMap::new();
-            let mut n = BTreeMap::new();
-            for (i, (presence, b, fm, nm)) in states.iter().enumerate() {
+            let mut n = HashMap::new();
+            for (i, (presence, ..)) in states.iter().enumerate() {
                 let uid = i as u32 + 1;
-                let local = format!("m{uid}");
-                pairs.push(Pair { uid, local: Some(local.clone()), base: Some(letters(*b)) });
-                if presence & 1 != 0 { f.insert(uid, letters(*fm)); }
-                if presence & 2 != 0 { n.insert(local, letters(*nm)); }
+                pairs.push(Pair { uid, local: Some(locals[i].as_str()), base: Some(bases[i].as_str()) });
+                if presence & 1 != 0 { f.insert(uid, fars[i].as_str()); }
+                if presence & 2 != 0 { n.insert(locals[i].as_str(), nears[i].as_str()); }
             }
             if let Ok(actions) = plan(&pairs, &f, &n, policy) {
                 for a in &actions {
                     match a {
                         Action::ExpungeFar { uid } => {
                             proptest::prop_assert!(xf && push);
-                            proptest::prop_assert!(!n.contains_key(&format!("m{uid}")), "expunged a message still in the Maildir");
+                            proptest::prop_assert!(!n.contains_key(format!("m{uid}").as_str()), "expunged a message still in the Maildir");
                         }
                         Action::DeleteNear { local } => {
                             proptest::prop_assert!(xn && pull);
