@@ -142,19 +142,6 @@ const MIGRATIONS: &[&str] = &[
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
-/// A POP3 message that state knows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pop3Record {
-    /// Maildir unique name of the local copy.
-    pub local_name: Option<String>,
-    /// Size on the server.
-    pub size: u64,
-    /// Unix time when it was first fetched.
-    pub first_seen: i64,
-    /// Unix time when its deletion on the server was confirmed.
-    pub deleted: Option<i64>,
-}
-
 /// The directory of a dry run's state copy, removed when dropped (see [`State::dry_run_copy`]).
 #[derive(Debug)]
 pub struct DryRunDir(PathBuf);
@@ -346,23 +333,16 @@ impl State {
         &self.path
     }
 
-    /// All POP3 messages state knows, by id.
-    pub fn pop3_known(&self) -> Result<HashMap<String, Pop3Record>> {
+    /// Every POP3 message state knows (fetched, or fetched and deleted): its id and when it was
+    /// first fetched, all a plan needs (a no-op run holds one per message on the server).
+    pub fn pop3_known(&self) -> Result<HashMap<Box<str>, i64>> {
         let mut stmt = self
             .conn
-            .prepare("SELECT id, local_name, size, first_seen, deleted FROM pop3_messages")
+            .prepare("SELECT id, first_seen FROM pop3_messages")
             .map_err(self.sql())?;
         let rows = stmt
             .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    Pop3Record {
-                        local_name: r.get(1)?,
-                        size: r.get::<_, i64>(2)? as u64,
-                        first_seen: r.get(3)?,
-                        deleted: r.get(4)?,
-                    },
-                ))
+                Ok((r.get::<_, String>(0)?.into_boxed_str(), r.get(1)?))
             })
             .map_err(self.sql())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
@@ -919,16 +899,16 @@ mod tests {
         s.pop3_mark_deleted(&["u1".into()], 200).unwrap();
         drop(s);
         let s = State::open(&path).unwrap();
-        let known = s.pop3_known().unwrap();
-        assert_eq!(
-            known["u1"],
-            Pop3Record {
-                local_name: Some("name1".into()),
-                size: 10,
-                first_seen: 100,
-                deleted: Some(200)
-            }
-        );
+        assert_eq!(s.pop3_known().unwrap()["u1"], 100);
+        let row: (String, i64, i64, i64) = s
+            .conn
+            .query_row(
+                "SELECT local_name, size, first_seen, deleted FROM pop3_messages WHERE id = 'u1'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, ("name1".into(), 10, 100, 200));
         let v: i64 = s
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Mode;
-use crate::state::Pop3Record;
 
 /// One message of the server listing, with the identity mailferry gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,17 +51,18 @@ impl Plan {
     }
 }
 
-/// Plans a run. A message is "known" when state recorded it as fetched.
-pub fn plan(listing: &[Listed], known: &HashMap<String, Pop3Record>, policy: &Policy) -> Plan {
+/// Plans a run. A message is "known" when state recorded it as fetched; `known` gives the time
+/// it was first fetched by id.
+pub fn plan(listing: &[Listed], known: &HashMap<Box<str>, i64>, policy: &Policy) -> Plan {
     let mut plan = Plan::default();
     let limit = policy.max_messages.unwrap_or(u64::MAX);
     for (i, m) in listing.iter().enumerate() {
-        match m.id.as_ref().and_then(|id| known.get(id)) {
-            Some(record) => {
+        match m.id.as_deref().and_then(|id| known.get(id)) {
+            Some(&first_seen) => {
                 let due = match (policy.mode, policy.delete_after) {
                     (Mode::Delete, _) => true,
                     (Mode::Keep, Some(age)) => {
-                        policy.now.saturating_sub(record.first_seen) >= age.as_secs() as i64
+                        policy.now.saturating_sub(first_seen) >= age.as_secs() as i64
                     }
                     (Mode::Keep, None) => false,
                 };
@@ -150,15 +150,6 @@ mod tests {
             .collect()
     }
 
-    fn record(first_seen: i64) -> Pop3Record {
-        Pop3Record {
-            local_name: Some("x".into()),
-            size: 1,
-            first_seen,
-            deleted: None,
-        }
-    }
-
     fn policy(mode: Mode) -> Policy {
         Policy {
             mode,
@@ -172,7 +163,7 @@ mod tests {
     #[test]
     fn truth_table() {
         let listing = listed(&[Some("a"), Some("b"), None]);
-        let known: HashMap<String, Pop3Record> = [("a".to_string(), record(0))].into();
+        let known: HashMap<Box<str>, i64> = [("a".into(), 0)].into();
         // keep: fetch the unknown (including the one without identity), delete nothing.
         let p = plan(&listing, &known, &policy(Mode::Keep));
         assert_eq!((p.fetch, p.delete), (vec![1, 2], vec![]));
@@ -186,10 +177,10 @@ mod tests {
         let day = 86_400;
         let listing = listed(&[Some("old"), Some("edge"), Some("young"), Some("new")]);
         let now = 100 * day;
-        let known: HashMap<String, Pop3Record> = [
-            ("old".to_string(), record(now - 31 * day)),
-            ("edge".to_string(), record(now - 30 * day)),
-            ("young".to_string(), record(now - 30 * day + 1)),
+        let known: HashMap<Box<str>, i64> = [
+            ("old".into(), now - 31 * day),
+            ("edge".into(), now - 30 * day),
+            ("young".into(), now - 30 * day + 1),
         ]
         .into();
         let p = plan(
