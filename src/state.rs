@@ -305,6 +305,18 @@ impl State {
         sql_err(&self.path)
     }
 
+    /// Every row of a (cached) query, each read by `row`, collected.
+    fn rows<T, B: FromIterator<T>>(
+        &self,
+        sql: &str,
+        args: impl rusqlite::Params,
+        row: impl FnMut(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<B> {
+        let mut stmt = self.conn.prepare_cached(sql).map_err(self.sql())?;
+        let rows = stmt.query_map(args, row).map_err(self.sql())?;
+        rows.collect::<rusqlite::Result<B>>().map_err(self.sql())
+    }
+
     fn migrate(&mut self) -> Result<()> {
         let version: i64 = self
             .conn
@@ -336,16 +348,9 @@ impl State {
     /// Every POP3 message state knows (fetched, or fetched and deleted): its id and when it was
     /// first fetched, all a plan needs (a no-op run holds one per message on the server).
     pub fn pop3_known(&self) -> Result<HashMap<Box<str>, i64>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT id, first_seen FROM pop3_messages")
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?.into_boxed_str(), r.get(1)?))
-            })
-            .map_err(self.sql())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+        self.rows("SELECT id, first_seen FROM pop3_messages", [], |r| {
+            Ok((r.get::<_, String>(0)?.into_boxed_str(), r.get(1)?))
+        })
     }
 
     /// Records messages about to be made durable and renamed into the Maildir (written in tmp/),
@@ -462,15 +467,11 @@ impl State {
 
     /// The messages state knows in a folder, by UID.
     pub fn imap_messages(&self, folder: i64) -> Result<Vec<ImapRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT uid, local_name, flags, size, message_id FROM imap_messages
+        self.rows(
+            "SELECT uid, local_name, flags, size, message_id FROM imap_messages
                  WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
-            )
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![folder], |r| {
+            params![folder],
+            |r| {
                 Ok(ImapRecord {
                     uid: r.get::<_, i64>(0)? as u32,
                     local_name: r.get(1)?,
@@ -478,30 +479,24 @@ impl State {
                     size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
                     message_id: r.get(4)?,
                 })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+            },
+        )
     }
 
     /// A folder's known messages as sync pairs them, by UID.
     pub fn imap_synced(&self, folder: i64) -> Result<Vec<SyncedRecord>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT uid, local_name, flags FROM imap_messages
+        self.rows(
+            "SELECT uid, local_name, flags FROM imap_messages
                  WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
-            )
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![folder], |r| {
+            params![folder],
+            |r| {
                 Ok(SyncedRecord {
                     uid: r.get::<_, i64>(0)? as u32,
                     local_name: r.get::<_, Option<String>>(1)?.map(String::into_boxed_str),
                     flags: r.get::<_, String>(2)?.into_boxed_str(),
                 })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+            },
+        )
     }
 
     /// The highest UID known in a folder (0: none), which is where new mail starts.
@@ -518,17 +513,12 @@ impl State {
 
     /// UIDs of a folder's messages that are in the Maildir (delete mode expunges them).
     pub fn imap_fetched_uids(&self, folder: i64) -> Result<Vec<u32>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT uid FROM imap_messages
+        self.rows(
+            "SELECT uid FROM imap_messages
                  WHERE folder_id = ?1 AND uid IS NOT NULL AND local_name IS NOT NULL ORDER BY uid",
-            )
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![folder], |r| r.get::<_, i64>(0).map(|u| u as u32))
-            .map_err(self.sql())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+            params![folder],
+            |r| r.get::<_, i64>(0).map(|u| u as u32),
+        )
     }
 
     /// Records messages about to be renamed into the Maildir (or skipped, with no local name),
@@ -696,15 +686,11 @@ impl State {
 
     /// Messages being uploaded (recorded before their APPEND, no UID yet) in a folder.
     pub fn imap_pending_uploads(&self, folder: i64) -> Result<Vec<PendingUpload>> {
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT id, local_name, flags, size, message_id, upload_floor, content_hash
+        self.rows(
+            "SELECT id, local_name, flags, size, message_id, upload_floor, content_hash
                  FROM imap_messages WHERE folder_id = ?1 AND uid IS NULL AND local_name IS NOT NULL",
-            )
-            .map_err(self.sql())?;
-        let rows = stmt
-            .query_map(params![folder], |r| {
+            params![folder],
+            |r| {
                 Ok(PendingUpload {
                     row: r.get(0)?,
                     intent: UploadIntent {
@@ -716,9 +702,8 @@ impl State {
                         hash: r.get(6)?,
                     },
                 })
-            })
-            .map_err(self.sql())?;
-        rows.collect::<rusqlite::Result<_>>().map_err(self.sql())
+            },
+        )
     }
 
     /// Records uploads before they are sent (so a crash after the APPEND cannot make a second
