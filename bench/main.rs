@@ -907,16 +907,7 @@ fn scenario(
                 // 100 new messages in INBOX.
                 server.put(&user, "", &new_mail(run));
                 let plus = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok);
-                server.doveadm(&[
-                    "expunge",
-                    "-u",
-                    &user.name,
-                    "mailbox",
-                    "INBOX",
-                    "header",
-                    "Message-ID",
-                    "bench-new",
-                ]);
+                server.expunge_message(&user, "INBOX", "bench-new");
                 let plus = plus?;
                 if message_ids(&dir.join("Mail")).1 != n + 100 {
                     return Err(

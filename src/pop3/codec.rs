@@ -328,6 +328,20 @@ mod tests {
         );
     }
 
+    /// `wire` cut into reads at the given offsets (clamped and sorted).
+    fn split(wire: &[u8], cuts: Vec<usize>) -> Vec<&[u8]> {
+        let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
+        points.sort_unstable();
+        let mut chunks = Vec::new();
+        let mut last = 0;
+        for p in points {
+            chunks.push(&wire[last..p]);
+            last = p;
+        }
+        chunks.push(&wire[last..]);
+        chunks
+    }
+
     fn decode_all(chunks: &[&[u8]]) -> (Vec<u8>, usize, bool) {
         let mut d = BodyDecoder::new();
         let mut out = Vec::new();
@@ -441,15 +455,7 @@ mod tests {
         ) {
             let body: Vec<u8> = lines.iter().flat_map(|l| format!("{l}\r\n").into_bytes()).collect();
             let wire = stuff(&body);
-            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
-            points.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut last = 0;
-            for p in points {
-                chunks.push(&wire[last..p]);
-                last = p;
-            }
-            chunks.push(&wire[last..]);
+            let chunks = split(&wire, cuts);
             let (out, consumed, done) = decode_all(&chunks);
             proptest::prop_assert!(done);
             proptest::prop_assert_eq!(out, body);
@@ -464,15 +470,7 @@ mod tests {
             cuts in proptest::collection::vec(0usize..80, 0..8),
         ) {
             let whole = decode_all(&[&wire]);
-            let mut points: Vec<usize> = cuts.into_iter().map(|c| c.min(wire.len())).collect();
-            points.sort_unstable();
-            let mut chunks = Vec::new();
-            let mut last = 0;
-            for p in points {
-                chunks.push(&wire[last..p]);
-                last = p;
-            }
-            chunks.push(&wire[last..]);
+            let chunks = split(&wire, cuts);
             proptest::prop_assert_eq!(decode_all(&chunks), whole.clone());
             proptest::prop_assert!(whole.1 <= wire.len());
             if whole.2 {

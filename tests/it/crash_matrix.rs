@@ -284,17 +284,8 @@ fn a_sync_with_expunge_crashed_after_every_step() {
         deliver_local(&maildir, &[], &[(message("cml", 0, 900), "")]);
         deliver_local(&maildir, &["Notes"], &[(message("cmn", 0, 600), "F")]);
         // Another device: flag one, expunge one, and new mail in two folders.
-        for (what, i) in [("flags", 2), ("expunge", 3)] {
-            let mut args = vec![what];
-            if what == "flags" {
-                args.extend(["add", "-u", &user.name, "\\Flagged"]);
-            } else {
-                args.extend(["-u", &user.name]);
-            }
-            let id = mid(i);
-            args.extend(["mailbox", "INBOX", "header", "Message-ID", &id]);
-            server.doveadm(&args);
-        }
+        server.add_flags(&user, "INBOX", &mid(2), "\\Flagged");
+        server.expunge_message(&user, "INBOX", &mid(3));
         server.put(
             &user,
             "",

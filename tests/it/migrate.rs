@@ -86,16 +86,7 @@ fn pop3_to_imap_arrives_complete_once_and_verified() {
     assert_eq!(server.count(&dst, "INBOX"), 150);
 
     // Removed from the target behind mailferry's back: --verify says so, with exit code 1.
-    server.doveadm(&[
-        "expunge",
-        "-u",
-        &dst.name,
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        "<mp.7@example.org>",
-    ]);
+    server.expunge_message(&dst, "INBOX", "<mp.7@example.org>");
     let check = env.run(&["migrate", "--from", "old", "--to", "dst", "--verify"]);
     check.expect(1);
     assert!(

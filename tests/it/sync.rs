@@ -118,28 +118,8 @@ fn two_devices_read_flag_delete_and_move() {
     set_local_flags(&find_local(&maildir, &mid("dev", 1)).unwrap(), "F");
     fs::remove_file(find_local(&maildir, &mid("dev", 2)).unwrap()).unwrap();
     // Device 2 (on the server): read 3, expunge 4, move 5 to Work.
-    server.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        &user.name,
-        "\\Seen",
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        &mid("dev", 3),
-    ]);
-    server.doveadm(&[
-        "expunge",
-        "-u",
-        &user.name,
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        &mid("dev", 4),
-    ]);
+    server.add_flags(&user, "INBOX", &mid("dev", 3), "\\Seen");
+    server.expunge_message(&user, "INBOX", &mid("dev", 4));
     server.doveadm(&[
         "move",
         "-u",
@@ -196,32 +176,10 @@ fn conflicting_flag_changes_merge_flag_by_flag() {
     env.run(&["sync"]).expect(0);
     // Message 0: locally unread + flagged, on the server answered: all three changes survive.
     set_local_flags(&find_local(&maildir, &mid("cf", 0)).unwrap(), "F");
-    server.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        &user.name,
-        "\\Answered",
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        &mid("cf", 0),
-    ]);
+    server.add_flags(&user, "INBOX", &mid("cf", 0), "\\Answered");
     // Message 1: both sides mark it read.
     set_local_flags(&find_local(&maildir, &mid("cf", 1)).unwrap(), "S");
-    server.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        &user.name,
-        "\\Seen",
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        &mid("cf", 1),
-    ]);
+    server.add_flags(&user, "INBOX", &mid("cf", 1), "\\Seen");
     env.run(&["sync"]).expect(0);
     assert_eq!(
         local_flags(&find_local(&maildir, &mid("cf", 0)).unwrap()),
@@ -246,16 +204,7 @@ fn expunge_none_marks_instead_of_deleting() {
     server.put(&user, "", &corpus("nx", 3));
     env.run(&["sync"]).expect(0);
     fs::remove_file(find_local(&maildir, &mid("nx", 0)).unwrap()).unwrap();
-    server.doveadm(&[
-        "expunge",
-        "-u",
-        &user.name,
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        &mid("nx", 1),
-    ]);
+    server.expunge_message(&user, "INBOX", &mid("nx", 1));
     env.run(&["sync"]).expect(0);
     assert_eq!(
         server.count(&user, "INBOX"),
@@ -404,28 +353,8 @@ fn a_no_op_sync_costs_one_command_per_folder() {
         run.stderr
     );
     // Changes are still seen through the fast path.
-    server.doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        &user.name,
-        "\\Flagged",
-        "mailbox",
-        "A",
-        "header",
-        "Message-ID",
-        &mid("qra", 2),
-    ]);
-    server.doveadm(&[
-        "expunge",
-        "-u",
-        &user.name,
-        "mailbox",
-        "B",
-        "header",
-        "Message-ID",
-        &mid("qrb", 1),
-    ]);
+    server.add_flags(&user, "A", &mid("qra", 2), "\\Flagged");
+    server.expunge_message(&user, "B", &mid("qrb", 1));
     env.run(&["sync"]).expect(0);
     assert_eq!(
         local_flags(&find_local(&maildir.join(".A"), &mid("qra", 2)).unwrap()),
@@ -622,21 +551,6 @@ fn pushing_without_uidplus_pairs_uploads_by_content_even_after_a_crash() {
     }
 }
 
-fn add_server_flags(user: &User, msgid: &str, flags: &str) {
-    dovecot().doveadm(&[
-        "flags",
-        "add",
-        "-u",
-        &user.name,
-        flags,
-        "mailbox",
-        "INBOX",
-        "header",
-        "Message-ID",
-        msgid,
-    ]);
-}
-
 /// A local message's flags by name, read the way a Dovecot-convention reader does.
 fn local_keywords(maildir: &std::path::Path, msgid: &str) -> String {
     let keywords = mailferry::maildir::keywords::Keywords::load(maildir).unwrap();
@@ -650,7 +564,7 @@ fn keywords_travel_both_ways_through_dovecot_keywords() {
     let server = dovecot();
     let (user, env, maildir) = setup("sync-keywords", "");
     server.put(&user, "", &corpus("kw", 3));
-    add_server_flags(&user, &mid("kw", 0), "$Label1 work \\Seen");
+    dovecot().add_flags(&user, "INBOX", &mid("kw", 0), "$Label1 work \\Seen");
     env.run(&["sync"]).expect(0);
     assert_eq!(local_keywords(&maildir, &mid("kw", 0)), "S $Label1 work");
     let table = fs::read_to_string(maildir.join("dovecot-keywords")).unwrap();
@@ -666,7 +580,7 @@ fn keywords_travel_both_ways_through_dovecot_keywords() {
     let label1 = keyword_letter(&table, "$Label1");
     set_local_flags(&m0, &format!("S{label1}"));
     set_local_flags(&find_local(&maildir, &mid("kw", 1)).unwrap(), "h");
-    add_server_flags(&user, &mid("kw", 2), "$Junk");
+    dovecot().add_flags(&user, "INBOX", &mid("kw", 2), "$Junk");
     let run = env.run(&["sync"]);
     run.expect(0);
     let on_server = |i| server_flags(&user, "INBOX", &mid("kw", i));

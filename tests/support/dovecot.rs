@@ -396,6 +396,38 @@ service anvil {{
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Adds IMAP flags (space-separated) to the messages of a mailbox whose Message-ID header
+    /// holds `message_id`, as another client would.
+    pub fn add_flags(&self, user: &User, mailbox: &str, message_id: &str, flags: &str) {
+        self.doveadm(&[
+            "flags",
+            "add",
+            "-u",
+            &user.name,
+            flags,
+            "mailbox",
+            mailbox,
+            "header",
+            "Message-ID",
+            message_id,
+        ]);
+    }
+
+    /// Expunges the messages of a mailbox whose Message-ID header holds `message_id`, as
+    /// another client deleting mail behind mailferry's back.
+    pub fn expunge_message(&self, user: &User, mailbox: &str, message_id: &str) {
+        self.doveadm(&[
+            "expunge",
+            "-u",
+            &user.name,
+            "mailbox",
+            mailbox,
+            "header",
+            "Message-ID",
+            message_id,
+        ]);
+    }
+
     /// Number of messages in a mailbox, as Dovecot sees it.
     pub fn count(&self, user: &User, mailbox: &str) -> usize {
         self.doveadm(&[
