@@ -1,6 +1,7 @@
 //! Benchmarks mailferry side by side with its peers on one local Dovecot, in one run.
 //!
-//! `scripts/bench [MESSAGES] [RUNS] [pop3|imap|all]` (defaults 2000, 3, all). It starts a throwaway Dovecot on
+//! `scripts/bench [MESSAGES] [RUNS] [SCENARIOS]` (defaults 2000, 3, all; scenarios are a
+//! comma-separated list of keep, delete, imap, big, or pop3, imap, all). It starts a throwaway Dovecot on
 //! 127.0.0.1, fills a mailbox with a deterministic corpus, and times each tool (wall, CPU,
 //! peak RSS via /usr/bin/time) over implicit TLS, checking each result before it counts.
 //! Besides the first pull: a no-op rerun, a rerun after 100 new messages, and (IMAP) a rerun
@@ -15,6 +16,7 @@ mod dovecot;
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -497,8 +499,19 @@ fn main() {
     }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2000);
     let runs: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(3).max(1);
+    // Which scenarios: a comma-separated list of keep, delete, imap, big (the 25 MB message);
+    // pop3 and imap name each protocol's share, all (the default) everything.
     let only = args.get(3).map(String::as_str).unwrap_or("all");
-    let (pop3, imap) = (only != "imap", only != "pop3");
+    let wants = |scenario: &str, protocol: &str| {
+        only.split(',')
+            .any(|w| w == "all" || w == protocol || w == scenario)
+    };
+    let (keep, delete, imap) = (
+        wants("keep", "pop3"),
+        wants("delete", "pop3"),
+        wants("imap", "imap"),
+    );
+    let (big_pop3, big_imap) = (wants("big", "pop3"), wants("big", "imap"));
     let server = dovecot::dovecot();
     let exe = std::env::current_exe().expect("own path");
     let mailferry = exe
@@ -510,7 +523,7 @@ fn main() {
 
     let mail = corpus(n);
     let mib = mail.iter().map(Vec::len).sum::<usize>() as f64 / 1048576.0;
-    if pop3 {
+    if keep {
         scenario(
             server,
             "bench",
@@ -526,7 +539,7 @@ fn main() {
             Pass::Reruns,
         );
     }
-    if pop3 {
+    if delete {
         scenario(
             server,
             "bench-delete",
@@ -567,7 +580,7 @@ fn main() {
         )
         .flatten(),
     );
-    if pop3 {
+    if big_pop3 {
         scenario(
             server,
             "bench-big-pop3",
@@ -581,7 +594,7 @@ fn main() {
             Pass::First,
         );
     }
-    if imap {
+    if big_imap {
         scenario(
             server,
             "bench-big-imap",
@@ -935,6 +948,7 @@ fn scenario(
             }
         }
         if let Some(e) = failure {
+            eprintln!("{} failed: {e}", tool.name);
             println!(
                 "<!-- {} failed: {} -->",
                 tool.name,
@@ -966,12 +980,14 @@ fn scenario(
             plus100: rerun(|r| Some(r.plus100)),
             flags: rerun(|r| r.flags.map(|f| f.0)).map(|w| (w, carried)),
         });
+        // The rows so far, as each tool finishes: a run stopped early keeps what it measured.
+        let _ = print_table(&mut std::io::stderr(), &format!("(so far) {title}"), &rows);
     }
-    print_table(title, &rows);
+    print_table(&mut std::io::stdout(), title, &rows).expect("write the table");
 }
 
 /// Prints the rows with each figure's ratio to the best peer (smaller is better).
-fn print_table(title: &str, rows: &[Row]) {
+fn print_table(out: &mut dyn Write, title: &str, rows: &[Row]) -> std::io::Result<()> {
     let peers: Vec<&Row> = rows.iter().filter(|r| r.kind == Kind::Peer).collect();
     let best = |f: &dyn Fn(&Row) -> Option<f64>| {
         peers
@@ -989,18 +1005,20 @@ fn print_table(title: &str, rows: &[Row]) {
     };
     let secs =
         |v: Option<f64>, digits: usize| v.map_or("—".to_string(), |v| format!("{v:.digits$}"));
-    println!("\n{title}\n");
-    println!(
+    writeln!(out, "\n{title}\n")?;
+    writeln!(
+        out,
         "| tool | first pull wall s | CPU s | peak RSS MiB | no-op rerun s | +100 new rerun s | flags-only rerun s | wall / best peer | CPU / best peer | RSS / best peer | no-op / best peer |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    )?;
+    writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|")?;
     for r in rows {
         let flags = match r.flags {
             Some((w, true)) => format!("{w:.3}"),
             Some((w, false)) => format!("{w:.3} (not carried)"),
             None => "—".to_string(),
         };
-        println!(
+        writeln!(
+            out,
             "| {} | {:.2} | {:.2} | {:.1} | {} | {} | {flags} | {} | {} | {} | {} |",
             r.name,
             r.first.wall,
@@ -1012,6 +1030,7 @@ fn print_table(title: &str, rows: &[Row]) {
             ratio(Some(r.first.cpu), best_cpu),
             ratio(Some(r.first.rss_kib as f64), best_rss),
             ratio(r.noop, best_noop),
-        );
+        )?;
     }
+    Ok(())
 }
