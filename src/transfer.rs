@@ -114,10 +114,9 @@ async fn receive(
     folder: &ImapFolder,
     uids: &[u32],
 ) -> anyhow::Result<Vec<Landed>> {
-    let mut untagged = Vec::new();
     session
         .client
-        .complete(tag, "UID FETCH", sink, &mut untagged)
+        .complete(tag, "UID FETCH", sink, &mut |_| {})
         .await?;
     let batch: HashSet<u32> = uids.iter().copied().collect();
     let (mut fetched, early): (Vec<Fetched>, Vec<Fetched>) = std::mem::take(&mut sink.done)
@@ -181,10 +180,6 @@ pub async fn rematch(
     uidvalidity: u32,
     known: &[ImapRecord],
 ) -> anyhow::Result<usize> {
-    let (untagged, _) = session
-        .client
-        .run("UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-        .await?;
     let mut by_key: HashMap<(String, u64), Vec<u32>> = HashMap::new();
     for r in known {
         if let Some(id) = &r.message_id {
@@ -192,19 +187,20 @@ pub async fn rematch(
         }
     }
     let mut moves = Vec::new();
-    for response in untagged {
-        let imap::Response::Fetch(f) = response else {
-            continue;
-        };
-        let (Some(uid), Some(size), Some(id)) =
-            (f.uid, f.size, f.header.as_deref().and_then(message_id))
-        else {
-            continue;
-        };
-        if let Some(old) = by_key.get_mut(&(id, size)).and_then(Vec::pop) {
-            moves.push((old, uid));
-        }
-    }
+    session
+        .client
+        .fetch_each(
+            "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+            |f| {
+                if let (Some(uid), Some(size), Some(id)) =
+                    (f.uid, f.size, f.header.as_deref().and_then(message_id))
+                    && let Some(old) = by_key.get_mut(&(id, size)).and_then(Vec::pop)
+                {
+                    moves.push((old, uid));
+                }
+            },
+        )
+        .await?;
     folder.uidvalidity = Some(uidvalidity);
     state.imap_rebind(folder, &moves)?;
     Ok(moves.len())
@@ -331,7 +327,7 @@ impl FetchSink for BodySink<'_> {
         Ok(())
     }
 
-    fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()> {
+    fn fetched(&mut self, fetch: &codec::Fetch) -> anyhow::Result<()> {
         if !fetch.body {
             return Ok(());
         }

@@ -167,20 +167,20 @@ async fn find(
         .collect();
     if let Some(low) = by_content.iter().filter_map(|(_, i)| i.floor).min() {
         let sizes: HashSet<u64> = by_content.iter().map(|(_, i)| i.size).collect();
-        let (untagged, _) = session
-            .client
-            .run(&format!("UID FETCH {low}:* (UID RFC822.SIZE)"))
-            .await?;
         // `low:*` also names the last message when all UIDs are below `low`: filter.
-        let candidates: Vec<u32> = untagged
-            .into_iter()
-            .filter_map(|r| match r {
-                imap::Response::Fetch(f) => Some((f.uid?, f.size?)),
-                _ => None,
+        let mut candidates: Vec<u32> = Vec::new();
+        session
+            .client
+            .fetch_each(&format!("UID FETCH {low}:* (UID RFC822.SIZE)"), |f| {
+                if let (Some(uid), Some(size)) = (f.uid, f.size)
+                    && uid >= low
+                    && !claimed.contains(&uid)
+                    && sizes.contains(&size)
+                {
+                    candidates.push(uid);
+                }
             })
-            .filter(|(uid, size)| *uid >= low && !claimed.contains(uid) && sizes.contains(size))
-            .map(|(uid, _)| uid)
-            .collect();
+            .await?;
         let hashes = if candidates.is_empty() {
             Vec::new()
         } else {
@@ -279,7 +279,7 @@ impl FetchSink for HashSink {
         Ok(())
     }
 
-    fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()> {
+    fn fetched(&mut self, fetch: &codec::Fetch) -> anyhow::Result<()> {
         if let (Some(h), Some(uid), true) = (self.current.take(), fetch.uid, fetch.body) {
             self.done.push((uid, crate::text::hex(&h.finalize())));
         }

@@ -271,22 +271,22 @@ impl FolderJob<'_> {
         if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= highest + 1) {
             return Ok(Vec::new());
         }
-        let (untagged, _) = session
-            .client
-            .run(&format!("UID FETCH {}:* (UID RFC822.SIZE)", highest + 1))
-            .await?;
         // `n:*` also names the last message when every UID is below n: filtered out.
-        let mut out: Vec<Candidate> = untagged
-            .into_iter()
-            .filter_map(|r| match r {
-                imap::Response::Fetch(f) => Some(Candidate {
-                    uid: f.uid?,
-                    size: f.size.unwrap_or(0),
-                }),
-                _ => None,
-            })
-            .filter(|c| c.uid > highest)
-            .collect();
+        let mut out: Vec<Candidate> = Vec::new();
+        session
+            .client
+            .fetch_each(
+                &format!("UID FETCH {}:* (UID RFC822.SIZE)", highest + 1),
+                |f| {
+                    if let Some(uid) = f.uid.filter(|&u| u > highest) {
+                        out.push(Candidate {
+                            uid,
+                            size: f.size.unwrap_or(0),
+                        });
+                    }
+                },
+            )
+            .await?;
         out.sort_by_key(|c| c.uid);
         out.dedup_by_key(|c| c.uid);
         Ok(out)

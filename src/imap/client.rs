@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::ImapError;
-use super::codec::{self, Code, Response, Status, StatusLine};
+use super::codec::{self, Code, Fetch, Response, Status, StatusLine};
 use crate::net::{BoxIo, Conn, Deflate, Fingerprint, NetError, start_tls};
 use crate::text::sanitize;
 
@@ -21,7 +21,7 @@ pub trait FetchSink {
     /// Some of its bytes (CRLF line ends as sent).
     fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()>;
     /// The FETCH response is complete; `fetch.body` says whether a body came with it.
-    fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()>;
+    fn fetched(&mut self, fetch: &codec::Fetch) -> anyhow::Result<()>;
 }
 
 /// A sink that drops bodies (for commands that ask for none).
@@ -34,7 +34,7 @@ impl FetchSink for NoBodies {
     fn data(&mut self, _: &[u8]) -> anyhow::Result<()> {
         Ok(())
     }
-    fn fetched(&mut self, _: codec::Fetch) -> anyhow::Result<()> {
+    fn fetched(&mut self, _: &codec::Fetch) -> anyhow::Result<()> {
         Ok(())
     }
 }
@@ -112,7 +112,7 @@ impl Client {
                                 "a FETCH body that was not where announced".into(),
                             ));
                         }
-                        sink.fetched(f.clone()).map_err(ImapError::Local)?;
+                        sink.fetched(f).map_err(ImapError::Local)?;
                     }
                     return Ok(response);
                 }
@@ -184,14 +184,15 @@ impl Client {
         Ok(tag)
     }
 
-    /// Reads until the completion of `tag`, passing untagged responses to `untagged` and bodies
-    /// to `sink`. NO and BAD become errors.
+    /// Reads until the completion of `tag`, passing untagged responses to `untagged` one by one
+    /// (so that a listing of a large mailbox is never held whole) and bodies to `sink`. NO and
+    /// BAD become errors.
     pub async fn complete(
         &mut self,
         tag: &str,
         what: &str,
         sink: &mut dyn FetchSink,
-        untagged: &mut Vec<Response>,
+        untagged: &mut dyn FnMut(Response),
     ) -> Result<StatusLine> {
         loop {
             match self.read(sink).await? {
@@ -220,14 +221,14 @@ impl Client {
                 }
                 Response::Capability(c) => {
                     self.caps = c.clone();
-                    untagged.push(Response::Capability(c));
+                    untagged(Response::Capability(c));
                 }
                 Response::Continue(_) => {
                     return Err(ImapError::Protocol(format!(
                         "an unexpected continuation during {what}"
                     )));
                 }
-                other => untagged.push(other),
+                other => untagged(other),
             }
         }
     }
@@ -246,8 +247,27 @@ impl Client {
         let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
         let tag = self.send(command).await?;
         let mut untagged = Vec::new();
-        let status = self.complete(&tag, &what, sink, &mut untagged).await?;
+        let status = self
+            .complete(&tag, &what, sink, &mut |r| untagged.push(r))
+            .await?;
         Ok((untagged, status))
+    }
+
+    /// Runs a FETCH-like command to completion, passing each FETCH response to `each` as it
+    /// arrives (other untagged responses are dropped).
+    pub async fn fetch_each(
+        &mut self,
+        command: &str,
+        mut each: impl FnMut(Fetch),
+    ) -> Result<StatusLine> {
+        let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let tag = self.send(command).await?;
+        self.complete(&tag, &what, &mut NoBodies, &mut |r| {
+            if let Response::Fetch(f) = r {
+                each(f)
+            }
+        })
+        .await
     }
 
     /// Asks for the capabilities (kept in `caps`).
@@ -341,9 +361,8 @@ impl Client {
     /// Waits for an APPEND's completion; returns (UIDVALIDITY, UID) when the server has
     /// UIDPLUS.
     pub async fn append_done(&mut self, tag: &str) -> Result<Option<(u32, u32)>> {
-        let mut untagged = Vec::new();
         let status = self
-            .complete(tag, "APPEND", &mut NoBodies, &mut untagged)
+            .complete(tag, "APPEND", &mut NoBodies, &mut |_| {})
             .await?;
         Ok(match status.code {
             Some(Code::AppendUid(v, u)) => Some((v, u)),
@@ -354,14 +373,69 @@ impl Client {
     /// LOGOUT, ignoring what a server does after saying BYE.
     pub async fn logout(mut self) -> Result<()> {
         let tag = self.send("LOGOUT").await?;
-        let mut untagged = Vec::new();
         match self
-            .complete(&tag, "LOGOUT", &mut NoBodies, &mut untagged)
+            .complete(&tag, "LOGOUT", &mut NoBodies, &mut |_| {})
             .await
         {
             Ok(_) | Err(ImapError::Bye(_)) => Ok(()),
             Err(ImapError::Net(NetError::Closed { .. })) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn fetch_each_passes_fetch_responses_in_order_and_fails_on_no() {
+        let (ours, mut server) = tokio::io::duplex(1 << 16);
+        let script = tokio::spawn(async move {
+            server.write_all(b"* OK ready\r\n").await.unwrap();
+            let mut command = vec![0u8; 32];
+            let n = server.read(&mut command).await.unwrap();
+            assert_eq!(&command[..n], b"m1 UID FETCH 1:* (UID FLAGS)\r\n");
+            server
+                .write_all(
+                    b"* 1 FETCH (UID 7 FLAGS (\\Seen))\r\n* 3 EXISTS\r\n\
+                      * 2 FETCH (FLAGS () UID 9)\r\n* 3 FETCH (UID 12 FLAGS (\\Flagged $Junk))\r\n\
+                      m1 OK done\r\n",
+                )
+                .await
+                .unwrap();
+            let n = server.read(&mut command).await.unwrap();
+            assert_eq!(&command[..n], b"m2 UID FETCH 1:* (UID)\r\n");
+            server
+                .write_all(b"* 1 FETCH (UID 7)\r\nm2 NO [SERVERBUG] broken\r\n")
+                .await
+                .unwrap();
+        });
+        let (mut client, _) = Client::start(Box::new(ours), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let mut seen = Vec::new();
+        let status = client
+            .fetch_each("UID FETCH 1:* (UID FLAGS)", |f| {
+                seen.push((f.uid, f.flags.unwrap_or_default().join(" ")))
+            })
+            .await
+            .unwrap();
+        assert_eq!(status.status, Status::Ok);
+        assert_eq!(
+            seen,
+            vec![
+                (Some(7), "\\Seen".to_string()),
+                (Some(9), String::new()),
+                (Some(12), "\\Flagged $Junk".to_string()),
+            ]
+        );
+        let refused = client.fetch_each("UID FETCH 1:* (UID)", |_| {}).await;
+        assert!(
+            matches!(refused, Err(ImapError::Refused { ref command, .. }) if command == "UID FETCH"),
+            "{refused:?}"
+        );
+        script.await.unwrap();
     }
 }

@@ -489,27 +489,23 @@ impl Pass<'_> {
             .into_iter()
             .map(|r| r.uid)
             .collect();
-        let (untagged, _) = self
-            .target
-            .client
-            .run("UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-            .await?;
         let mut index: HashMap<(String, u64), Vec<u32>> = HashMap::new();
-        for r in untagged {
-            let imap::Response::Fetch(f) = r else {
-                continue;
-            };
-            let (Some(uid), Some(size), Some(id)) = (
-                f.uid,
-                f.size,
-                f.header.as_deref().and_then(transfer::message_id),
-            ) else {
-                continue;
-            };
-            if !claimed.contains(&uid) {
-                index.entry((id, size)).or_default().push(uid);
-            }
-        }
+        self.target
+            .client
+            .fetch_each(
+                "UID FETCH 1:* (UID RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])",
+                |f| {
+                    if let (Some(uid), Some(size), Some(id)) = (
+                        f.uid,
+                        f.size,
+                        f.header.as_deref().and_then(transfer::message_id),
+                    ) && !claimed.contains(&uid)
+                    {
+                        index.entry((id, size)).or_default().push(uid);
+                    }
+                },
+            )
+            .await?;
         Ok(index)
     }
 

@@ -217,22 +217,19 @@ impl Source {
                 if selected.exists == 0 {
                     return Ok(Vec::new());
                 }
-                let (untagged, _) = session
+                let mut items: Vec<Item> = Vec::new();
+                session
                     .client
-                    .run("UID FETCH 1:* (UID RFC822.SIZE)")
+                    .fetch_each("UID FETCH 1:* (UID RFC822.SIZE)", |f| {
+                        if let Some(uid) = f.uid {
+                            items.push(Item {
+                                key: format!("{}.{uid}", selected.uidvalidity),
+                                size: f.size.unwrap_or(0),
+                                origin: Origin::Imap(uid),
+                            });
+                        }
+                    })
                     .await?;
-                let mut items: Vec<Item> = untagged
-                    .into_iter()
-                    .filter_map(|r| match r {
-                        imap::Response::Fetch(f) => Some((f.uid?, f.size.unwrap_or(0))),
-                        _ => None,
-                    })
-                    .map(|(uid, size)| Item {
-                        key: format!("{}.{uid}", selected.uidvalidity),
-                        size,
-                        origin: Origin::Imap(uid),
-                    })
-                    .collect();
                 items.sort_by_key(|i| match i.origin {
                     Origin::Imap(uid) => uid,
                     _ => 0,
@@ -448,13 +445,13 @@ impl FetchSink for Collect {
         Ok(())
     }
 
-    fn fetched(&mut self, fetch: codec::Fetch) -> anyhow::Result<()> {
+    fn fetched(&mut self, fetch: &codec::Fetch) -> anyhow::Result<()> {
         if let (true, Some(uid)) = (fetch.body, fetch.uid) {
             self.fetched.push((
                 uid,
                 std::mem::take(&mut self.current),
                 FlagSet::from_imap(fetch.flags.as_deref().unwrap_or_default()).to_string(),
-                fetch.internaldate,
+                fetch.internaldate.clone(),
             ));
         }
         Ok(())

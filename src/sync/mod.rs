@@ -640,17 +640,17 @@ async fn far_listing(
     if selected.exists == 0 {
         return Ok(BTreeMap::new());
     }
-    let (untagged, _) = session.client.run("UID FETCH 1:* (UID FLAGS)").await?;
-    Ok(untagged
-        .into_iter()
-        .filter_map(|r| match r {
-            imap::Response::Fetch(f) => Some((
-                f.uid?,
-                Cow::Owned(FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string()),
-            )),
-            _ => None,
+    let mut far = BTreeMap::new();
+    session
+        .client
+        .fetch_each("UID FETCH 1:* (UID FLAGS)", |f| {
+            if let Some(uid) = f.uid {
+                let flags = FlagSet::from_imap(f.flags.as_deref().unwrap_or_default());
+                far.insert(uid, Cow::Owned(flags.to_string()));
+            }
         })
-        .collect())
+        .await?;
+    Ok(far)
 }
 
 fn describe(a: &Action) -> String {
