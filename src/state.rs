@@ -4,7 +4,6 @@
 //! UIDVALIDITY, UID <-> local message, last synced flags). A commit here is durable: mailferry
 //! deletes nothing on a server before the matching commit has returned.
 
-use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -191,6 +190,62 @@ pub struct SyncedRecord {
     pub flags: Box<str>,
 }
 
+/// The POP3 messages state knows: each id with the time it was first fetched, packed into one
+/// string and sorted (a no-op run over a large mailbox holds one entry per message, so no
+/// allocation per entry).
+#[derive(Debug, Default)]
+pub struct Pop3Known {
+    text: String,
+    /// (start, end) of an id in `text`, and its first-fetch time; sorted by id.
+    spans: Vec<(u32, u32, i64)>,
+}
+
+impl Pop3Known {
+    /// When the message with this id was first fetched, if state knows it.
+    pub fn get(&self, id: &str) -> Option<i64> {
+        self.spans
+            .binary_search_by(|&(s, e, _)| self.text[s as usize..e as usize].cmp(id))
+            .ok()
+            .map(|i| self.spans[i].2)
+    }
+
+    /// How many messages state knows.
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    /// Whether state knows none.
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    fn push(&mut self, id: &str, first_seen: i64) {
+        let start = self.text.len() as u32;
+        self.text.push_str(id);
+        self.spans.push((start, self.text.len() as u32, first_seen));
+    }
+
+    /// Sorts by id unless already sorted (rows come in the index's order, which is byte order).
+    fn sorted(mut self) -> Self {
+        let text = &self.text;
+        let id = |&(s, e, _): &(u32, u32, i64)| &text[s as usize..e as usize];
+        if !self.spans.is_sorted_by(|a, b| id(a) <= id(b)) {
+            self.spans.sort_unstable_by(|a, b| id(a).cmp(id(b)));
+        }
+        self
+    }
+}
+
+impl<'a> FromIterator<(&'a str, i64)> for Pop3Known {
+    fn from_iter<I: IntoIterator<Item = (&'a str, i64)>>(rows: I) -> Self {
+        let mut known = Pop3Known::default();
+        for (id, first_seen) in rows {
+            known.push(id, first_seen);
+        }
+        known.sorted()
+    }
+}
+
 /// An upload recorded before its APPEND whose UID is not known yet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingUpload {
@@ -347,10 +402,25 @@ impl State {
 
     /// Every POP3 message state knows (fetched, or fetched and deleted): its id and when it was
     /// first fetched, all a plan needs (a no-op run holds one per message on the server).
-    pub fn pop3_known(&self) -> Result<HashMap<Box<str>, i64>> {
-        self.rows("SELECT id, first_seen FROM pop3_messages", [], |r| {
-            Ok((r.get::<_, String>(0)?.into_boxed_str(), r.get(1)?))
-        })
+    pub fn pop3_known(&self) -> Result<Pop3Known> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, first_seen FROM pop3_messages ORDER BY id")
+            .map_err(self.sql())?;
+        let mut rows = stmt.query([]).map_err(self.sql())?;
+        let mut known = Pop3Known::default();
+        while let Some(row) = rows.next().map_err(self.sql())? {
+            let id = row
+                .get_ref(0)
+                .and_then(|v| {
+                    v.as_str().map_err(|e| {
+                        rusqlite::Error::FromSqlConversionFailure(0, v.data_type(), Box::new(e))
+                    })
+                })
+                .map_err(self.sql())?;
+            known.push(id, row.get(1).map_err(self.sql())?);
+        }
+        Ok(known.sorted())
     }
 
     /// Records messages about to be made durable and renamed into the Maildir (written in tmp/),
@@ -884,7 +954,7 @@ mod tests {
         s.pop3_mark_deleted(&["u1".into()], 200).unwrap();
         drop(s);
         let s = State::open(&path).unwrap();
-        assert_eq!(s.pop3_known().unwrap()["u1"], 100);
+        assert_eq!(s.pop3_known().unwrap().get("u1"), Some(100));
         let row: (String, i64, i64, i64) = s
             .conn
             .query_row(
@@ -922,8 +992,45 @@ mod tests {
         assert_eq!(forgotten, vec!["lc".to_string()]);
         let known = s.pop3_known().unwrap();
         assert_eq!(known.len(), 2);
-        assert!(known.contains_key("a") && known.contains_key("b"));
+        assert!(known.get("a").is_some() && known.get("b").is_some());
+        assert_eq!(known.get("c"), None);
         assert!(!s.pop3_has_pending().unwrap());
+    }
+
+    #[test]
+    fn pop3_known_finds_every_id_in_any_order_and_no_other() {
+        let ids = [
+            "uidl:b",
+            "uidl:a",
+            "hdr:ff#2",
+            "uidl:ab",
+            "",
+            "uidl:a#hdr:00",
+            "Ü",
+        ];
+        let known: Pop3Known = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (*id, i as i64))
+            .collect();
+        assert_eq!(known.len(), ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            assert_eq!(known.get(id), Some(i as i64), "{id}");
+        }
+        for absent in ["uidl:", "uidl:c", "uidl:a#", "hdr:ff", "ü"] {
+            assert_eq!(known.get(absent), None, "{absent}");
+        }
+        // From the database, in the index's order.
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
+        let rows: Vec<(String, String, u64)> = ids
+            .iter()
+            .map(|id| (id.to_string(), format!("n{id}"), 1))
+            .collect();
+        s.pop3_record(&rows, 7).unwrap();
+        let stored = s.pop3_known().unwrap();
+        assert!(ids.iter().all(|id| stored.get(id) == Some(7)));
+        assert_eq!(stored.get("uidl:c"), None);
     }
 
     #[test]
@@ -996,7 +1103,7 @@ mod tests {
         s.pop3_record(&[("u1".into(), "n1".into(), 1)], 1).unwrap();
         drop(s);
         let (mut copy, guard) = State::dry_run_copy(&path).unwrap();
-        assert!(copy.pop3_known().unwrap().contains_key("u1"));
+        assert!(copy.pop3_known().unwrap().get("u1").is_some());
         copy.pop3_record(&[("u2".into(), "n2".into(), 1)], 2)
             .unwrap();
         let copy_dir = guard.0.clone();

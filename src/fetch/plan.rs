@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::config::Mode;
+use crate::state::Pop3Known;
 
 /// One message of the server listing, with the identity mailferry gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +54,12 @@ impl Plan {
 
 /// Plans a run. A message is "known" when state recorded it as fetched; `known` gives the time
 /// it was first fetched by id.
-pub fn plan(listing: &[Listed], known: &HashMap<Box<str>, i64>, policy: &Policy) -> Plan {
+pub fn plan(listing: &[Listed], known: &Pop3Known, policy: &Policy) -> Plan {
     let mut plan = Plan::default();
     let limit = policy.max_messages.unwrap_or(u64::MAX);
     for (i, m) in listing.iter().enumerate() {
         match m.id.as_deref().and_then(|id| known.get(id)) {
-            Some(&first_seen) => {
+            Some(first_seen) => {
                 let due = match (policy.mode, policy.delete_after) {
                     (Mode::Delete, _) => true,
                     (Mode::Keep, Some(age)) => {
@@ -84,55 +85,72 @@ pub fn plan(listing: &[Listed], known: &HashMap<Box<str>, i64>, policy: &Policy)
     plan
 }
 
-fn uidl_counts(uidls: Option<&HashMap<u32, Vec<u8>>>) -> HashMap<&[u8], usize> {
-    let mut counts: HashMap<&[u8], usize> = HashMap::new();
-    for u in uidls.into_iter().flat_map(|u| u.values()) {
-        *counts.entry(u.as_slice()).or_default() += 1;
-    }
-    counts
+/// Each listed message's UIDL (in listing order), and which of them another message shares.
+#[derive(Debug)]
+pub struct Uidls {
+    per_msg: Vec<Option<Box<str>>>,
+    shared: Vec<bool>,
 }
 
-/// The messages that need a header hash for their identity (see [`identities`]).
-pub fn needs_header(msgs: &[u32], uidls: Option<&HashMap<u32, Vec<u8>>>) -> Vec<u32> {
-    let uidl_count = uidl_counts(uidls);
-    msgs.iter()
-        .copied()
-        .filter(|m| match uidls.and_then(|u| u.get(m)) {
-            Some(u) => uidl_count.get(u.as_slice()) != Some(&1),
-            None => true,
-        })
-        .collect()
-}
-
-/// Gives each message an identity: `uidl:X` from a unique UIDL. Messages whose UIDL is shared
-/// with another (a broken server), or with no UIDL at all, get their header hash (`hdr:H`, from
-/// TOP n 0) so that they are neither merged nor lost; `header` is called only for those.
-/// Identical headers among them are told apart by their order (`#2`, `#3`, ...).
-pub fn identities<F>(
-    msgs: &[u32],
-    uidls: Option<&HashMap<u32, Vec<u8>>>,
-    mut header: F,
-) -> Vec<Option<String>>
-where
-    F: FnMut(u32) -> Option<String>,
-{
-    let uidl_count = uidl_counts(uidls);
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    msgs.iter()
-        .map(|&msg| {
-            let uidl = uidls.and_then(|u| u.get(&msg));
-            let base = match uidl {
-                Some(u) if uidl_count.get(u.as_slice()) == Some(&1) => {
-                    return Some(format!("uidl:{}", String::from_utf8_lossy(u)));
+impl Uidls {
+    /// Matches the UIDL listing to the LIST order `msgs` (`listed` is `None` when the server
+    /// has no UIDL). Sorting instead of hashing: a large mailbox costs no map per message.
+    pub fn new(msgs: &[u32], listed: Option<Vec<(u32, Box<str>)>>) -> Uidls {
+        let mut per_msg: Vec<Option<Box<str>>> = vec![None; msgs.len()];
+        if let Some(listed) = listed {
+            let mut listed: Vec<(u32, Option<Box<str>>)> =
+                listed.into_iter().map(|(m, u)| (m, Some(u))).collect();
+            listed.sort_unstable_by_key(|&(m, _)| m);
+            for (slot, msg) in per_msg.iter_mut().zip(msgs) {
+                if let Ok(i) = listed.binary_search_by_key(msg, |&(m, _)| m) {
+                    *slot = listed[i].1.take();
                 }
-                Some(u) => format!("uidl:{}#hdr:{}", String::from_utf8_lossy(u), header(msg)?),
-                None => format!("hdr:{}", header(msg)?),
-            };
-            let n = seen.entry(base.clone()).or_default();
-            *n += 1;
-            Some(if *n == 1 { base } else { format!("{base}#{n}") })
-        })
-        .collect()
+            }
+        }
+        let mut order: Vec<usize> = (0..msgs.len()).filter(|&i| per_msg[i].is_some()).collect();
+        order.sort_unstable_by(|&a, &b| per_msg[a].cmp(&per_msg[b]));
+        let mut shared = vec![false; msgs.len()];
+        for pair in order.windows(2) {
+            if per_msg[pair[0]] == per_msg[pair[1]] {
+                shared[pair[0]] = true;
+                shared[pair[1]] = true;
+            }
+        }
+        Uidls { per_msg, shared }
+    }
+
+    /// The messages (as listing indexes) whose identity needs a header hash: those with no
+    /// UIDL, or one that another message shares (see [`Uidls::identities`]).
+    pub fn need_header(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.per_msg.len()).filter(|&i| self.per_msg[i].is_none() || self.shared[i])
+    }
+
+    /// Gives each message an identity: `uidl:X` from a unique UIDL. Messages whose UIDL is
+    /// shared with another (a broken server), or with no UIDL at all, get their header hash
+    /// (`hdr:H`, from TOP n 0) so that they are neither merged nor lost; `header` (by listing
+    /// index) is called only for those. Identical headers among them are told apart by their
+    /// order (`#2`, `#3`, ...).
+    pub fn identities<F>(self, mut header: F) -> Vec<Option<String>>
+    where
+        F: FnMut(usize) -> Option<String>,
+    {
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        self.per_msg
+            .into_iter()
+            .zip(self.shared)
+            .enumerate()
+            .map(|(i, (uidl, shared))| {
+                let base = match uidl {
+                    Some(u) if !shared => return Some(format!("uidl:{u}")),
+                    Some(u) => format!("uidl:{u}#hdr:{}", header(i)?),
+                    None => format!("hdr:{}", header(i)?),
+                };
+                let n = seen.entry(base.clone()).or_default();
+                *n += 1;
+                Some(if *n == 1 { base } else { format!("{base}#{n}") })
+            })
+            .collect()
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +181,7 @@ mod tests {
     #[test]
     fn truth_table() {
         let listing = listed(&[Some("a"), Some("b"), None]);
-        let known: HashMap<Box<str>, i64> = [("a".into(), 0)].into();
+        let known: Pop3Known = [("a", 0)].into_iter().collect();
         // keep: fetch the unknown (including the one without identity), delete nothing.
         let p = plan(&listing, &known, &policy(Mode::Keep));
         assert_eq!((p.fetch, p.delete), (vec![1, 2], vec![]));
@@ -177,12 +195,13 @@ mod tests {
         let day = 86_400;
         let listing = listed(&[Some("old"), Some("edge"), Some("young"), Some("new")]);
         let now = 100 * day;
-        let known: HashMap<Box<str>, i64> = [
-            ("old".into(), now - 31 * day),
-            ("edge".into(), now - 30 * day),
-            ("young".into(), now - 30 * day + 1),
+        let known: Pop3Known = [
+            ("old", now - 31 * day),
+            ("edge", now - 30 * day),
+            ("young", now - 30 * day + 1),
         ]
-        .into();
+        .into_iter()
+        .collect();
         let p = plan(
             &listing,
             &known,
@@ -201,7 +220,7 @@ mod tests {
         let listing = listed(&[Some("a"), Some("b"), Some("c"), Some("d")]);
         let p = plan(
             &listing,
-            &HashMap::new(),
+            &Pop3Known::default(),
             &Policy {
                 max_messages: Some(2),
                 max_size: Some(250),
@@ -213,7 +232,7 @@ mod tests {
         assert_eq!(p.deferred, 0);
         let p = plan(
             &listing,
-            &HashMap::new(),
+            &Pop3Known::default(),
             &Policy {
                 max_messages: Some(1),
                 ..policy(Mode::Keep)
@@ -222,23 +241,24 @@ mod tests {
         assert_eq!((p.fetch, p.deferred), (vec![0], 3));
     }
 
+    fn uidls(listed: &[(u32, &str)]) -> Option<Vec<(u32, Box<str>)>> {
+        Some(listed.iter().map(|&(m, u)| (m, u.into())).collect())
+    }
+
     #[test]
     fn identities_for_unique_duplicate_and_missing_uidls() {
-        let uidls: HashMap<u32, Vec<u8>> = [
-            (1, b"u1".to_vec()),
-            (2, b"dup".to_vec()),
-            (3, b"dup".to_vec()),
-            (4, b"u4".to_vec()),
-        ]
-        .into();
+        // UIDL in another order than LIST: matched by message number.
+        let u = Uidls::new(
+            &[1, 2, 3, 4],
+            uidls(&[(4, "u4"), (2, "dup"), (1, "u1"), (3, "dup")]),
+        );
+        assert_eq!(u.need_header().collect::<Vec<_>>(), vec![1, 2]);
         let mut asked = Vec::new();
-        let ids = identities(&[1, 2, 3, 4], Some(&uidls), |m| {
-            asked.push(m);
-            Some(if m == 2 { "h2".into() } else { "h3".into() })
+        let ids = u.identities(|i| {
+            asked.push(i);
+            Some(if i == 1 { "h2".into() } else { "h3".into() })
         });
-        assert_eq!(asked, vec![2, 3]);
-        assert_eq!(needs_header(&[1, 2, 3, 4], Some(&uidls)), vec![2, 3]);
-        assert_eq!(needs_header(&[1, 2], None), vec![1, 2]);
+        assert_eq!(asked, vec![1, 2]);
         assert_eq!(
             ids,
             vec![
@@ -248,10 +268,18 @@ mod tests {
                 Some("uidl:u4".into())
             ]
         );
+        // A message UIDL does not list gets a header hash; one UIDL lists beyond LIST is
+        // ignored.
+        let u = Uidls::new(&[1, 2], uidls(&[(1, "a"), (9, "z")]));
+        assert_eq!(u.need_header().collect::<Vec<_>>(), vec![1]);
+        assert_eq!(
+            u.identities(|_| Some("h".into())),
+            vec![Some("uidl:a".into()), Some("hdr:h".into())]
+        );
         // No UIDL: header hashes, with identical headers told apart by order.
-        let ids = identities(&[1, 2, 3], None, |m| {
-            Some(if m == 3 { "b".into() } else { "a".into() })
-        });
+        let u = Uidls::new(&[1, 2, 3], None);
+        assert_eq!(u.need_header().collect::<Vec<_>>(), vec![0, 1, 2]);
+        let ids = u.identities(|i| Some(if i == 2 { "b".into() } else { "a".into() }));
         assert_eq!(
             ids,
             vec![
@@ -261,6 +289,6 @@ mod tests {
             ]
         );
         // Neither UIDL nor TOP: no identity.
-        assert_eq!(identities(&[1], None, |_| None), vec![None]);
+        assert_eq!(Uidls::new(&[1], None).identities(|_| None), vec![None]);
     }
 }

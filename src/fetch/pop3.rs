@@ -17,7 +17,7 @@ use crate::config::{Account, Mode};
 use crate::maildir::{Folder, Maildir, TmpMessage, Written};
 use crate::pop3::{self, Client, Pop3Error, RetrSink};
 use crate::report::{Outcome, Output, Progress};
-use crate::state::State;
+use crate::state::{Pop3Known, State};
 use crate::text::sanitize;
 use crate::{credentials, failpoint};
 
@@ -56,7 +56,7 @@ pub async fn run(
         // Dry run: plan against what state knows (if anything) and change nothing.
         let known = match State::open_existing(&opts.state_path)? {
             Some(s) => s.pop3_known()?,
-            None => HashMap::new(),
+            None => Pop3Known::default(),
         };
         let mut session = pop3::open(account, &login.secret()?).await?;
         let listing = listing(&mut session.client, &session.caps, opts.mode).await?;
@@ -221,18 +221,19 @@ pub async fn listing(
     };
     let sizes = client.list().await?;
     let msgs: Vec<u32> = sizes.iter().map(|&(m, _)| m).collect();
-    let uidl_map: Option<HashMap<u32, Vec<u8>>> = uidls.map(|u| u.into_iter().collect());
+    let uidls = plan::Uidls::new(&msgs, uidls);
     let mut headers = HashMap::new();
-    for msg in plan::needs_header(&msgs, uidl_map.as_ref()) {
-        match client.top_header(msg).await {
+    for i in uidls.need_header() {
+        match client.top_header(msgs[i]).await {
             Ok(header) => {
-                headers.insert(msg, crate::text::hex(&Sha256::digest(&header)[..16]));
+                headers.insert(i, crate::text::hex(&Sha256::digest(&header)[..16]));
             }
             Err(Pop3Error::Refused { .. }) => break,
             Err(e) => return Err(e.into()),
         }
     }
-    let ids = plan::identities(&msgs, uidl_map.as_ref(), |m| headers.get(&m).cloned());
+    drop(msgs);
+    let ids = uidls.identities(|i| headers.remove(&i));
     if mode == Mode::Keep && ids.iter().any(Option::is_none) {
         return Err(Pop3Error::Missing(
             "UIDL or TOP, which keep mode needs to tell old mail from new (mode = \"delete\" works without them)",

@@ -159,6 +159,50 @@ impl Client {
         }
     }
 
+    /// Reads a multi-line body line by line (each with its line end), so that a listing of a
+    /// large mailbox is parsed as it arrives rather than held whole.
+    async fn read_lines<F>(&mut self, what: &str, mut each: F) -> Result<()>
+    where
+        F: FnMut(&[u8]) -> Result<()>,
+    {
+        let mut partial = Vec::new();
+        let mut total = 0;
+        let result = self
+            .read_body(what, |mut chunk| {
+                total += chunk.len();
+                if total > MAX_LISTING {
+                    anyhow::bail!("more than {MAX_LISTING} bytes");
+                }
+                loop {
+                    let end = memchr::memchr(b'\n', chunk);
+                    if partial.len() + end.map_or(chunk.len(), |e| e + 1) > MAX_LISTING_LINE {
+                        anyhow::bail!("a line longer than {MAX_LISTING_LINE} bytes");
+                    }
+                    let Some(end) = end else { break };
+                    let (line, rest) = chunk.split_at(end + 1);
+                    if partial.is_empty() {
+                        each(line)?;
+                    } else {
+                        partial.extend_from_slice(line);
+                        each(&partial)?;
+                        partial.clear();
+                    }
+                    chunk = rest;
+                }
+                partial.extend_from_slice(chunk);
+                Ok(())
+            })
+            .await;
+        match result {
+            Ok(()) if partial.is_empty() => Ok(()),
+            Ok(()) => each(&partial),
+            Err(e) => match e.downcast::<Pop3Error>() {
+                Ok(p) => Err(p),
+                Err(e) => Err(Pop3Error::Protocol(format!("{what}: {e}"))),
+            },
+        }
+    }
+
     /// CAPA; a server without it gets empty capabilities (`known == false`).
     pub async fn capa(&mut self) -> Result<Capabilities> {
         self.send("CAPA").await?;
@@ -310,45 +354,37 @@ impl Client {
     }
 
     /// UIDL for all messages, or `None` if the server does not support it.
-    pub async fn uidl(&mut self) -> Result<Option<Vec<(u32, Vec<u8>)>>> {
+    pub async fn uidl(&mut self) -> Result<Option<Vec<(u32, Box<str>)>>> {
         self.send("UIDL").await?;
         match self.read_reply("UIDL").await? {
             Reply::Ok { .. } => {}
             _ => return Ok(None),
         }
-        let body = self.read_body_to_vec("the UIDL list", 256 << 20).await?;
         let mut out = Vec::new();
-        for line in body.split_inclusive(|&b| b == b'\n') {
-            let (n, uidl) = parse_listing_line(line).ok_or_else(|| {
-                Pop3Error::Protocol(format!(
-                    "malformed UIDL line {:?}",
-                    sanitize(&String::from_utf8_lossy(line), 100)
-                ))
-            })?;
-            if !codec::valid_uidl(uidl) {
-                return Err(Pop3Error::Protocol(format!("invalid UIDL for message {n}")));
+        self.read_lines("the UIDL list", |line| {
+            let (n, uidl) = parse_listing_line(line).ok_or_else(|| malformed("UIDL", line))?;
+            // A valid UIDL is printable ASCII, so also UTF-8.
+            match std::str::from_utf8(uidl) {
+                Ok(uidl) if codec::valid_uidl(uidl.as_bytes()) => out.push((n, uidl.into())),
+                _ => return Err(Pop3Error::Protocol(format!("invalid UIDL for message {n}"))),
             }
-            out.push((n, uidl.to_vec()));
-        }
+            Ok(())
+        })
+        .await?;
         Ok(Some(out))
     }
 
     /// LIST: message numbers and sizes.
     pub async fn list(&mut self) -> Result<Vec<(u32, u64)>> {
         self.simple("LIST", "LIST").await?;
-        let body = self.read_body_to_vec("the LIST list", 256 << 20).await?;
         let mut out = Vec::new();
-        for line in body.split_inclusive(|&b| b == b'\n') {
+        self.read_lines("the LIST list", |line| {
             let parsed = parse_listing_line(line)
                 .and_then(|(n, v)| Some((n, std::str::from_utf8(v).ok()?.parse::<u64>().ok()?)));
-            let (n, size) = parsed.ok_or_else(|| {
-                Pop3Error::Protocol(format!(
-                    "malformed LIST line {:?}",
-                    sanitize(&String::from_utf8_lossy(line), 100)
-                ))
-            })?;
-            out.push((n, size));
-        }
+            out.push(parsed.ok_or_else(|| malformed("LIST", line))?);
+            Ok(())
+        })
+        .await?;
         Ok(out)
     }
 
@@ -425,6 +461,18 @@ impl SaslFailure {
     }
 }
 
+/// The longest line of a UIDL or LIST listing accepted (a valid one is under 90 bytes).
+const MAX_LISTING_LINE: usize = 4096;
+/// The largest UIDL or LIST listing accepted (millions of messages).
+const MAX_LISTING: usize = 256 << 20;
+
+fn malformed(command: &str, line: &[u8]) -> Pop3Error {
+    Pop3Error::Protocol(format!(
+        "malformed {command} line {:?}",
+        sanitize(&String::from_utf8_lossy(line), 100)
+    ))
+}
+
 fn refused(command: &str, reply: Reply) -> Pop3Error {
     match reply {
         Reply::Err { code, text } => Pop3Error::Refused {
@@ -454,5 +502,69 @@ fn choose_mechanism(caps: &Capabilities, greeting: &str) -> Result<AuthMech> {
         Err(Pop3Error::Missing(
             "a password login mechanism (USER, PLAIN, LOGIN or APOP)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+    /// A server that answers each of `replies` after reading a command, in `piece`-byte writes.
+    fn server(
+        mut io: DuplexStream,
+        replies: Vec<Vec<u8>>,
+        piece: usize,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            io.write_all(b"+OK ready\r\n").await.unwrap();
+            for reply in replies {
+                let mut command = [0u8; 64];
+                let _ = io.read(&mut command).await.unwrap();
+                for chunk in reply.chunks(piece) {
+                    io.write_all(chunk).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+        })
+    }
+
+    async fn client(replies: Vec<Vec<u8>>, piece: usize) -> Client {
+        let (ours, theirs) = tokio::io::duplex(64);
+        server(theirs, replies, piece);
+        Client::start(Box::new(ours), Duration::from_secs(5))
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn listings_are_read_line_by_line_over_any_read_boundaries() {
+        let uidl = b"+OK\r\n1 a\r\n2 0123456789abcdef\r\n10 ..dot\r\n.\r\n".to_vec();
+        let list = b"+OK 2 messages\r\n1 120\r\n2 7\r\n.\r\n".to_vec();
+        for piece in [1, 2, 3, 7, 64] {
+            let mut c = client(vec![uidl.clone(), list.clone()], piece).await;
+            let uidls = c.uidl().await.unwrap().unwrap();
+            let want: Vec<(u32, Box<str>)> = vec![
+                (1, "a".into()),
+                (2, "0123456789abcdef".into()),
+                (10, "..dot".into()),
+            ];
+            assert_eq!(uidls, want, "piece {piece}");
+            assert_eq!(c.list().await.unwrap(), vec![(1, 120), (2, 7)]);
+        }
+    }
+
+    #[tokio::test]
+    async fn malformed_and_overlong_listing_lines_are_errors() {
+        let mut c = client(vec![b"+OK\r\n1 a\r\n2\r\n.\r\n".to_vec()], 5).await;
+        let e = c.uidl().await.unwrap_err();
+        assert!(e.to_string().contains("malformed UIDL line"), "{e}");
+        let long = format!("+OK\r\n1 {}\r\n.\r\n", "x".repeat(MAX_LISTING_LINE));
+        let mut c = client(vec![long.into_bytes()], 100).await;
+        let e = c.list().await.unwrap_err();
+        assert!(e.to_string().contains("longer than"), "{e}");
+        let mut c = client(vec![b"+OK\r\n1 a\x01\r\n.\r\n".to_vec()], 5).await;
+        let e = c.uidl().await.unwrap_err();
+        assert!(e.to_string().contains("invalid UIDL"), "{e}");
     }
 }
