@@ -197,14 +197,14 @@ pub struct SyncedRecord {
 pub struct Pop3Known {
     text: String,
     /// (start, end) of an id in `text`, and its first-fetch time; sorted by id.
-    spans: Vec<(u32, u32, i64)>,
+    spans: Vec<(usize, usize, i64)>,
 }
 
 impl Pop3Known {
     /// When the message with this id was first fetched, if state knows it.
     pub fn get(&self, id: &str) -> Option<i64> {
         self.spans
-            .binary_search_by(|&(s, e, _)| self.text[s as usize..e as usize].cmp(id))
+            .binary_search_by(|&(s, e, _)| self.text[s..e].cmp(id))
             .ok()
             .map(|i| self.spans[i].2)
     }
@@ -219,16 +219,10 @@ impl Pop3Known {
         self.spans.is_empty()
     }
 
-    fn push(&mut self, id: &str, first_seen: i64) {
-        let start = self.text.len() as u32;
-        self.text.push_str(id);
-        self.spans.push((start, self.text.len() as u32, first_seen));
-    }
-
     /// Sorts by id unless already sorted (rows come in the index's order, which is byte order).
     fn sorted(mut self) -> Self {
         let text = &self.text;
-        let id = |&(s, e, _): &(u32, u32, i64)| &text[s as usize..e as usize];
+        let id = |&(s, e, _): &(usize, usize, i64)| &text[s..e];
         if !self.spans.is_sorted_by(|a, b| id(a) <= id(b)) {
             self.spans.sort_unstable_by(|a, b| id(a).cmp(id(b)));
         }
@@ -236,11 +230,13 @@ impl Pop3Known {
     }
 }
 
-impl<'a> FromIterator<(&'a str, i64)> for Pop3Known {
-    fn from_iter<I: IntoIterator<Item = (&'a str, i64)>>(rows: I) -> Self {
+impl<S: AsRef<str>> FromIterator<(S, i64)> for Pop3Known {
+    fn from_iter<I: IntoIterator<Item = (S, i64)>>(rows: I) -> Self {
         let mut known = Pop3Known::default();
         for (id, first_seen) in rows {
-            known.push(id, first_seen);
+            let start = known.text.len();
+            known.text.push_str(id.as_ref());
+            known.spans.push((start, known.text.len(), first_seen));
         }
         known.sorted()
     }
@@ -403,24 +399,11 @@ impl State {
     /// Every POP3 message state knows (fetched, or fetched and deleted): its id and when it was
     /// first fetched, all a plan needs (a no-op run holds one per message on the server).
     pub fn pop3_known(&self) -> Result<Pop3Known> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT id, first_seen FROM pop3_messages ORDER BY id")
-            .map_err(self.sql())?;
-        let mut rows = stmt.query([]).map_err(self.sql())?;
-        let mut known = Pop3Known::default();
-        while let Some(row) = rows.next().map_err(self.sql())? {
-            let id = row
-                .get_ref(0)
-                .and_then(|v| {
-                    v.as_str().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(0, v.data_type(), Box::new(e))
-                    })
-                })
-                .map_err(self.sql())?;
-            known.push(id, row.get(1).map_err(self.sql())?);
-        }
-        Ok(known.sorted())
+        self.rows(
+            "SELECT id, first_seen FROM pop3_messages ORDER BY id",
+            [],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
+        )
     }
 
     /// Records messages about to be made durable and renamed into the Maildir (written in tmp/),

@@ -244,13 +244,23 @@ impl Client {
         command: &str,
         sink: &mut dyn FetchSink,
     ) -> Result<(Vec<Response>, StatusLine)> {
-        let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
-        let tag = self.send(command).await?;
         let mut untagged = Vec::new();
         let status = self
-            .complete(&tag, &what, sink, &mut |r| untagged.push(r))
+            .run_each(command, sink, &mut |r| untagged.push(r))
             .await?;
         Ok((untagged, status))
+    }
+
+    /// Runs one command to completion, its untagged responses to `untagged` as they arrive.
+    async fn run_each(
+        &mut self,
+        command: &str,
+        sink: &mut dyn FetchSink,
+        untagged: &mut dyn FnMut(Response),
+    ) -> Result<StatusLine> {
+        let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
+        let tag = self.send(command).await?;
+        self.complete(&tag, &what, sink, untagged).await
     }
 
     /// Runs a FETCH-like command to completion, passing each FETCH response to `each` as it
@@ -260,9 +270,7 @@ impl Client {
         command: &str,
         mut each: impl FnMut(Fetch),
     ) -> Result<StatusLine> {
-        let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
-        let tag = self.send(command).await?;
-        self.complete(&tag, &what, &mut NoBodies, &mut |r| {
+        self.run_each(command, &mut NoBodies, &mut |r| {
             if let Response::Fetch(f) = r {
                 each(f)
             }
