@@ -1,4 +1,5 @@
-//! Exit codes (sysexits-style) and the mapping from an error chain to one of them.
+//! Exit codes (sysexits-style) and the trait by which an error names its own. A leaf: the
+//! error chain of a run is classified at the top (`job::classify`), which knows every subsystem.
 
 use std::fmt;
 
@@ -88,39 +89,4 @@ impl fmt::Display for Exit {
 pub trait Classify {
     /// The exit code a run that ends with this error returns.
     fn exit(&self) -> Exit;
-}
-
-/// Walks an error chain and returns the exit code of the first error that knows its class.
-pub fn classify(err: &anyhow::Error) -> Exit {
-    macro_rules! known {
-        ($cause:expr, $($t:ty),+) => {
-            $(if let Some(e) = $cause.downcast_ref::<$t>() {
-                return e.exit();
-            })+
-        };
-    }
-    for cause in err.chain() {
-        known!(
-            cause,
-            crate::config::ConfigError,
-            crate::lock::Locked,
-            crate::net::NetError,
-            crate::pop3::Pop3Error,
-            crate::imap::ImapError,
-            crate::state::StateError,
-            crate::maildir::MaildirError,
-            crate::sync::Refused,
-            crate::migrate::Mismatch,
-            std::io::Error
-        );
-    }
-    Exit::Software
-}
-
-/// A bare I/O error that reaches the top is local: network errors arrive wrapped in
-/// `NetError`, which comes first in the chain.
-impl Classify for std::io::Error {
-    fn exit(&self) -> Exit {
-        Exit::LocalIo
-    }
 }

@@ -15,14 +15,50 @@ use crate::cli::{
 use crate::config::{
     self, Account, Channel, Config, ConfigError, Mode, PasswordSource, Protocol, SyncDirection,
 };
-use crate::exit::{Exit, classify};
-use crate::fetch::{self, FetchOptions, now};
-use crate::report::{Outcome, Output};
+use crate::exit::{Classify, Exit};
+use crate::fetch::{self, FetchOptions, Outcome, now};
+use crate::report::Output;
 use crate::state::State;
+use crate::store::imap::ImapConnect;
+use crate::store::pop3::Pop3Connect;
+use crate::store::{Connect, Store};
 use crate::sync::{self, SyncOptions, SyncOutcome};
 use crate::text::sanitize;
 use crate::units::{parse_duration, parse_size};
-use crate::{credentials, imap, lock, migrate, pop3};
+use crate::{credentials, lock, migrate};
+
+/// Walks an error chain and returns the exit code of the first error that knows its class.
+pub fn classify(err: &anyhow::Error) -> Exit {
+    macro_rules! known {
+        ($cause:expr, $($t:ty),+) => {
+            $(if let Some(e) = $cause.downcast_ref::<$t>() {
+                return e.exit();
+            })+
+        };
+    }
+    for cause in err.chain() {
+        known!(
+            cause,
+            crate::store::StoreError,
+            crate::config::ConfigError,
+            crate::lock::Locked,
+            crate::net::NetError,
+            crate::pop3::Pop3Error,
+            crate::imap::ImapError,
+            crate::state::StateError,
+            crate::maildir::MaildirError,
+            crate::sync::Refused,
+            crate::migrate::Mismatch,
+            crate::failpoint::Crash
+        );
+        // A bare I/O error that reaches the top is local: network errors arrive wrapped in
+        // `NetError`, which comes first in the chain.
+        if cause.is::<std::io::Error>() {
+            return Exit::LocalIo;
+        }
+    }
+    Exit::Software
+}
 
 /// POP3 deletions committed (QUIT and reconnect) at least this often in delete mode.
 const COMMIT_EVERY: usize = 1000;
@@ -343,18 +379,21 @@ impl Setup {
     ) -> anyhow::Result<Outcome> {
         let opts = fetch_options(account, args, self.state_path(&account.name))?;
         let _lock = self.lock(&account.name).await?;
+        let run_fetch = async |state: Option<&mut State>| match account.protocol {
+            Protocol::Pop3 => {
+                let connect = Pop3Connect::new(account)?;
+                fetch::pop3::run(&connect, account, &opts, state, out).await
+            }
+            Protocol::Imap => {
+                fetch::imap::run(&ImapConnect::new(account)?, account, &opts, out).await
+            }
+        };
         if opts.dry_run {
-            return match account.protocol {
-                Protocol::Pop3 => fetch::pop3::run(account, &opts, None, out).await,
-                Protocol::Imap => fetch::imap::run(account, &opts, out).await,
-            };
+            return run_fetch(None).await;
         }
         let mut state = State::open(&opts.state_path)?;
         let run = state.run_started(now())?;
-        let result = match account.protocol {
-            Protocol::Pop3 => fetch::pop3::run(account, &opts, Some(&mut state), out).await,
-            Protocol::Imap => fetch::imap::run(account, &opts, out).await,
-        };
+        let result = run_fetch(Some(&mut state)).await;
         let recorded = match &result {
             Ok(o) => state.run_finished(run, now(), "ok", o.fetched, o.deleted, None),
             Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
@@ -449,14 +488,15 @@ impl Setup {
     ) -> anyhow::Result<SyncOutcome> {
         let _lock = self.lock(&account.name).await?;
         let state_path = self.state_path(&account.name);
+        let connect = ImapConnect::new(account)?;
         if opts.dry_run {
             // Plan against a copy, so that nothing of the dry run reaches the state.
             let (mut copy, _dir) = State::dry_run_copy(&state_path)?;
-            return sync::run(channel, account, opts, &mut copy, out).await;
+            return sync::run(&connect, channel, account, opts, &mut copy, out).await;
         }
         let mut state = State::open(&state_path)?;
         let run = state.run_started(now())?;
-        let result = sync::run(channel, account, opts, &mut state, out).await;
+        let result = sync::run(&connect, channel, account, opts, &mut state, out).await;
         let recorded = match &result {
             Ok(o) => state.run_finished(run, now(), "ok", o.downloaded, o.far_deleted, None),
             Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
@@ -509,7 +549,7 @@ impl Setup {
                 .into());
             }
             let canonical = path.canonicalize()?;
-            let digest = crate::upload::sha256_hex(canonical.as_os_str().as_encoded_bytes());
+            let digest = crate::message::sha256_hex(canonical.as_os_str().as_encoded_bytes());
             (None, format!("maildir-{}", &digest[..12]))
         } else {
             let a = self.one_account(
@@ -529,22 +569,28 @@ impl Setup {
             },
             to: target.name.clone(),
             inbox: args.folder.split('/').map(str::to_string).collect(),
+            folders: source_account
+                .as_ref()
+                .map_or_else(|| vec!["*".to_string()], |a| a.folders.clone()),
             delete_source: args.delete_source,
             dry_run: args.dry_run,
             verify: args.verify,
         };
         let _lock = self.lock(&name).await?;
-        let spec = match source_account {
-            None => migrate::SourceSpec::Maildir(PathBuf::from(&args.from)),
-            Some(a) => migrate::SourceSpec::Account(Box::new(a)),
+        let source = match &source_account {
+            None => migrate::SourceConnect::Maildir(PathBuf::from(&args.from)),
+            Some(a) => migrate::SourceConnect::account(a)?,
         };
+        let connect = ImapConnect::new(&target)?;
         let state_path = self.state_path(&name);
-        let outcome = if args.dry_run {
-            let (copy, _dir) = State::dry_run_copy(&state_path)?;
-            migrate::run(&spec, &target, copy, &opts, out).await?
+        let (state, _dir) = if args.dry_run {
+            let (copy, dir) = State::dry_run_copy(&state_path)?;
+            (copy, Some(dir))
         } else {
-            migrate::run(&spec, &target, State::open(&state_path)?, &opts, out).await?
+            (State::open(&state_path)?, None)
         };
+        let outcome =
+            migrate::run(&source, &connect, target.connections, state, &opts, out).await?;
         out.summary(&outcome);
         Ok(())
     }
@@ -712,9 +758,8 @@ fn fetch_options(
 
 /// `mailferry check` for IMAP: connect, TLS, login, capabilities, folders; nothing moves.
 async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
-    let login = credentials::Credentials::new(account)?;
-    let mut session = imap::open(account, &login.secret()?).await?;
-    let (folders, skipped) = imap::list_folders(&mut session.client).await?;
+    let mut store = ImapConnect::new(account)?.connect().await?;
+    let folders = store.mailboxes().await?;
     let interesting = [
         "IMAP4REV1",
         "IMAP4REV2",
@@ -729,16 +774,17 @@ async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
     let caps: Vec<&str> = interesting
         .iter()
         .copied()
-        .filter(|c| session.client.has(c))
+        .filter(|c| store.capabilities().iter().any(|have| have == c))
         .collect();
-    session.client.logout().await?;
+    let fingerprint = store.fingerprint();
+    store.close().await?;
     if out.json {
         let value = serde_json::json!({
             "account": account.name,
             "server": format!("{}:{}", account.host, account.port),
-            "tls_fingerprint": session.fingerprint.map(|f| f.to_string()),
+            "tls_fingerprint": fingerprint.map(|f| f.to_string()),
             "capabilities": caps,
-            "folders": folders.len(),
+            "folders": folders.mailboxes.len(),
         });
         println!("{value}");
         return Ok(());
@@ -748,7 +794,7 @@ async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
         "{name}: connected to {}:{}",
         account.host, account.port
     ));
-    match session.fingerprint {
+    match fingerprint {
         Some(fp) => out.info(&format!("{name}: TLS certificate {fp}")),
         None => out.info(&format!("{name}: no TLS (plaintext allowed by the config)")),
     }
@@ -757,8 +803,8 @@ async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
         account.user,
         caps.join(", ")
     ));
-    out.info(&format!("{name}: {} folders", folders.len()));
-    for warning in skipped {
+    out.info(&format!("{name}: {} folders", folders.mailboxes.len()));
+    for warning in folders.skipped {
         out.warn(&format!("{name}: {warning}"));
     }
     Ok(())
@@ -766,44 +812,20 @@ async fn check_imap(account: &Account, out: &Output) -> anyhow::Result<()> {
 
 /// `mailferry list`: folders with message counts.
 async fn list_account(account: &Account, out: &Output) -> anyhow::Result<()> {
-    let login = credentials::Credentials::new(account)?;
     if account.protocol == Protocol::Pop3 {
-        let mut session = pop3::open(account, &login.secret()?).await?;
-        let n = session.client.list().await?.len();
-        session.client.quit().await?;
+        let mut store = Pop3Connect::new(account)?.connect().await?;
+        let n = store.sizes().await?.len();
+        store.close().await?;
         out.info(&format!(
             "INBOX: {n} message{}",
             if n == 1 { "" } else { "s" }
         ));
         return Ok(());
     }
-    let mut session = imap::open(account, &login.secret()?).await?;
-    let (folders, skipped) = imap::list_folders(&mut session.client).await?;
-    for folder in &folders {
-        let (untagged, _) = session
-            .client
-            .run(&format!("STATUS {} (MESSAGES UNSEEN)", folder.quoted()))
-            .await?;
-        let counts = untagged.iter().find_map(|r| match r {
-            imap::Response::Other(text) if text.starts_with("STATUS") => Some(text.clone()),
-            _ => None,
-        });
-        let number = |key: &str| {
-            counts.as_deref().and_then(|t| {
-                let t = t.to_ascii_uppercase();
-                let at = t.rfind(key)? + key.len();
-                t[at..]
-                    .trim_start()
-                    .split(|c: char| !c.is_ascii_digit())
-                    .next()?
-                    .parse::<u64>()
-                    .ok()
-            })
-        };
-        let (messages, unseen) = (
-            number("MESSAGES").unwrap_or(0),
-            number("UNSEEN").unwrap_or(0),
-        );
+    let mut store = ImapConnect::new(account)?.connect().await?;
+    let folders = store.mailboxes().await?;
+    for folder in &folders.mailboxes {
+        let (messages, unseen) = store.counts(folder).await?;
         if out.json {
             println!(
                 "{}",
@@ -817,8 +839,8 @@ async fn list_account(account: &Account, out: &Output) -> anyhow::Result<()> {
             ));
         }
     }
-    session.client.logout().await?;
-    for warning in skipped {
+    store.close().await?;
+    for warning in folders.skipped {
         out.warn(&format!("{}: {warning}", account.name));
     }
     Ok(())
@@ -829,13 +851,13 @@ async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
     if account.protocol == Protocol::Imap {
         return check_imap(account, out).await;
     }
-    let login = credentials::Credentials::new(account)?;
-    let mut session = pop3::open(account, &login.secret()?).await?;
-    let listing = session.client.list().await?;
-    let bytes: u64 = listing.iter().map(|&(_, s)| s).sum();
-    let greeting = sanitize(session.client.greeting(), 200);
-    session.client.quit().await?;
-    let caps = &session.caps;
+    let mut store = Pop3Connect::new(account)?.connect().await?;
+    let listing = store.sizes().await?;
+    let bytes: u64 = listing.iter().sum();
+    let greeting = sanitize(store.session().client.greeting(), 200);
+    let caps = store.session().caps.clone();
+    let fingerprint = store.session().fingerprint;
+    store.close().await?;
     let mut names = Vec::new();
     for (on, name) in [
         (caps.uidl, "UIDL"),
@@ -854,7 +876,7 @@ async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
         let value = serde_json::json!({
             "account": account.name,
             "server": format!("{}:{}", account.host, account.port),
-            "tls_fingerprint": session.fingerprint.map(|f| f.to_string()),
+            "tls_fingerprint": fingerprint.map(|f| f.to_string()),
             "greeting": greeting,
             "capabilities": names,
             "messages": listing.len(),
@@ -867,7 +889,7 @@ async fn check_account(account: &Account, out: &Output) -> anyhow::Result<()> {
         "{}: connected to {}:{} ({greeting})",
         account.name, account.host, account.port
     ));
-    if let Some(fp) = session.fingerprint {
+    if let Some(fp) = fingerprint {
         out.info(&format!("{}: TLS certificate {fp}", account.name));
     } else {
         out.info(&format!(

@@ -62,7 +62,7 @@ pub fn log_to(path: &std::path::Path) -> std::io::Result<()> {
 pub fn log(line: &str) {
     use std::io::Write;
     let Some(file) = LOG.get() else { return };
-    let stamp = crate::imap::date::timestamp(std::time::SystemTime::now());
+    let stamp = crate::date::timestamp(std::time::SystemTime::now());
     let text = format!("{stamp} [{}] {line}\n", std::process::id());
     if let Ok(mut f) = file.lock() {
         let _ = f.write_all(text.as_bytes());
@@ -87,36 +87,6 @@ pub struct Output {
 pub trait Summary: Serialize {
     /// The summary line.
     fn line(&self) -> String;
-}
-
-/// The result of one account's fetch.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
-    /// Account name.
-    pub account: String,
-    /// Messages delivered into the Maildir.
-    pub fetched: u64,
-    /// Bytes delivered.
-    pub bytes: u64,
-    /// Messages deleted on the server (confirmed).
-    pub deleted: u64,
-    /// New messages over max_size, left on the server.
-    pub too_large: u64,
-    /// New messages left for a later run by max_messages.
-    pub deferred: u64,
-    /// Nothing was changed (dry run).
-    pub dry_run: bool,
-}
-
-impl Outcome {
-    /// Adds another partial outcome (one folder's) to this one.
-    pub fn add(&mut self, other: &Outcome) {
-        self.fetched += other.fetched;
-        self.bytes += other.bytes;
-        self.deleted += other.deleted;
-        self.too_large += other.too_large;
-        self.deferred += other.deferred;
-    }
 }
 
 impl Output {
@@ -206,42 +176,6 @@ impl Output {
         }
         log(&o.line());
     }
-}
-
-impl Summary for Outcome {
-    fn line(&self) -> String {
-        let o = self;
-        let mut parts = Vec::new();
-        let verb = if o.dry_run { "would fetch" } else { "fetched" };
-        if o.fetched == 0 && o.deleted == 0 && !o.dry_run {
-            parts.push("no new mail".to_string());
-        } else {
-            parts.push(format!(
-                "{verb} {} message{} ({})",
-                o.fetched,
-                plural(o.fetched),
-                human_bytes(o.bytes)
-            ));
-            let del = if o.dry_run { "would delete" } else { "deleted" };
-            if o.deleted > 0 || o.dry_run {
-                parts.push(format!("{del} {} on the server", o.deleted));
-            }
-        }
-        if o.too_large > 0 {
-            parts.push(format!("{} too large, left on the server", o.too_large));
-        }
-        if o.deferred > 0 {
-            parts.push(format!(
-                "{} left for the next run (max_messages)",
-                o.deferred
-            ));
-        }
-        format!("{}: {}", o.account, parts.join(", "))
-    }
-}
-
-fn plural(n: u64) -> &'static str {
-    if n == 1 { "" } else { "s" }
 }
 
 /// Bytes in B, KiB, MiB or GiB.

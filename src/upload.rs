@@ -1,28 +1,29 @@
-//! Putting messages onto an IMAP server exactly once.
+//! The durable upload loop: putting messages onto a store exactly once.
 //!
-//! Each upload is recorded in state before its APPEND (an intent: size, SHA-256 of the bytes
-//! sent, Message-ID, and the folder's UIDNEXT before it), then paired with its UID: from
-//! APPENDUID when the server has UIDPLUS, otherwise found again among the UIDs at or above that
-//! floor by size and content hash. An interrupted run's intents are settled the same way before
-//! anything else is sent, so a message is never appended twice and never lost track of. Nothing
-//! is added to the message (mbsync's X-TUID header changes what the user stored).
+//! Each upload is recorded in the folder's ledger before it is sent (an intent: size, SHA-256
+//! of the bytes sent, Message-ID, and the folder's next UID before it), then paired with its
+//! UID: from the store's answer where it gives one, otherwise found again among the UIDs at or
+//! above that floor by size and content hash. An interrupted run's intents are settled the same
+//! way before anything else is sent, so a message is never appended twice and never lost track
+//! of. Nothing is added to the message (mbsync's X-TUID header changes what the user stored).
 
 use std::collections::{HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
 use crate::flags::FlagSet;
-use crate::imap::{self, FetchSink, Session, codec};
-use crate::state::{ImapFolder, State, UploadIntent};
+use crate::message::{sha256_hex, to_crlf};
+use crate::state::{FolderLedger, UploadIntent};
+use crate::store::{Bodies, Fetched, Items, Mailbox, Outgoing, Search, Sink, Store, Uids};
 
-/// A message ready to go up: the bytes (CRLF line ends) and what the APPEND carries.
+/// A message ready to go up: the bytes (CRLF line ends) and what the append carries.
 #[derive(Debug)]
 pub struct Upload {
-    /// What state records before the APPEND.
+    /// What the ledger records before the append.
     pub intent: UploadIntent,
     /// The message, CRLF line ends.
     pub data: Vec<u8>,
-    /// INTERNALDATE to give it (IMAP date-time), if known.
+    /// Its date (IMAP date-time), if known.
     pub date: Option<String>,
 }
 
@@ -41,7 +42,7 @@ impl Upload {
             local,
             flags,
             size: data.len() as u64,
-            message_id: crate::transfer::message_id(&data[..header_end]),
+            message_id: crate::message::message_id(&data[..header_end]),
             floor: Some(floor),
             hash: Some(sha256_hex(&data)),
         };
@@ -49,57 +50,49 @@ impl Upload {
     }
 }
 
-/// Records, appends and pairs a batch of uploads into the selected folder `mailbox` (quoted).
+/// Records, appends and pairs a batch of uploads into `mailbox`, the store's open mailbox.
 /// Returns the local names with the UIDs they got (None: the server took it, but it could not
 /// be found again; it is then forgotten and will go up again, which only happens when the
 /// server changed the message's bytes).
-pub async fn append_batch(
-    session: &mut Session,
-    state: &mut State,
-    folder: &ImapFolder,
-    mailbox: &str,
+pub async fn append_batch<S: Store>(
+    store: &mut S,
+    ledger: &mut FolderLedger<'_>,
+    mailbox: &Mailbox,
     uploads: &[Upload],
 ) -> anyhow::Result<Vec<(String, Option<u32>)>> {
     if uploads.is_empty() {
         return Ok(Vec::new());
     }
-    let intents: Vec<UploadIntent> = uploads.iter().map(|u| u.intent.clone()).collect();
-    let rows = state.imap_upload_intents(folder.id, &intents)?;
-    crate::failpoint::hit("upload-after-intent");
-    // With LITERAL+ the whole batch is sent before the first completion is read (the server
-    // answers APPENDs in order); without it, one at a time.
-    let window = if session.client.has("LITERAL+") {
-        uploads.len()
-    } else {
-        1
-    };
+    let intents: Vec<&UploadIntent> = uploads.iter().map(|u| &u.intent).collect();
+    let rows = ledger.upload_intents(&intents)?;
+    crate::failpoint::hit("upload-after-intent")?;
+    let flags: Vec<FlagSet> = uploads
+        .iter()
+        .map(|u| FlagSet::parse(&u.intent.flags))
+        .collect();
+    let outgoing: Vec<Outgoing> = uploads
+        .iter()
+        .zip(&flags)
+        .map(|(u, flags)| Outgoing {
+            data: &u.data,
+            flags,
+            date: u.date.as_deref(),
+        })
+        .collect();
+    let answers = store.append(mailbox, &outgoing).await?;
     let mut paired = Vec::with_capacity(uploads.len());
     let mut unpaired = Vec::new();
-    for (chunk, chunk_rows) in uploads.chunks(window).zip(rows.chunks(window)) {
-        let mut tags = Vec::with_capacity(chunk.len());
-        for upload in chunk {
-            let flags = FlagSet::parse(&upload.intent.flags).to_imap();
-            tags.push(
-                session
-                    .client
-                    .append_send(mailbox, &flags, upload.date.as_deref(), &upload.data)
-                    .await?,
-            );
-        }
-        for ((upload, &row), tag) in chunk.iter().zip(chunk_rows).zip(tags) {
-            let appended = session.client.append_done(&tag).await?;
-            crate::failpoint::hit("upload-after-append");
-            match appended {
-                Some((v, uid)) if Some(v) == folder.uidvalidity => paired.push((row, Some(uid))),
-                _ => unpaired.push((row, upload.intent.clone())),
-            }
+    for ((upload, &row), answer) in uploads.iter().zip(&rows).zip(answers) {
+        match answer {
+            Some((v, uid)) if Some(v) == ledger.folder.uidvalidity => paired.push((row, Some(uid))),
+            _ => unpaired.push((row, upload.intent.clone())),
         }
     }
     if !unpaired.is_empty() {
         let taken: Vec<u32> = paired.iter().filter_map(|&(_, uid)| uid).collect();
-        paired.extend(find(session, state, folder, &unpaired, &taken).await?);
+        paired.extend(find(store, ledger, &unpaired, &taken).await?);
     }
-    state.imap_uploads_done(&paired)?;
+    ledger.uploads_done(&paired)?;
     let uid_of: HashMap<i64, Option<u32>> = paired.into_iter().collect();
     Ok(uploads
         .iter()
@@ -110,52 +103,54 @@ pub async fn append_batch(
 
 /// Settles the uploads an interrupted run recorded but did not pair: found on the server,
 /// they are paired; otherwise they never arrived and are forgotten, to go up again.
-pub async fn settle(
-    session: &mut Session,
-    state: &mut State,
-    folder: &ImapFolder,
+pub async fn settle<S: Store>(
+    store: &mut S,
+    ledger: &mut FolderLedger<'_>,
 ) -> anyhow::Result<usize> {
-    let pending = state.imap_pending_uploads(folder.id)?;
+    let pending = ledger.pending_uploads()?;
     if pending.is_empty() {
         return Ok(0);
     }
     let wanted: Vec<(i64, UploadIntent)> = pending.into_iter().map(|p| (p.row, p.intent)).collect();
-    let mut done = find(session, state, folder, &wanted, &[]).await?;
+    let mut done = find(store, ledger, &wanted, &[]).await?;
     if done.iter().any(|(_, uid)| uid.is_none()) {
-        // The server may still be carrying out APPENDs the interrupted run had sent (its
+        // The server may still be carrying out appends the interrupted run had sent (its
         // connection is not noticed gone at once): look once more before deciding that they
         // never arrived, which would send them again.
         tokio::time::sleep(SETTLE_GRACE).await;
         // A session sees messages added by others only once the server syncs its view.
-        session.client.run("NOOP").await?;
+        store.refresh().await?;
         let again: Vec<(i64, UploadIntent)> = wanted
             .into_iter()
             .filter(|(row, _)| done.iter().any(|(r, uid)| r == row && uid.is_none()))
             .collect();
         let taken: Vec<u32> = done.iter().filter_map(|&(_, uid)| uid).collect();
-        let found = find(session, state, folder, &again, &taken).await?;
+        let found = find(store, ledger, &again, &taken).await?;
         done.retain(|(_, uid)| uid.is_some());
         done.extend(found);
     }
-    state.imap_uploads_done(&done)?;
+    ledger.uploads_done(&done)?;
     Ok(done.iter().filter(|(_, uid)| uid.is_some()).count())
 }
 
 /// How long an interrupted run's unconfirmed uploads are given to show up on the server.
+#[cfg(not(test))]
 const SETTLE_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+/// In unit tests the in-memory store has nothing in flight.
+#[cfg(test)]
+const SETTLE_GRACE: std::time::Duration = std::time::Duration::ZERO;
 
-/// Finds uploaded messages on the selected folder: by size and content hash among the UIDs
-/// at or above each one's floor that state does not know yet; intents without a floor (older
+/// Finds uploaded messages in the open mailbox: by size and content hash among the UIDs at
+/// or above each one's floor that the ledger does not know yet; intents without a floor (older
 /// state) by Message-ID and size.
-async fn find(
-    session: &mut Session,
-    state: &State,
-    folder: &ImapFolder,
+async fn find<S: Store>(
+    store: &mut S,
+    ledger: &FolderLedger<'_>,
     wanted: &[(i64, UploadIntent)],
     taken: &[u32],
 ) -> anyhow::Result<Vec<(i64, Option<u32>)>> {
-    let mut claimed: HashSet<u32> = state
-        .imap_messages(folder.id)?
+    let mut claimed: HashSet<u32> = ledger
+        .messages()?
         .into_iter()
         .map(|r| r.uid)
         .chain(taken.iter().copied())
@@ -167,24 +162,22 @@ async fn find(
         .collect();
     if let Some(low) = by_content.iter().filter_map(|(_, i)| i.floor).min() {
         let sizes: HashSet<u64> = by_content.iter().map(|(_, i)| i.size).collect();
-        // `low:*` also names the last message when all UIDs are below `low`: filter.
         let mut candidates: Vec<u32> = Vec::new();
-        session
-            .client
-            .fetch_each(&format!("UID FETCH {low}:* (UID RFC822.SIZE)"), |f| {
-                if let (Some(uid), Some(size)) = (f.uid, f.size)
-                    && uid >= low
-                    && !claimed.contains(&uid)
-                    && sizes.contains(&size)
-                {
-                    candidates.push(uid);
+        let items = Items {
+            size: true,
+            ..Items::default()
+        };
+        store
+            .list(Uids::From(low), items, &mut |m| {
+                if !claimed.contains(&m.uid) && sizes.contains(&m.size) {
+                    candidates.push(m.uid);
                 }
             })
             .await?;
         let hashes = if candidates.is_empty() {
             Vec::new()
         } else {
-            content_hashes(session, &candidates).await?
+            content_hashes(store, &candidates).await?
         };
         for (row, intent) in by_content {
             let floor = intent.floor.unwrap_or(0);
@@ -206,7 +199,7 @@ async fn find(
         .filter(|(_, i)| i.floor.is_none() || i.hash.is_none())
     {
         let uid = match &intent.message_id {
-            Some(id) => by_message_id(session, id, intent.size, &claimed).await?,
+            Some(id) => by_message_id(store, id, intent.size, &claimed).await?,
             None => None,
         };
         if let Some(uid) = uid {
@@ -218,27 +211,24 @@ async fn find(
 }
 
 /// SHA-256 (hex) of the messages with these UIDs, streamed (nothing held in memory).
-pub async fn content_hashes(
-    session: &mut Session,
+pub async fn content_hashes<S: Store>(
+    store: &mut S,
     uids: &[u32],
 ) -> anyhow::Result<Vec<(u32, String)>> {
     let mut sink = HashSink::default();
-    let command = format!("UID FETCH {} (UID BODY.PEEK[])", codec::format_set(uids));
-    session.client.run_with(&command, &mut sink).await?;
+    store.fetch(uids, Bodies::Plain, &mut sink).await?;
     Ok(sink.done)
 }
 
 /// A message found by Message-ID and size, not already paired.
-async fn by_message_id(
-    session: &mut Session,
+async fn by_message_id<S: Store>(
+    store: &mut S,
     message_id: &str,
     size: u64,
     claimed: &HashSet<u32>,
 ) -> anyhow::Result<Option<u32>> {
-    let Some(quoted) = codec::quote(message_id) else {
-        return Ok(None);
-    };
-    let uids: Vec<u32> = imap::search_uids(session, &format!("HEADER Message-ID {quoted}"))
+    let uids: Vec<u32> = store
+        .search(Search::MessageId(message_id))
         .await?
         .into_iter()
         .filter(|u| !claimed.contains(u))
@@ -246,17 +236,19 @@ async fn by_message_id(
     if uids.is_empty() {
         return Ok(None);
     }
-    let (untagged, _) = session
-        .client
-        .run(&format!(
-            "UID FETCH {} (UID RFC822.SIZE)",
-            codec::format_set(&uids)
-        ))
+    let mut hit = None;
+    let items = Items {
+        size: true,
+        ..Items::default()
+    };
+    store
+        .list(Uids::Set(&uids), items, &mut |m| {
+            if hit.is_none() && m.size == size {
+                hit = Some(m.uid);
+            }
+        })
         .await?;
-    Ok(untagged.into_iter().find_map(|r| match r {
-        imap::Response::Fetch(f) if f.size == Some(size) => f.uid,
-        _ => None,
-    }))
+    Ok(hit)
 }
 
 /// Hashes bodies as they stream in.
@@ -266,8 +258,8 @@ struct HashSink {
     done: Vec<(u32, String)>,
 }
 
-impl FetchSink for HashSink {
-    fn begin(&mut self, _len: usize) -> anyhow::Result<()> {
+impl Sink for HashSink {
+    fn begin(&mut self) -> anyhow::Result<()> {
         self.current = Some(Sha256::new());
         Ok(())
     }
@@ -279,42 +271,18 @@ impl FetchSink for HashSink {
         Ok(())
     }
 
-    fn fetched(&mut self, fetch: &codec::Fetch) -> anyhow::Result<()> {
-        if let (Some(h), Some(uid), true) = (self.current.take(), fetch.uid, fetch.body) {
-            self.done.push((uid, crate::text::hex(&h.finalize())));
+    fn end(&mut self, fetched: Fetched) -> anyhow::Result<()> {
+        if let Some(h) = self.current.take() {
+            self.done
+                .push((fetched.uid, crate::text::hex(&h.finalize())));
         }
         Ok(())
     }
 }
 
-/// SHA-256 of bytes, in hex.
-pub fn sha256_hex(data: &[u8]) -> String {
-    crate::text::hex(&Sha256::digest(data))
-}
-
-/// LF line ends to CRLF (IMAP wants CRLF; a Maildir holds LF).
-pub fn to_crlf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
-    let mut prev = 0u8;
-    for &b in data {
-        if b == b'\n' && prev != b'\r' {
-            out.push(b'\r');
-        }
-        out.push(b);
-        prev = b;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn crlf() {
-        assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
-        assert_eq!(to_crlf(b""), b"");
-    }
 
     #[test]
     fn intent_describes_the_bytes_sent() {

@@ -1,55 +1,61 @@
 //! IMAP fetch: every selected folder into the Maildir, one way, incremental by UID.
 //!
-//! Per folder: EXAMINE (SELECT in delete mode), UIDs above the highest one fetched before are
-//! new; bodies are fetched with BODY.PEEK[] (nothing is marked read) in batches that are made
-//! durable, recorded in state, renamed into place, and only then (delete mode) marked
-//! \Deleted and removed with UID EXPUNGE. A changed UIDVALIDITY is recovered by matching
-//! Message-ID and size instead of fetching everything again.
+//! Per folder: the mailbox is opened (read-only in keep mode); after recovery of an interrupted
+//! run and re-matching after a UIDVALIDITY change, a plan names what to fetch (UIDs above the
+//! highest one fetched before) and, in delete mode, what to remove; a dry run shows the plan,
+//! a real run carries it out: bodies (never marked read) in batches that are made durable,
+//! recorded, renamed into place, and only then (delete mode) removed from the server.
 
 use std::cell::Cell;
 
 use anyhow::Context;
 
-use super::FetchOptions;
+use super::{FetchOptions, FolderPlan, Outcome, Planned};
 use crate::config::{Account, Mode};
-use crate::imap::{self, ImapError, RemoteFolder, Session};
+use crate::deliver::{self, Download};
+use crate::join;
 use crate::maildir::keywords::Keywords;
-use crate::maildir::{Maildir, account_maildir};
-use crate::report::{Outcome, Output};
-use crate::state::{DryRunDir, ImapRecord, State};
+use crate::maildir::{Folder, Maildir, account_maildir};
+use crate::reconcile::{self, expunge};
+use crate::report::Output;
+use crate::state::{Deliveries, DryRunDir, FolderLedger, State};
+use crate::store::{
+    Access, Connect, Deletes, Items, Mailbox, Need, Selected, Store, Uids, selected_by,
+};
 use crate::text::sanitize;
-use crate::transfer::{self, expunge, recover};
-use crate::{credentials, join};
 
 /// Fetches every selected folder of one IMAP account.
-pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow::Result<Outcome> {
-    let login = credentials::Credentials::new(account)?;
+pub async fn run<C: Connect>(
+    connect: &C,
+    account: &Account,
+    opts: &FetchOptions,
+    out: &Output,
+) -> anyhow::Result<Outcome> {
     let maildir = account_maildir(account);
-    let mut session = imap::open(account, &login.secret()?).await?;
-    if opts.mode == Mode::Delete && !session.client.has("UIDPLUS") {
-        // Plain EXPUNGE would also remove what other clients marked \Deleted.
-        return Err(ImapError::Missing(
-            "UIDPLUS (UID EXPUNGE), which delete mode needs to remove only what it fetched",
-        )
-        .into());
+    let mut store = connect.connect().await?;
+    if opts.mode == Mode::Delete && store.caps().deletes != Deletes::Marked {
+        return Err(store
+            .missing(
+                Need::ExactDelete,
+                "delete mode needs to remove only what it fetched",
+            )
+            .into());
     }
-    let (folders, skipped) = imap::list_folders(&mut session.client).await?;
-    for warning in skipped {
+    let listing = store.mailboxes().await?;
+    for warning in listing.skipped {
         out.warn(&format!("{}: {warning}", account.name));
     }
-    let folders: Vec<RemoteFolder> = folders
+    let folders: Vec<Mailbox> = listing
+        .mailboxes
         .into_iter()
-        .filter(|f| imap::folder_selected(&f.name, &account.folders))
+        .filter(|f| selected_by(&f.name, &account.folders))
         .collect();
     out.detail(&format!(
         "{}: connected to {}:{} ({}); {} folders selected",
         account.name,
         account.host,
         account.port,
-        session
-            .fingerprint
-            .map(|f| format!("TLS, certificate {f}"))
-            .unwrap_or_else(|| "no TLS".into()),
+        store.security(),
         folders.len()
     ));
     // max_messages counts over the whole run, so it is kept on one connection.
@@ -69,30 +75,28 @@ pub async fn run(account: &Account, opts: &FetchOptions, out: &Output) -> anyhow
     };
     let fetched = Cell::new(0u64);
     let outcomes = join::work_queue(
-        (session, open_state()?),
+        (store, open_state()?),
         folders,
         connections,
-        async || Ok((imap::open(account, &login.secret()?).await?, open_state()?)),
-        async |(session, (state, _)): &mut (Session, (State, Option<DryRunDir>)),
-               folder: RemoteFolder| {
-            let mut outcome = Outcome::default();
-            let mut job = FolderJob {
+        async || Ok((connect.connect().await?, open_state()?)),
+        async |(store, (state, _)): &mut (C::Store, (State, Option<DryRunDir>)),
+               mailbox: Mailbox| {
+            let job = FolderJob {
                 account,
                 opts,
                 out,
-                folder: &folder,
+                mailbox: &mailbox,
                 maildir: &maildir,
                 fetched_before: fetched.get(),
             };
-            job.run(session, state, &mut outcome)
+            let outcome = job
+                .run(store, state)
                 .await
-                .with_context(|| format!("folder {}", sanitize(&folder.name, 100)))?;
+                .with_context(|| format!("folder {}", sanitize(&mailbox.name, 100)))?;
             fetched.set(fetched.get() + outcome.fetched);
             Ok(outcome)
         },
-        async |(session, _): (Session, (State, Option<DryRunDir>))| {
-            Ok(session.client.logout().await?)
-        },
+        async |(store, _): (C::Store, (State, Option<DryRunDir>))| Ok(store.close().await?),
     )
     .await?;
     let mut total = Outcome {
@@ -110,203 +114,126 @@ struct FolderJob<'a> {
     account: &'a Account,
     opts: &'a FetchOptions,
     out: &'a Output,
-    folder: &'a RemoteFolder,
+    mailbox: &'a Mailbox,
     maildir: &'a Maildir,
     /// Messages fetched in this run before this folder (max_messages counts them all).
     fetched_before: u64,
 }
 
-/// A server message not fetched yet.
-#[derive(Debug, Clone, Copy)]
-struct Candidate {
-    uid: u32,
-    size: u64,
-}
-
 impl FolderJob<'_> {
-    async fn run(
-        &mut self,
-        session: &mut Session,
-        state: &mut State,
-        outcome: &mut Outcome,
-    ) -> anyhow::Result<()> {
-        let components: Vec<&str> = self.folder.components.iter().map(String::as_str).collect();
+    /// Plans the folder, then shows the plan (dry run) or carries it out.
+    async fn run<S: Store>(&self, store: &mut S, state: &mut State) -> anyhow::Result<Outcome> {
+        let components: Vec<&str> = self.mailbox.components.iter().map(String::as_str).collect();
         let read_only = self.opts.mode == Mode::Keep || self.opts.dry_run;
-        let selected = imap::select(session, self.folder, read_only, None).await?;
-
-        if self.opts.dry_run {
-            // A dry run plans against its copy of the state and changes nothing.
-            let folder_state = state.imap_folder(&self.folder.name, "")?;
-            let highest = if folder_state.uidvalidity == Some(selected.uidvalidity) {
-                state.imap_highest_uid(folder_state.id)?
-            } else {
-                0
-            };
-            let candidates = self.candidates(session, &selected, highest).await?;
-            let (fetch, too_large) = self.plan(&candidates, self.fetched_before);
-            for c in &fetch {
-                self.out.info(&format!(
-                    "would fetch {} UID {} ({} bytes)",
-                    sanitize(&self.folder.name, 100),
-                    c.uid,
-                    c.size
-                ));
-            }
-            outcome.fetched += fetch.len() as u64;
-            outcome.bytes += fetch.iter().map(|c| c.size).sum::<u64>();
-            outcome.too_large += too_large.len() as u64;
-            if self.opts.mode == Mode::Delete {
-                outcome.deleted += fetch.len() as u64;
-            }
-            return Ok(());
+        let access = if read_only {
+            Access::ReadOnly
+        } else {
+            Access::ReadWrite
         };
-
-        let local = self.maildir.open_folder(&components)?;
-        let local_path = local
-            .path()
+        let selected = store.select(self.mailbox, access, None).await?;
+        let local = match self.opts.dry_run {
+            true => None,
+            false => Some(self.maildir.open_folder(&components)?),
+        };
+        let local_path = self
+            .maildir
+            .folder_path(&components)?
             .strip_prefix(self.maildir.root())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let mut folder_state = state.imap_folder(&self.folder.name, &local_path)?;
-        recover(state, &folder_state, &local)?;
-        // The known messages themselves are read only to re-match them after a UIDVALIDITY
-        // change: a run needs no more than the highest UID (a folder may hold 50,000).
-        if folder_state
-            .uidvalidity
-            .is_some_and(|v| v != selected.uidvalidity)
-        {
-            let known = state.imap_messages(folder_state.id)?;
-            let matched = transfer::rematch(
-                session,
-                state,
-                &mut folder_state,
-                selected.uidvalidity,
-                &known,
-            )
-            .await?;
-            self.out.warn(&transfer::rematch_report(
-                &self.account.name,
-                &self.folder.name,
-                matched,
-                known.len(),
-            ));
+        let mut ledger = state.folder(&self.mailbox.name, &local_path)?;
+        if let Some(local) = &local {
+            deliver::recover(&mut ledger, local)?;
+            self.rematch(store, &mut ledger, &selected).await?;
         }
-        folder_state.uidvalidity = Some(selected.uidvalidity);
-        // Before the expunge below, which forgets what it removes.
-        let highest = state.imap_highest_uid(folder_state.id)?;
+        let plan = self.plan(store, &ledger, &selected).await?;
+        let mut outcome = Outcome::default();
+        match local {
+            None => {
+                self.show(&plan);
+                outcome.planned(plan, self.opts.mode);
+            }
+            Some(local) => {
+                self.execute(store, &mut ledger, &local, &selected, &plan, &mut outcome)
+                    .await?
+            }
+        }
+        Ok(outcome)
+    }
 
-        if self.opts.mode == Mode::Delete {
-            // Fetched before (in keep mode, or by a run that stopped before its EXPUNGE) and
-            // safely on disk: delete them now.
-            let due = state.imap_fetched_uids(folder_state.id)?;
-            if !due.is_empty() {
-                outcome.deleted += expunge(session, state, &folder_state, &due).await?;
-            }
+    /// After a UIDVALIDITY change, known messages get their new UIDs by Message-ID and size
+    /// instead of being fetched again.
+    async fn rematch<S: Store>(
+        &self,
+        store: &mut S,
+        ledger: &mut FolderLedger<'_>,
+        selected: &Selected,
+    ) -> anyhow::Result<()> {
+        if ledger
+            .folder
+            .uidvalidity
+            .is_none_or(|v| v == selected.uidvalidity)
+        {
+            return Ok(());
         }
-        let candidates = self.candidates(session, &selected, highest).await?;
-        let (fetch, too_large) = self.plan(&candidates, self.fetched_before);
-        outcome.too_large += too_large.len() as u64;
-        if !too_large.is_empty() {
-            let skipped: Vec<ImapRecord> = too_large
-                .iter()
-                .map(|c| ImapRecord {
-                    uid: c.uid,
-                    local_name: None,
-                    flags: String::new(),
-                    size: c.size,
-                    message_id: None,
-                })
-                .collect();
-            state.imap_record(folder_state.id, &skipped)?;
-        }
-        let total = fetch.iter().map(|c| c.size).sum();
-        let label = format!("{}/{}", self.account.name, self.folder.name);
-        let mut progress = self.out.progress(&label, fetch.len() as u64, total);
-        let mut keywords = Keywords::load(local.path())?;
-        let pairs: Vec<(u32, u64)> = fetch.iter().map(|c| (c.uid, c.size)).collect();
-        let delete = self.opts.mode == Mode::Delete;
-        // In delete mode each batch is expunged once durable, so batches are not pipelined.
-        let rounds = if delete {
-            transfer::batches(&pairs)
-        } else {
-            vec![&pairs[..]]
-        };
-        for round in rounds {
-            let landed = transfer::download(
-                session,
-                state,
-                &folder_state,
-                &local,
-                &mut keywords,
-                round,
-                &mut progress,
-            )
-            .await?;
-            outcome.fetched += landed.len() as u64;
-            outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
-            if delete {
-                state.imap_settle(folder_state.id)?;
-                let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
-                outcome.deleted += expunge(session, state, &folder_state, &uids).await?;
-            }
-        }
-        drop(progress);
-        state.imap_settle(folder_state.id)?;
-        folder_state.uidnext = selected.uidnext;
-        // A fetch does not follow flag changes, so it must not claim a mod-sequence that sync
-        // would take as "everything before this is known".
-        folder_state.highestmodseq = None;
-        state.imap_folder_synced(&folder_state)?;
+        let (matched, known) = reconcile::rematch(store, ledger, selected.uidvalidity).await?;
+        self.out.warn(&reconcile::rematch_report(
+            &self.account.name,
+            &self.mailbox.name,
+            matched,
+            known,
+        ));
         Ok(())
     }
 
-    /// Server messages not in state: above the highest UID state knows (one round trip;
-    /// none at all when UIDNEXT says nothing arrived).
-    async fn candidates(
+    /// What to remove (delete mode: fetched before and safely on disk) and what to fetch:
+    /// messages above the highest UID state knows, within max_size and max_messages.
+    async fn plan<S: Store>(
         &self,
-        session: &mut Session,
-        selected: &imap::Selected,
-        highest: u32,
-    ) -> anyhow::Result<Vec<Candidate>> {
-        if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= highest + 1) {
-            return Ok(Vec::new());
+        store: &mut S,
+        ledger: &FolderLedger<'_>,
+        selected: &Selected,
+    ) -> anyhow::Result<FolderPlan> {
+        let mut plan = FolderPlan {
+            folder: self.mailbox.name.clone(),
+            ..FolderPlan::default()
+        };
+        // A dry run after a UIDVALIDITY change has not re-matched: everything is new to it.
+        if ledger
+            .folder
+            .uidvalidity
+            .is_some_and(|v| v != selected.uidvalidity)
+        {
+            plan.fetch = candidates(store, selected, 0).await?;
+            return Ok(self.limit(plan));
         }
-        // `n:*` also names the last message when every UID is below n: filtered out.
-        let mut out: Vec<Candidate> = Vec::new();
-        session
-            .client
-            .fetch_each(
-                &format!("UID FETCH {}:* (UID RFC822.SIZE)", highest + 1),
-                |f| {
-                    if let Some(uid) = f.uid.filter(|&u| u > highest) {
-                        out.push(Candidate {
-                            uid,
-                            size: f.size.unwrap_or(0),
-                        });
-                    }
-                },
-            )
-            .await?;
-        out.sort_by_key(|c| c.uid);
-        out.dedup_by_key(|c| c.uid);
-        Ok(out)
+        if self.opts.mode == Mode::Delete {
+            plan.delete = ledger
+                .fetched()?
+                .into_iter()
+                .map(|(uid, size)| Planned {
+                    uid,
+                    id: None,
+                    size,
+                })
+                .collect();
+        }
+        // The known messages themselves are not read: a run needs no more than the highest
+        // UID (a folder may hold 50,000).
+        plan.fetch = candidates(store, selected, ledger.highest_uid()?).await?;
+        Ok(self.limit(plan))
     }
 
-    /// Applies max_size and max_messages (counted over the whole run).
-    fn plan(
-        &self,
-        candidates: &[Candidate],
-        fetched_so_far: u64,
-    ) -> (Vec<Candidate>, Vec<Candidate>) {
-        let mut fetch = Vec::new();
-        let mut too_large = Vec::new();
+    /// Applies max_size and max_messages (counted over the whole run) to the candidates.
+    fn limit(&self, mut plan: FolderPlan) -> FolderPlan {
         let mut budget = self
             .opts
             .max_messages
-            .map(|m| m.saturating_sub(fetched_so_far));
-        for &c in candidates {
+            .map(|m| m.saturating_sub(self.fetched_before));
+        let mut fetch = Vec::with_capacity(plan.fetch.len());
+        for c in std::mem::take(&mut plan.fetch) {
             if self.opts.max_size.is_some_and(|max| c.size > max) {
-                too_large.push(c);
+                plan.too_large.push(c);
                 continue;
             }
             if budget == Some(0) {
@@ -317,6 +244,128 @@ impl FolderJob<'_> {
             }
             fetch.push(c);
         }
-        (fetch, too_large)
+        plan.fetch = fetch;
+        plan
     }
+
+    /// The `-v`/dry-run lines of a plan.
+    fn show(&self, plan: &FolderPlan) {
+        let folder = sanitize(&self.mailbox.name, 100);
+        for m in &plan.fetch {
+            self.out.info(&format!(
+                "would fetch {folder} UID {} ({} bytes)",
+                m.uid, m.size
+            ));
+        }
+        for m in plan.deleting(self.opts.mode) {
+            self.out.info(&format!(
+                "would delete {folder} UID {} on the server",
+                m.uid
+            ));
+        }
+    }
+
+    async fn execute<S: Store>(
+        &self,
+        store: &mut S,
+        ledger: &mut FolderLedger<'_>,
+        local: &Folder,
+        selected: &Selected,
+        plan: &FolderPlan,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<()> {
+        if !plan.delete.is_empty() {
+            let due: Vec<u32> = plan.delete.iter().map(|m| m.uid).collect();
+            outcome.deleted += expunge(store, ledger, &due).await?;
+        }
+        outcome.too_large += plan.too_large.len() as u64;
+        // Too large: recorded as seen, so that later runs do not ask again.
+        let skipped: Vec<crate::state::Delivery> = plan
+            .too_large
+            .iter()
+            .map(|c| crate::state::Delivery {
+                uid: c.uid,
+                key: None,
+                local: None,
+                flags: String::new(),
+                size: c.size,
+                message_id: None,
+            })
+            .collect();
+        if !skipped.is_empty() {
+            ledger.record(&skipped)?;
+        }
+        let total = plan.fetch.iter().map(|c| c.size).sum();
+        let label = format!("{}/{}", self.account.name, self.mailbox.name);
+        let mut progress = self.out.progress(&label, plan.fetch.len() as u64, total);
+        let mut keywords = Keywords::load(local.path())?;
+        let pairs: Vec<(u32, u64)> = plan.fetch.iter().map(|c| (c.uid, c.size)).collect();
+        if self.opts.mode == Mode::Delete {
+            // Each batch is removed once durable, so batches are not pipelined.
+            for batch in deliver::batches(&pairs) {
+                let landed = Download {
+                    local,
+                    keywords: &mut keywords,
+                    ledger,
+                    progress: &mut progress,
+                }
+                .batch(store, batch)
+                .await?;
+                outcome.fetched += landed.len() as u64;
+                outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
+                ledger.settle()?;
+                let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
+                outcome.deleted += expunge(store, ledger, &uids).await?;
+            }
+        } else {
+            let landed = Download {
+                local,
+                keywords: &mut keywords,
+                ledger,
+                progress: &mut progress,
+            }
+            .pipelined(store, &pairs)
+            .await?;
+            outcome.fetched += landed.len() as u64;
+            outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
+        }
+        drop(progress);
+        ledger.settle()?;
+        ledger.folder.uidvalidity = Some(selected.uidvalidity);
+        ledger.folder.uidnext = selected.uidnext;
+        // A fetch does not follow flag changes, so it must not claim a mod-sequence that sync
+        // would take as "everything before this is known".
+        ledger.folder.highestmodseq = None;
+        ledger.passed()?;
+        Ok(())
+    }
+}
+
+/// The open mailbox's messages above `highest` (one round trip; none at all when UIDNEXT
+/// says nothing arrived), by UID.
+async fn candidates<S: Store>(
+    store: &mut S,
+    selected: &Selected,
+    highest: u32,
+) -> anyhow::Result<Vec<Planned>> {
+    if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= highest + 1) {
+        return Ok(Vec::new());
+    }
+    let mut out: Vec<Planned> = Vec::new();
+    let items = Items {
+        size: true,
+        ..Items::default()
+    };
+    store
+        .list(Uids::From(highest + 1), items, &mut |m| {
+            out.push(Planned {
+                uid: m.uid,
+                id: None,
+                size: m.size,
+            })
+        })
+        .await?;
+    out.sort_by_key(|c| c.uid);
+    out.dedup_by_key(|c| c.uid);
+    Ok(out)
 }

@@ -7,7 +7,10 @@ pub mod pop3;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use serde::Serialize;
+
 use crate::config::Mode;
+use crate::report::Summary;
 
 /// Per-run options of a fetch, from the account and the command line.
 #[derive(Debug, Clone)]
@@ -26,6 +29,124 @@ pub struct FetchOptions {
     pub commit_every: usize,
     /// The account's state database (read in dry runs).
     pub state_path: PathBuf,
+}
+
+/// One message a plan names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Planned {
+    /// Its number on the server (IMAP UID; POP3 message number).
+    pub uid: u32,
+    /// Its POP3 identity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Its size.
+    pub size: u64,
+}
+
+/// What a fetch will do in one folder: what a dry run shows (`--json`: as it is).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct FolderPlan {
+    /// The server folder.
+    pub folder: String,
+    /// Messages to fetch (in delete mode, each is removed from the server once it is safe).
+    pub fetch: Vec<Planned>,
+    /// Messages fetched before and now due for removal from the server.
+    pub delete: Vec<Planned>,
+    /// New messages over `max_size`, left on the server.
+    pub too_large: Vec<Planned>,
+    /// New messages left for a later run by `max_messages`.
+    pub deferred: u64,
+}
+
+impl FolderPlan {
+    /// The messages removed from the server when the plan is carried out in `mode`.
+    pub fn deleting(&self, mode: Mode) -> impl Iterator<Item = &Planned> {
+        let fetched = match mode {
+            Mode::Delete => &self.fetch[..],
+            Mode::Keep => &[],
+        };
+        self.delete.iter().chain(fetched)
+    }
+}
+
+/// The result of one account's fetch.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    /// Account name.
+    pub account: String,
+    /// Messages delivered into the Maildir.
+    pub fetched: u64,
+    /// Bytes delivered.
+    pub bytes: u64,
+    /// Messages deleted on the server (confirmed).
+    pub deleted: u64,
+    /// New messages over max_size, left on the server.
+    pub too_large: u64,
+    /// New messages left for a later run by max_messages.
+    pub deferred: u64,
+    /// Nothing was changed (dry run).
+    pub dry_run: bool,
+    /// A dry run's plan, folder by folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<FolderPlan>,
+}
+
+impl Outcome {
+    /// Adds another partial outcome (one folder's) to this one.
+    pub fn add(&mut self, other: &Outcome) {
+        self.fetched += other.fetched;
+        self.bytes += other.bytes;
+        self.deleted += other.deleted;
+        self.too_large += other.too_large;
+        self.deferred += other.deferred;
+        self.plan.extend(other.plan.iter().cloned());
+    }
+
+    /// Counts what a plan will do, as a dry run reports it, and keeps the plan.
+    pub fn planned(&mut self, plan: FolderPlan, mode: Mode) {
+        self.fetched += plan.fetch.len() as u64;
+        self.bytes += plan.fetch.iter().map(|m| m.size).sum::<u64>();
+        self.deleted += plan.deleting(mode).count() as u64;
+        self.too_large += plan.too_large.len() as u64;
+        self.deferred += plan.deferred;
+        self.plan.push(plan);
+    }
+}
+
+impl Summary for Outcome {
+    fn line(&self) -> String {
+        let o = self;
+        let mut parts = Vec::new();
+        let verb = if o.dry_run { "would fetch" } else { "fetched" };
+        if o.fetched == 0 && o.deleted == 0 && !o.dry_run {
+            parts.push("no new mail".to_string());
+        } else {
+            parts.push(format!(
+                "{verb} {} message{} ({})",
+                o.fetched,
+                plural(o.fetched),
+                crate::report::human_bytes(o.bytes)
+            ));
+            let del = if o.dry_run { "would delete" } else { "deleted" };
+            if o.deleted > 0 || o.dry_run {
+                parts.push(format!("{del} {} on the server", o.deleted));
+            }
+        }
+        if o.too_large > 0 {
+            parts.push(format!("{} too large, left on the server", o.too_large));
+        }
+        if o.deferred > 0 {
+            parts.push(format!(
+                "{} left for the next run (max_messages)",
+                o.deferred
+            ));
+        }
+        format!("{}: {}", o.account, parts.join(", "))
+    }
+}
+
+fn plural(n: u64) -> &'static str {
+    if n == 1 { "" } else { "s" }
 }
 
 /// The current unix time; `MAILFERRY_NOW` (unix seconds) overrides it, for tests of

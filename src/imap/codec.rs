@@ -187,7 +187,14 @@ pub enum Response {
     },
     /// `* SEARCH n n n`.
     Search(Vec<u32>),
-    /// Anything else (`* FLAGS`, `* n RECENT`, `* STATUS`, ...).
+    /// `* STATUS mailbox (ITEM n ...)`: items upper case, with their numbers.
+    MailboxStatus {
+        /// The mailbox name as sent.
+        name: Vec<u8>,
+        /// The status items.
+        items: Vec<(String, u64)>,
+    },
+    /// Anything else (`* FLAGS`, `* n RECENT`, ...).
     Other(String),
 }
 
@@ -601,6 +608,24 @@ pub fn parse(line: &[u8]) -> Result<Response, ParseError> {
                 name,
             })
         }
+        "STATUS" => {
+            let name = lx
+                .value()?
+                .bytes()
+                .ok_or_else(|| lx.err("bad STATUS name"))?
+                .to_vec();
+            let Value::List(values) = lx.value()? else {
+                return Err(lx.err("bad STATUS items"));
+            };
+            let items = values
+                .chunks(2)
+                .filter_map(|pair| match pair {
+                    [key, value] => Some((key.atom()?.to_ascii_uppercase(), value.number()?)),
+                    _ => None,
+                })
+                .collect();
+            Response::MailboxStatus { name, items }
+        }
         "SEARCH" => {
             let mut uids = Vec::new();
             while !lx.at_end() {
@@ -833,6 +858,24 @@ mod tests {
             Response::Search(vec![2, 84, 882])
         );
         assert_eq!(parse(b"* SEARCH").unwrap(), Response::Search(vec![]));
+        assert_eq!(
+            parse(b"* STATUS \"Caf&AOk-\" (MESSAGES 231 unseen 7 UIDNEXT 44292)").unwrap(),
+            Response::MailboxStatus {
+                name: b"Caf&AOk-".to_vec(),
+                items: vec![
+                    ("MESSAGES".into(), 231),
+                    ("UNSEEN".into(), 7),
+                    ("UIDNEXT".into(), 44292)
+                ]
+            }
+        );
+        assert_eq!(
+            parse(b"* STATUS {5}\r\na b c ()").unwrap(),
+            Response::MailboxStatus {
+                name: b"a b c".to_vec(),
+                items: vec![]
+            }
+        );
         assert_eq!(
             parse(b"* VANISHED (EARLIER) 41,43:116,118").unwrap(),
             Response::Vanished {
@@ -1089,6 +1132,7 @@ mod tests {
         "LIST ",
         "LSUB ",
         "SEARCH ",
+        "STATUS ",
         "VANISHED ",
         "(EARLIER) ",
         "CAPABILITY ",

@@ -580,6 +580,79 @@ impl Folder {
         sync_dir(&self.path.join("new"))?;
         sync_dir(&self.path.join("cur"))
     }
+
+    /// A message's bytes and modification time (its date), following it if a mail reader
+    /// renamed it since `entry` was read; None if it is gone.
+    pub fn read(&self, entry: &Entry) -> Result<Option<Stored>> {
+        let Some(current) = self.current(entry)? else {
+            return Ok(None);
+        };
+        let path = current.path(self);
+        let data = match fs::read(&path) {
+            Ok(data) => data,
+            // Renamed again between the look-up and the read: once more.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.find(entry.unique())? {
+                Some(again) => fs::read(again.path(self)).map_err(io_err("read", &path))?,
+                None => return Ok(None),
+            },
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let mtime = fs::metadata(current.path(self))
+            .and_then(|m| m.modified())
+            .ok();
+        Ok(Some(Stored {
+            data,
+            mtime,
+            entry: current,
+        }))
+    }
+
+    /// The size of a message's file (0 if it cannot be read).
+    pub fn file_size(&self, entry: &Entry) -> u64 {
+        fs::metadata(entry.path(self)).map_or(0, |m| m.len())
+    }
+
+    /// Removes a message, following it once if a mail reader renamed it; returns whether a
+    /// file was removed (false: it is gone already). Not durable on its own: call
+    /// [`Folder::sync`] after a batch.
+    pub fn remove(&self, entry: &Entry) -> Result<bool> {
+        match fs::remove_file(entry.path(self)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.find(entry.unique())? {
+                Some(current) => {
+                    let path = current.path(self);
+                    fs::remove_file(&path).map_err(io_err("remove", &path))?;
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+            Err(e) => Err(io_err("remove", &entry.path(self))(e)),
+        }
+    }
+
+    /// Removes the tmp/ file a delivery of this unique name left, if any (a record forgotten
+    /// after a crash: its message is fetched again).
+    pub fn discard_tmp(&self, unique: &str) {
+        // The tmp/ name is the unique name without its ",S=" size suffix.
+        let base = unique.split(",S=").next().unwrap_or(unique);
+        let _ = fs::remove_file(self.path.join("tmp").join(base));
+    }
+
+    /// Whether the folder exists on disk (has a cur/ directory).
+    pub fn exists(&self) -> bool {
+        self.path.join("cur").is_dir()
+    }
+}
+
+/// A message as read from a folder.
+#[derive(Debug)]
+pub struct Stored {
+    /// Its bytes (LF line ends, as stored).
+    pub data: Vec<u8>,
+    /// Its modification time, the message's date.
+    pub mtime: Option<SystemTime>,
+    /// Its file as found.
+    pub entry: Entry,
 }
 
 /// A message being written into tmp/. Dropped without [`TmpMessage::finish`], its file is removed.

@@ -2,6 +2,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod identity;
 
 use crate::config::{Account, Tls};
 use crate::credentials::Secret;

@@ -1,10 +1,12 @@
-//! `mailferry sync`: two-way sync of IMAP folders with a Maildir (mbsync's model).
+//! `mailferry sync`: two-way sync of a store's folders with a Maildir (mbsync's model).
 //!
-//! Per folder: list both sides, settle what an interrupted run left (downloads and uploads
-//! recorded but unconfirmed), plan with [`plan::plan`], then carry the plan out in the order
-//! that can lose nothing: downloads and uploads first (each recorded before it becomes
-//! visible), then flag changes, then deletions, then the new synced state.
+//! Per folder: open both sides, settle what an interrupted run left (downloads and uploads
+//! recorded but unconfirmed), list both sides, plan with [`plan::plan`]; a dry run shows the
+//! plan, a real run carries it out ([`exec`]) in the order that can lose nothing: downloads
+//! and uploads first (each recorded before it becomes visible), then flag changes, then
+//! deletions, then the new synced state.
 
+mod exec;
 pub mod plan;
 
 use std::borrow::Cow;
@@ -16,19 +18,15 @@ use serde::Serialize;
 use crate::config::{Account, Channel, Sides, SyncDirection};
 use crate::exit::{Classify, Exit};
 use crate::flags::FlagSet;
-use crate::imap::{self, RemoteFolder, Session, codec, date};
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir, account_maildir};
+use crate::reconcile;
 use crate::report::{Output, Summary};
-use crate::state::{ImapFolder, State, SyncedRecord};
+use crate::state::{FolderLedger, State, SyncedRecord};
+use crate::store::{Access, Connect, Deletes, Items, Mailbox, Need, Selected, Store, Uids};
 use crate::text::sanitize;
-use crate::transfer::{self, expunge, recover};
-use crate::upload::{self, Upload};
-use crate::{credentials, failpoint, join};
+use crate::{deliver, failpoint, join, upload};
 use plan::{Action, Pair, Policy};
-
-/// Uploads recorded per state commit.
-const UPLOAD_BATCH: usize = 32;
 
 /// A safety stop: planning was refused for a folder.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +51,15 @@ pub struct SyncOptions {
     pub dry_run: bool,
 }
 
+/// What a dry run would do in one folder.
+#[derive(Debug, Clone, Serialize)]
+pub struct FolderActions {
+    /// The folder.
+    pub folder: String,
+    /// What would be done, in order.
+    pub actions: Vec<Action>,
+}
+
 /// What a channel's sync did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SyncOutcome {
@@ -74,6 +81,9 @@ pub struct SyncOutcome {
     pub folders_created: u64,
     /// Nothing was changed (dry run).
     pub dry_run: bool,
+    /// A dry run's plan, folder by folder.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<FolderActions>,
 }
 
 impl SyncOutcome {
@@ -86,6 +96,28 @@ impl SyncOutcome {
         self.far_deleted += other.far_deleted;
         self.near_deleted += other.near_deleted;
         self.folders_created += other.folders_created;
+        self.plan.extend(other.plan.iter().cloned());
+    }
+
+    /// Counts what a dry run's actions would do, and keeps them.
+    fn planned(&mut self, folder: &str, actions: Vec<Action>) {
+        for a in &actions {
+            match a {
+                Action::Download { .. } => self.downloaded += 1,
+                Action::Upload { .. } => self.uploaded += 1,
+                Action::FarFlags { .. } => self.far_flags += 1,
+                Action::NearFlags { .. } => self.near_flags += 1,
+                Action::ExpungeFar { .. } => self.far_deleted += 1,
+                Action::DeleteNear { .. } => self.near_deleted += 1,
+                Action::Base { .. } | Action::Forget { .. } => {}
+            }
+        }
+        if !actions.is_empty() {
+            self.plan.push(FolderActions {
+                folder: folder.to_string(),
+                actions,
+            });
+        }
     }
 }
 
@@ -118,45 +150,101 @@ impl Summary for SyncOutcome {
     }
 }
 
+/// The channel's direction and expunge settings as the planner takes them.
+fn policy(channel: &Channel, opts: &SyncOptions) -> Policy {
+    let direction = opts.direction.unwrap_or(channel.sync);
+    Policy {
+        pull: direction != SyncDirection::Push,
+        push: direction != SyncDirection::Pull,
+        expunge_far: matches!(channel.expunge, Sides::Far | Sides::Both),
+        expunge_near: matches!(channel.expunge, Sides::Near | Sides::Both),
+    }
+}
+
 /// Syncs one channel.
-pub async fn run(
+pub async fn run<C: Connect>(
+    connect: &C,
     channel: &Channel,
     account: &Account,
     opts: &SyncOptions,
     state: &mut State,
     out: &Output,
 ) -> anyhow::Result<SyncOutcome> {
-    let direction = opts.direction.unwrap_or(channel.sync);
-    let policy = Policy {
-        pull: direction != SyncDirection::Push,
-        push: direction != SyncDirection::Pull,
-        expunge_far: matches!(channel.expunge, Sides::Far | Sides::Both),
-        expunge_near: matches!(channel.expunge, Sides::Near | Sides::Both),
-    };
-    let create_far = matches!(channel.create, Sides::Far | Sides::Both);
-    let create_near = matches!(channel.create, Sides::Near | Sides::Both);
+    let policy = policy(channel, opts);
     let mut outcome = SyncOutcome {
         channel: channel.name.clone(),
         dry_run: opts.dry_run,
         ..SyncOutcome::default()
     };
-    let login = credentials::Credentials::new(account)?;
     let maildir = account_maildir(account);
-    let mut session = imap::open(account, &login.secret()?).await?;
-    if policy.expunge_far && !session.client.has("UIDPLUS") {
-        return Err(imap::ImapError::Missing(
-            "UIDPLUS (UID EXPUNGE), which expunge = far or both needs to remove only the messages \
-             deleted here (set expunge = near or none for this server)",
-        )
-        .into());
+    let mut store = connect.connect().await?;
+    if policy.expunge_far && store.caps().deletes != Deletes::Marked {
+        return Err(store
+            .missing(
+                Need::ExactDelete,
+                "expunge = far or both needs to remove only the messages deleted here (set \
+                 expunge = near or none for this server)",
+            )
+            .into());
     }
-    let (far_folders, skipped) = imap::list_folders(&mut session.client).await?;
-    for warning in skipped {
+    let folders = pair_folders(&mut store, channel, account, &maildir, opts, out).await?;
+    outcome.folders_created += folders.created;
+    // Every worker has its own connection to the state database (SQLite serialises writers).
+    let state_path = state.path().to_path_buf();
+    let parts = join::work_queue(
+        (store, State::open(&state_path)?),
+        folders.mailboxes,
+        account.connections,
+        async || Ok((connect.connect().await?, State::open(&state_path)?)),
+        async |(store, state): &mut (C::Store, State), mailbox: Mailbox| {
+            let job = FolderSync {
+                account,
+                policy,
+                dry_run: opts.dry_run,
+                out,
+                mailbox: &mailbox,
+                maildir: &maildir,
+            };
+            job.run(store, state)
+                .await
+                .with_context(|| format!("folder {}", sanitize(&mailbox.name, 100)))
+        },
+        async |(store, _): (C::Store, State)| Ok(store.close().await?),
+    )
+    .await?;
+    for part in parts {
+        outcome.add(&part);
+    }
+    Ok(outcome)
+}
+
+/// The folders a channel syncs, those missing on the server created (where allowed).
+struct Paired {
+    mailboxes: Vec<Mailbox>,
+    created: u64,
+}
+
+/// Pairs the server's folders with the Maildir's by name: a folder on one side only is
+/// created on the other where `create` allows (on the server here, in the Maildir when it is
+/// synced), else skipped.
+async fn pair_folders<S: Store>(
+    store: &mut S,
+    channel: &Channel,
+    account: &Account,
+    maildir: &Maildir,
+    opts: &SyncOptions,
+    out: &Output,
+) -> anyhow::Result<Paired> {
+    let create_far = matches!(channel.create, Sides::Far | Sides::Both);
+    let create_near = matches!(channel.create, Sides::Near | Sides::Both);
+    let far = store.mailboxes().await?;
+    for warning in far.skipped {
         out.warn(&format!("{}: {warning}", channel.name));
     }
-    let mut folders: BTreeMap<Vec<String>, Option<RemoteFolder>> = far_folders
+    let mut folders: BTreeMap<Vec<String>, Option<Mailbox>> = far
+        .mailboxes
         .into_iter()
-        .filter(|f| imap::folder_selected(&f.name, &account.folders))
+        .filter(|f| crate::store::selected_by(&f.name, &account.folders))
         .map(|f| (f.components.clone(), Some(f)))
         .collect();
     let mut near_folders = maildir.list_folders()?;
@@ -164,85 +252,47 @@ pub async fn run(
         near_folders.push(vec!["INBOX".to_string()]);
     }
     for components in near_folders {
-        if imap::folder_selected(&components.join("/"), &account.folders) {
+        if crate::store::selected_by(&components.join("/"), &account.folders) {
             folders.entry(components).or_insert(None);
         }
     }
-    let delimiter = imap::delimiter(&mut session).await?;
-    let mut jobs = Vec::new();
-    for (components, remote) in folders {
+    let mut paired = Paired {
+        mailboxes: Vec::new(),
+        created: 0,
+    };
+    for (components, far) in folders {
         let name = components.join("/");
-        let near_exists = maildir
-            .folder_path(&components.iter().map(String::as_str).collect::<Vec<_>>())?
-            .join("cur")
-            .is_dir();
-        let remote = match remote {
-            Some(r) => {
-                if !near_exists && !create_near {
-                    out.detail(&format!(
-                        "{}: {name}: not in the Maildir and create does not allow it; skipped",
-                        channel.name
-                    ));
-                    continue;
-                }
-                r
-            }
+        let levels: Vec<&str> = components.iter().map(String::as_str).collect();
+        let near_exists = Folder::at(maildir.folder_path(&levels)?).exists();
+        let (side, allowed) = match &far {
+            Some(_) => ("in the Maildir", near_exists || create_near),
+            None => ("on the server", create_far),
+        };
+        if !allowed {
+            out.detail(&format!(
+                "{}: {name}: not {side} and create does not allow it; skipped",
+                channel.name
+            ));
+            continue;
+        }
+        let mailbox = match far {
+            Some(m) => m,
             None => {
-                if !create_far {
-                    out.detail(&format!(
-                        "{}: {name}: not on the server and create does not allow it; skipped",
-                        channel.name
-                    ));
-                    continue;
-                }
-                let remote = RemoteFolder::new(&components, delimiter);
+                let m = store.mailbox(&components).await?;
                 if !opts.dry_run {
-                    imap::create(&mut session, &remote).await?;
-                    failpoint::hit("sync-after-create");
+                    store.create(&m).await?;
+                    failpoint::hit("sync-after-create")?;
                 }
-                outcome.folders_created += 1;
-                remote
+                paired.created += 1;
+                m
             }
         };
         if !near_exists {
-            outcome.folders_created += 1;
+            paired.created += 1;
         }
-        jobs.push(remote);
+        paired.mailboxes.push(mailbox);
     }
-    // Every worker has its own connection to the state database (SQLite serialises writers).
-    let state_path = state.path().to_path_buf();
-    let parts = join::work_queue(
-        (session, State::open(&state_path)?),
-        jobs,
-        account.connections,
-        async || {
-            Ok((
-                imap::open(account, &login.secret()?).await?,
-                State::open(&state_path)?,
-            ))
-        },
-        async |(session, state): &mut (Session, State), remote: RemoteFolder| {
-            let mut part = SyncOutcome::default();
-            let mut job = FolderSync {
-                account,
-                policy,
-                dry_run: opts.dry_run,
-                out,
-                remote: &remote,
-                maildir: &maildir,
-            };
-            job.run(session, state, &mut part)
-                .await
-                .with_context(|| format!("folder {}", sanitize(&remote.name, 100)))?;
-            Ok(part)
-        },
-        async |(session, _): (Session, State)| Ok(session.client.logout().await?),
-    )
-    .await?;
-    for part in parts {
-        outcome.add(&part);
-    }
-    Ok(outcome)
+    Ok(paired)
 }
 
 /// A Maildir message as the planner sees it (its flags in the written form) and the file.
@@ -257,85 +307,131 @@ impl AsRef<str> for Near<'_> {
     }
 }
 
+/// One folder's pass.
 struct FolderSync<'a> {
     account: &'a Account,
     policy: Policy,
     dry_run: bool,
     out: &'a Output,
-    remote: &'a RemoteFolder,
+    mailbox: &'a Mailbox,
     maildir: &'a Maildir,
 }
 
 impl FolderSync<'_> {
-    async fn run(
-        &mut self,
-        session: &mut Session,
-        state: &mut State,
-        outcome: &mut SyncOutcome,
-    ) -> anyhow::Result<()> {
-        let components: Vec<&str> = self.remote.components.iter().map(String::as_str).collect();
+    async fn run<S: Store>(&self, store: &mut S, state: &mut State) -> anyhow::Result<SyncOutcome> {
+        let components: Vec<&str> = self.mailbox.components.iter().map(String::as_str).collect();
         let near_path = self.maildir.folder_path(&components)?;
         let local_path = near_path
             .strip_prefix(self.maildir.root())
             .map(|p| p.display().to_string())
             .unwrap_or_default();
-        let mut folder_state = state.imap_folder(&self.remote.name, &local_path)?;
-        let since = folder_state.uidvalidity.zip(folder_state.highestmodseq);
-        let selected = imap::select(session, self.remote, self.dry_run, since).await?;
-        let local = if self.dry_run {
-            None
+        let mut ledger = state.folder(&self.mailbox.name, &local_path)?;
+        let since = ledger.folder.uidvalidity.zip(ledger.folder.highestmodseq);
+        let access = if self.dry_run {
+            Access::ReadOnly
         } else {
-            Some(self.maildir.open_folder(&components)?)
+            Access::ReadWrite
         };
-        if let Some(local) = &local {
-            recover(state, &folder_state, local)?;
-            upload::settle(session, state, &folder_state).await?;
+        let selected = store.select(self.mailbox, access, since).await?;
+        let mut outcome = SyncOutcome::default();
+        let local = match self.dry_run {
+            true => Folder::at(near_path),
+            false => {
+                let local = self.maildir.open_folder(&components)?;
+                deliver::recover(&mut ledger, &local)?;
+                upload::settle(store, &mut ledger).await?;
+                local
+            }
+        };
+        if !self.rematch(store, &mut ledger, &selected).await? {
+            return Ok(outcome);
         }
-        // After a UIDVALIDITY change the old pairs are matched to the new UIDs first (loaded
-        // only then: at 50,000 messages every copy of them is megabytes).
-        let reset = folder_state
-            .uidvalidity
-            .is_some_and(|v| v != selected.uidvalidity);
-        let old = if reset {
-            state.imap_messages(folder_state.id)?
+        ledger.folder.uidvalidity = Some(selected.uidvalidity);
+        let known = ledger.synced()?;
+        let mut keywords = Keywords::load(local.path())?;
+        let far = self.far(store, &known, &selected, &mut keywords).await?;
+        let entries: Vec<Entry> = if local.exists() {
+            local.list()?
         } else {
             Vec::new()
         };
-        if !old.is_empty() {
-            if self.dry_run {
-                self.out.warn(&format!(
-                    "{}: UIDVALIDITY changed; a real run will re-match messages",
-                    self.remote.name
-                ));
-                return Ok(());
-            }
-            let matched = transfer::rematch(
-                session,
-                state,
-                &mut folder_state,
-                selected.uidvalidity,
-                &old,
-            )
-            .await?;
-            self.out.warn(&transfer::rematch_report(
-                &self.account.name,
-                &self.remote.name,
-                matched,
-                old.len(),
-            ));
+        let near = near_of(&entries, &keywords);
+        let actions = self.plan(&known, &far, &near, &keywords)?;
+        if self.dry_run {
+            self.show(&actions);
+            outcome.planned(&self.mailbox.name, actions);
+            return Ok(outcome);
         }
-        drop(old);
-        folder_state.uidvalidity = Some(selected.uidvalidity);
-        let known = state.imap_synced(folder_state.id)?;
-
-        let mut far = if selected.resynced {
-            far_from_changes(&known, &selected)
-        } else {
-            far_listing(session, &selected).await?
+        // Every upload of this pass gets a UID at least this (what finds it without APPENDUID).
+        let floor = selected
+            .uidnext
+            .or_else(|| known.iter().map(|r| r.uid.saturating_add(1)).max())
+            .unwrap_or(1);
+        let mut pass = exec::Pass {
+            account: &self.account.name,
+            mailbox: self.mailbox,
+            out: self.out,
+            ledger: &mut ledger,
+            local: &local,
+            keywords: &mut keywords,
+            near: &near,
+            floor,
+            outcome: &mut outcome,
         };
-        // Keywords need a letter in the folder's table to be stored locally; those that get
-        // none (26 already) are left out on every side, so their absence is not a change.
-        let mut keywords = Keywords::load(&near_path)?;
+        pass.execute(store, &actions).await?;
+        ledger.folder.uidnext = selected.uidnext;
+        ledger.folder.highestmodseq = selected.highestmodseq;
+        ledger.passed()?;
+        failpoint::hit("sync-after-folder")?;
+        Ok(outcome)
+    }
+
+    /// After a UIDVALIDITY change the old pairs are matched to the new UIDs first. Returns
+    /// whether the pass goes on (a dry run stops there: it cannot re-match).
+    async fn rematch<S: Store>(
+        &self,
+        store: &mut S,
+        ledger: &mut FolderLedger<'_>,
+        selected: &Selected,
+    ) -> anyhow::Result<bool> {
+        let reset = ledger
+            .folder
+            .uidvalidity
+            .is_some_and(|v| v != selected.uidvalidity);
+        if !reset || ledger.highest_uid()? == 0 {
+            return Ok(true);
+        }
+        if self.dry_run {
+            self.out.warn(&format!(
+                "{}: UIDVALIDITY changed; a real run will re-match messages",
+                self.mailbox.name
+            ));
+            return Ok(false);
+        }
+        let (matched, known) = reconcile::rematch(store, ledger, selected.uidvalidity).await?;
+        self.out.warn(&reconcile::rematch_report(
+            &self.account.name,
+            &self.mailbox.name,
+            matched,
+            known,
+        ));
+        Ok(true)
+    }
+
+    /// The server's messages with their flags as the folder can store them: keywords need a
+    /// letter in the folder's table to be stored locally; those that get none (26 already)
+    /// are left out on every side, so their absence is not a change.
+    async fn far<'k, S: Store>(
+        &self,
+        store: &mut S,
+        known: &'k [SyncedRecord],
+        selected: &Selected,
+        keywords: &mut Keywords,
+    ) -> anyhow::Result<BTreeMap<u32, Cow<'k, str>>> {
+        let mut far = match &selected.changes {
+            Some(changes) => far_from_changes(known, changes),
+            None => far_listing(store).await?,
+        };
         let mut refused = BTreeSet::new();
         for flags in far.values_mut().filter(|f| !plan::plain(f)) {
             let set = FlagSet::parse(flags);
@@ -345,36 +441,31 @@ impl FolderSync<'_> {
         if !refused.is_empty() {
             self.out.warn(&format!(
                 "{}: keywords not carried (the Maildir folder has room for 26): {}",
-                sanitize(&self.remote.name, 100),
+                sanitize(&self.mailbox.name, 100),
                 sanitize(&refused.into_iter().collect::<Vec<_>>().join(" "), 300)
             ));
         }
-        let entries: Vec<Entry> = match &local {
-            Some(l) => l.list()?,
-            None => match self.maildir.folder_path(&components) {
-                Ok(p) if p.join("cur").is_dir() => Folder::at(p).list()?,
-                _ => Vec::new(),
-            },
-        };
-        let near: HashMap<&str, Near> = entries
-            .iter()
-            .map(|e| {
-                let flags = if plan::plain(e.flags()) {
-                    Cow::Borrowed(e.flags())
-                } else {
-                    Cow::Owned(keywords.flags(e.flags()).to_string())
-                };
-                (e.unique(), Near { flags, entry: e })
-            })
-            .collect();
-        // Synced flags with keywords are read against the folder's table (rare: the others are
-        // used as they are).
+        Ok(far)
+    }
+
+    /// Plans the folder, or refuses (a side emptied while state knows its messages).
+    fn plan(
+        &self,
+        known: &[SyncedRecord],
+        far: &BTreeMap<u32, Cow<'_, str>>,
+        near: &HashMap<&str, Near<'_>>,
+        keywords: &Keywords,
+    ) -> Result<Vec<Action>, Refused> {
+        // Synced flags with keywords are read against the folder's table (rare: the others
+        // are used as they are).
         let storable: HashMap<u32, String> = known
             .iter()
             .filter(|r| !plan::plain(&r.flags))
             .map(|r| {
-                let set = keywords.storable(&FlagSet::parse(&r.flags));
-                (r.uid, set.to_string())
+                (
+                    r.uid,
+                    keywords.storable(&FlagSet::parse(&r.flags)).to_string(),
+                )
             })
             .collect();
         let pairs: Vec<Pair> = known
@@ -385,269 +476,73 @@ impl FolderSync<'_> {
                 base: Some(storable.get(&r.uid).map_or(&*r.flags, String::as_str)),
             })
             .collect();
-        let actions = plan::plan(&pairs, &far, &near, self.policy).map_err(|refusal| Refused {
-            folder: sanitize(&self.remote.name, 100),
+        plan::plan(&pairs, far, near, self.policy).map_err(|refusal| Refused {
+            folder: sanitize(&self.mailbox.name, 100),
             refusal,
-        })?;
-        let Some(local) = local else {
-            for a in &actions {
-                self.out.info(&format!(
-                    "{}: would {}",
-                    sanitize(&self.remote.name, 100),
-                    describe(a)
-                ));
-            }
-            count(&actions, outcome);
-            return Ok(());
-        };
-        // Every upload of this pass gets a UID at least this (what finds it without APPENDUID).
-        let floor = selected
-            .uidnext
-            .or_else(|| known.iter().map(|r| r.uid.saturating_add(1)).max())
-            .unwrap_or(1);
-        self.execute(
-            session,
-            state,
-            &folder_state,
-            &local,
-            &mut keywords,
-            &near,
-            &actions,
-            floor,
-            outcome,
-        )
-        .await?;
-        folder_state.uidnext = selected.uidnext;
-        folder_state.highestmodseq = selected.highestmodseq;
-        state.imap_folder_synced(&folder_state)?;
-        failpoint::hit("sync-after-folder");
-        Ok(())
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn execute(
-        &self,
-        session: &mut Session,
-        state: &mut State,
-        folder: &ImapFolder,
-        local: &Folder,
-        keywords: &mut Keywords,
-        near: &HashMap<&str, Near<'_>>,
-        actions: &[Action],
-        floor: u32,
-        outcome: &mut SyncOutcome,
-    ) -> anyhow::Result<()> {
-        // Keyword letters given out while planning are on disk before any file uses them.
-        keywords.save()?;
-        // 1. Downloads.
-        let downloads: Vec<(u32, u64)> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Download { uid, .. } => Some((*uid, 0)),
-                _ => None,
-            })
-            .collect();
-        let label = format!("{}/{}", self.account.name, self.remote.name);
-        let mut progress = self.out.progress(&label, downloads.len() as u64, 0);
-        let landed = transfer::download(
-            session,
-            state,
-            folder,
-            local,
-            keywords,
-            &downloads,
-            &mut progress,
-        )
-        .await?;
-        outcome.downloaded += landed.len() as u64;
-        drop(progress);
-        state.imap_settle(folder.id)?;
-
-        // 2. Uploads: recorded before the APPEND, paired by APPENDUID or found by content.
-        let uploads: Vec<&String> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Upload { local, .. } => Some(local),
-                _ => None,
-            })
-            .collect();
-        for chunk in uploads.chunks(UPLOAD_BATCH) {
-            let mut prepared = Vec::with_capacity(chunk.len());
-            for name in chunk {
-                let Some(Near { entry, .. }) = near.get(name.as_str()) else {
-                    continue;
-                };
-                let path = entry.path(local);
-                let raw =
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-                let mtime = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
-                prepared.push(Upload::new(
-                    entry.unique().to_string(),
-                    keywords.flags(entry.flags()).to_string(),
-                    &raw,
-                    mtime.map(date::format),
-                    floor,
-                ));
-            }
-            let done =
-                upload::append_batch(session, state, folder, &self.remote.quoted(), &prepared)
-                    .await?;
-            outcome.uploaded += done.len() as u64;
-        }
-
-        // 3. Flags, grouped into as few STOREs as there are distinct changes.
-        let mut stores: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+    /// The dry-run lines of a plan.
+    fn show(&self, actions: &[Action]) {
         for a in actions {
-            if let Action::FarFlags { uid, add, remove } = a {
-                stores
-                    .entry((add.clone(), remove.clone()))
-                    .or_default()
-                    .push(*uid);
-                outcome.far_flags += 1;
-            }
+            self.out.info(&format!(
+                "{}: would {}",
+                sanitize(&self.mailbox.name, 100),
+                describe(a)
+            ));
         }
-        for ((add, remove), uids) in stores {
-            let set = codec::format_set(&uids);
-            if !add.is_empty() {
-                session
-                    .client
-                    .run(&format!(
-                        "UID STORE {set} +FLAGS.SILENT ({})",
-                        FlagSet::parse(&add).to_imap()
-                    ))
-                    .await?;
-                failpoint::hit("sync-after-far-flags");
-            }
-            if !remove.is_empty() {
-                session
-                    .client
-                    .run(&format!(
-                        "UID STORE {set} -FLAGS.SILENT ({})",
-                        FlagSet::parse(&remove).to_imap()
-                    ))
-                    .await?;
-                failpoint::hit("sync-after-far-flags");
-            }
-        }
-        let mut touched_near = false;
-        for a in actions {
-            if let Action::NearFlags { local: name, flags } = a
-                && let Some(Near { entry, .. }) = near.get(name.as_str())
-            {
-                local.set_flags(
-                    entry,
-                    &keywords.letters(entry.flags(), &FlagSet::parse(flags)),
-                )?;
-                touched_near = true;
-                outcome.near_flags += 1;
-                failpoint::hit("sync-after-near-flags");
-            }
-        }
-
-        // 4. Deletions, where the channel allows them.
-        let expunged: Vec<u32> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::ExpungeFar { uid } => Some(*uid),
-                _ => None,
-            })
-            .collect();
-        if !expunged.is_empty() {
-            outcome.far_deleted += expunge(session, state, folder, &expunged).await?;
-        }
-        for a in actions {
-            if let Action::DeleteNear { local: name } = a
-                && let Some(Near { entry, .. }) = near.get(name.as_str())
-            {
-                match std::fs::remove_file(entry.path(local)) {
-                    Ok(()) => outcome.near_deleted += 1,
-                    // A mail reader moved it meanwhile: look it up once.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        if let Some(current) = local.find(entry.unique())? {
-                            std::fs::remove_file(current.path(local))?;
-                            outcome.near_deleted += 1;
-                        }
-                    }
-                    Err(e) => {
-                        return Err(e)
-                            .with_context(|| format!("removing {}", entry.path(local).display()));
-                    }
-                }
-                touched_near = true;
-                failpoint::hit("sync-after-near-delete");
-            }
-        }
-        if touched_near {
-            local.sync()?;
-        }
-
-        // 5. The new synced state.
-        let bases: Vec<(u32, String)> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Base { uid, flags } => Some((*uid, flags.clone())),
-                _ => None,
-            })
-            .collect();
-        state.imap_set_flags(folder.id, &bases)?;
-        failpoint::hit("sync-after-bases");
-        // Pairs expunged on the server were forgotten by `expunge`, and only if really gone.
-        let forget: Vec<u32> = actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Forget { uid } if !expunged.contains(uid) => Some(*uid),
-                _ => None,
-            })
-            .collect();
-        state.imap_forget(folder.id, &forget)?;
-        Ok(())
     }
 }
 
-/// The server's messages rebuilt from state and what QRESYNC reported since the last pass:
-/// known messages with their synced flags (borrowed), less the vanished, with the changed and
-/// new ones.
+/// The Maildir's messages by unique name, their flags in the written form.
+fn near_of<'e>(entries: &'e [Entry], keywords: &Keywords) -> HashMap<&'e str, Near<'e>> {
+    entries
+        .iter()
+        .map(|e| {
+            let flags = if plan::plain(e.flags()) {
+                Cow::Borrowed(e.flags())
+            } else {
+                Cow::Owned(keywords.flags(e.flags()).to_string())
+            };
+            (e.unique(), Near { flags, entry: e })
+        })
+        .collect()
+}
+
+/// The server's messages rebuilt from state and what changed since the last pass: known
+/// messages with their synced flags (borrowed), less the vanished, with the changed and new
+/// ones.
 fn far_from_changes<'a>(
     known: &'a [SyncedRecord],
-    selected: &imap::Selected,
+    changes: &crate::store::Changes,
 ) -> BTreeMap<u32, Cow<'a, str>> {
     let mut far: BTreeMap<u32, Cow<str>> = known
         .iter()
         .map(|r| (r.uid, Cow::Borrowed(&*r.flags)))
         .collect();
-    for &(a, b) in &selected.vanished {
+    for &(a, b) in &changes.vanished {
         let gone: Vec<u32> = far.range(a..=b).map(|(u, _)| *u).collect();
         for uid in gone {
             far.remove(&uid);
         }
     }
-    for f in &selected.changed {
-        if let Some(uid) = f.uid {
-            far.insert(
-                uid,
-                Cow::Owned(FlagSet::from_imap(f.flags.as_deref().unwrap_or_default()).to_string()),
-            );
-        }
+    for (uid, flags) in &changes.changed {
+        far.insert(*uid, Cow::Owned(flags.to_string()));
     }
     far
 }
 
-/// Every message of the selected folder with its flags (one round trip).
-async fn far_listing(
-    session: &mut Session,
-    selected: &imap::Selected,
-) -> anyhow::Result<BTreeMap<u32, Cow<'static, str>>> {
-    if selected.exists == 0 {
-        return Ok(BTreeMap::new());
-    }
+/// Every message of the open mailbox with its flags (one round trip).
+async fn far_listing<S: Store>(store: &mut S) -> anyhow::Result<BTreeMap<u32, Cow<'static, str>>> {
     let mut far = BTreeMap::new();
-    session
-        .client
-        .fetch_each("UID FETCH 1:* (UID FLAGS)", |f| {
-            if let Some(uid) = f.uid {
-                let flags = FlagSet::from_imap(f.flags.as_deref().unwrap_or_default());
-                far.insert(uid, Cow::Owned(flags.to_string()));
-            }
+    let items = Items {
+        flags: true,
+        ..Items::default()
+    };
+    store
+        .list(Uids::From(1), items, &mut |m| {
+            let flags = m.flags.unwrap_or_default();
+            far.insert(m.uid, Cow::Owned(flags.to_string()));
         })
         .await?;
     Ok(far)
@@ -667,19 +562,5 @@ fn describe(a: &Action) -> String {
         Action::DeleteNear { local } => format!("remove {}", sanitize(local, 80)),
         Action::Base { uid, flags } => format!("record flags {flags} for UID {uid}"),
         Action::Forget { uid } => format!("forget UID {uid}"),
-    }
-}
-
-fn count(actions: &[Action], outcome: &mut SyncOutcome) {
-    for a in actions {
-        match a {
-            Action::Download { .. } => outcome.downloaded += 1,
-            Action::Upload { .. } => outcome.uploaded += 1,
-            Action::FarFlags { .. } => outcome.far_flags += 1,
-            Action::NearFlags { .. } => outcome.near_flags += 1,
-            Action::ExpungeFar { .. } => outcome.far_deleted += 1,
-            Action::DeleteNear { .. } => outcome.near_deleted += 1,
-            Action::Base { .. } | Action::Forget { .. } => {}
-        }
     }
 }

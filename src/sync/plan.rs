@@ -47,7 +47,8 @@ pub struct Policy {
 }
 
 /// One thing to do.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Copy a server message into the Maildir with these flags.
     Download {

@@ -12,6 +12,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::exit::{Classify, Exit};
 
+mod folder;
+mod pop3;
+
+pub use folder::FolderLedger;
+pub use pop3::Pop3Ledger;
+
 /// A state database or state directory failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -282,6 +288,58 @@ pub struct Summary {
     pub last_success: Option<i64>,
 }
 
+/// A message about to be renamed into the Maildir (or, with no local name, left on the
+/// server), as a ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Its number on the server (an IMAP UID).
+    pub uid: u32,
+    /// Its lasting key where numbers do not last (POP3: the identity).
+    pub key: Option<Box<str>>,
+    /// Its Maildir unique name; None when it is not fetched (too large).
+    pub local: Option<String>,
+    /// Its flags (written form of `crate::flags`).
+    pub flags: String,
+    /// Its size on the server.
+    pub size: u64,
+    /// Its Message-ID, for re-matching after a UIDVALIDITY change.
+    pub message_id: Option<String>,
+}
+
+/// The names of a delivery's crash-test steps (see `crate::failpoint`).
+#[derive(Debug, Clone, Copy)]
+pub struct Steps {
+    /// A message is complete in tmp/.
+    pub tmp: &'static str,
+    /// A batch is recorded.
+    pub record: &'static str,
+    /// A batch is renamed into place.
+    pub rename: &'static str,
+}
+
+/// Where deliveries are recorded: each batch before its rename into the Maildir (so that a
+/// crash after the rename cannot cause a duplicate), confirmed once the rename is durable (by
+/// the next batch's record, or [`Deliveries::settle`]), and after a crash settled against what
+/// the Maildir holds ([`Deliveries::recover`]).
+pub trait Deliveries {
+    /// The crash-test names of the delivery steps into this ledger.
+    const STEPS: Steps;
+
+    /// Records a batch, confirming earlier ones, in one durable transaction.
+    fn record(&mut self, batch: &[Delivery]) -> Result<()>;
+
+    /// Confirms every recorded message: their renames are durable.
+    fn settle(&mut self) -> Result<()>;
+
+    /// Whether anything is recorded but not confirmed (a crash happened mid-batch).
+    fn has_pending(&self) -> Result<bool>;
+
+    /// After a crash: confirms the recorded messages whose local name `present` says is in
+    /// the Maildir and forgets the others (so they are fetched again). Returns the local
+    /// names forgotten.
+    fn recover(&mut self, present: &dyn Fn(&str) -> bool) -> Result<Vec<String>>;
+}
+
 /// An open state database.
 #[derive(Debug)]
 pub struct State {
@@ -396,245 +454,23 @@ impl State {
         &self.path
     }
 
-    /// Every POP3 message state knows (fetched, or fetched and deleted): its id and when it was
-    /// first fetched, all a plan needs (a no-op run holds one per message on the server).
-    pub fn pop3_known(&self) -> Result<Pop3Known> {
-        self.rows(
-            "SELECT id, first_seen FROM pop3_messages ORDER BY id",
-            [],
-            |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)),
-        )
-    }
-
-    /// Records messages about to be made durable and renamed into the Maildir (written in tmp/),
-    /// in one durable transaction with the confirmation of all earlier ones: (id, local name,
-    /// size). Call [`State::pop3_settle`] once their renames are durable.
-    pub fn pop3_record(&mut self, fetched: &[(String, String, u64)], now: i64) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        tx.execute(
-            "UPDATE pop3_messages SET delivered = 1 WHERE delivered = 0",
-            [],
-        )
-        .map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO pop3_messages (id, local_name, size, first_seen, delivered) VALUES (?1, ?2, ?3, ?4, 0)
-                     ON CONFLICT(id) DO UPDATE SET local_name = excluded.local_name, size = excluded.size,
-                        delivered = 0, deleted = NULL",
-                )
-                .map_err(&sql)?;
-            for (id, local, size) in fetched {
-                stmt.execute(params![id, local, *size as i64, now])
-                    .map_err(&sql)?;
-            }
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// Confirms every recorded message whose rename is durable.
-    pub fn pop3_settle(&mut self) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE pop3_messages SET delivered = 1 WHERE delivered = 0",
-                [],
-            )
-            .map_err(self.sql())?;
-        Ok(())
-    }
-
-    /// After a crash: messages recorded but perhaps never renamed into place. `present` says
-    /// whether a local name is in the Maildir; those present are confirmed, the others are
-    /// forgotten (so they are fetched again). Returns the local names forgotten.
-    pub fn pop3_recover(&mut self, present: impl Fn(&str) -> bool) -> Result<Vec<String>> {
-        self.recover_pending("pop3_messages", "delivered = 0", &[], present)
-    }
-
-    /// Whether any POP3 message is recorded but not confirmed (a crash happened mid-batch).
-    pub fn pop3_has_pending(&self) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM pop3_messages WHERE delivered = 0)",
-                [],
-                |r| r.get(0),
-            )
-            .map_err(self.sql())
-    }
-
-    /// Marks POP3 messages as deleted on the server (after the server confirmed it).
-    pub fn pop3_mark_deleted(&mut self, ids: &[String], now: i64) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached("UPDATE pop3_messages SET deleted = ?2 WHERE id = ?1")
-                .map_err(&sql)?;
-            for id in ids {
-                stmt.execute(params![id, now]).map_err(&sql)?;
-            }
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// The state of a server folder, created (empty) if it is new.
-    pub fn imap_folder(&mut self, name: &str, local_path: &str) -> Result<ImapFolder> {
-        let sql = sql_err(&self.path);
-        self.conn
-            .execute(
-                "INSERT INTO imap_folders (name, local_path) VALUES (?1, ?2) ON CONFLICT(name) DO NOTHING",
-                params![name, local_path],
-            )
-            .map_err(&sql)?;
-        self.conn
-            .query_row(
-                "SELECT id, uidvalidity, highestmodseq, uidnext FROM imap_folders WHERE name = ?1",
-                params![name],
-                |r| {
-                    Ok(ImapFolder {
-                        id: r.get(0)?,
-                        uidvalidity: r.get::<_, Option<i64>>(1)?.map(|v| v as u32),
-                        highestmodseq: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
-                        uidnext: r.get::<_, Option<i64>>(3)?.map(|v| v as u32),
-                    })
-                },
-            )
-            .map_err(&sql)
-    }
-
-    /// Records a folder's UIDVALIDITY, HIGHESTMODSEQ and UIDNEXT after a successful pass.
-    pub fn imap_folder_synced(&mut self, folder: &ImapFolder) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE imap_folders SET uidvalidity = ?2, highestmodseq = ?3, uidnext = ?4 WHERE id = ?1",
-                params![
-                    folder.id,
-                    folder.uidvalidity.map(i64::from),
-                    folder.highestmodseq.map(|m| m as i64),
-                    folder.uidnext.map(i64::from)
-                ],
-            )
-            .map_err(self.sql())?;
-        Ok(())
-    }
-
-    /// The messages state knows in a folder, by UID.
-    pub fn imap_messages(&self, folder: i64) -> Result<Vec<ImapRecord>> {
-        self.rows(
-            "SELECT uid, local_name, flags, size, message_id FROM imap_messages
-                 WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
-            params![folder],
-            |r| {
-                Ok(ImapRecord {
-                    uid: r.get::<_, i64>(0)? as u32,
-                    local_name: r.get(1)?,
-                    flags: r.get(2)?,
-                    size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
-                    message_id: r.get(4)?,
-                })
-            },
-        )
-    }
-
-    /// A folder's known messages as sync pairs them, by UID.
-    pub fn imap_synced(&self, folder: i64) -> Result<Vec<SyncedRecord>> {
-        self.rows(
-            "SELECT uid, local_name, flags FROM imap_messages
-                 WHERE folder_id = ?1 AND uid IS NOT NULL ORDER BY uid",
-            params![folder],
-            |r| {
-                Ok(SyncedRecord {
-                    uid: r.get::<_, i64>(0)? as u32,
-                    local_name: r.get::<_, Option<String>>(1)?.map(String::into_boxed_str),
-                    flags: r.get::<_, String>(2)?.into_boxed_str(),
-                })
-            },
-        )
-    }
-
-    /// The highest UID known in a folder (0: none), which is where new mail starts.
-    pub fn imap_highest_uid(&self, folder: i64) -> Result<u32> {
-        self.conn
-            .query_row(
-                "SELECT COALESCE(MAX(uid), 0) FROM imap_messages WHERE folder_id = ?1",
-                params![folder],
-                |r| r.get::<_, i64>(0),
-            )
-            .map(|uid| uid as u32)
-            .map_err(self.sql())
-    }
-
-    /// UIDs of a folder's messages that are in the Maildir (delete mode expunges them).
-    pub fn imap_fetched_uids(&self, folder: i64) -> Result<Vec<u32>> {
-        self.rows(
-            "SELECT uid FROM imap_messages
-                 WHERE folder_id = ?1 AND uid IS NOT NULL AND local_name IS NOT NULL ORDER BY uid",
-            params![folder],
-            |r| r.get::<_, i64>(0).map(|u| u as u32),
-        )
-    }
-
-    /// Records messages about to be renamed into the Maildir (or skipped, with no local name),
-    /// confirming earlier ones, in one durable transaction; see [`State::pop3_record`].
-    pub fn imap_record(&mut self, folder: i64, records: &[ImapRecord]) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        // Only this folder's: another folder's worker may be between its record and its rename.
-        tx.execute(
-            "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0 AND folder_id = ?1",
-            params![folder],
-        )
-        .map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO imap_messages (folder_id, uid, local_name, flags, size, message_id, delivered)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                     ON CONFLICT(folder_id, uid) DO UPDATE SET local_name = excluded.local_name,
-                        flags = excluded.flags, size = excluded.size, message_id = excluded.message_id,
-                        delivered = excluded.delivered",
-                )
-                .map_err(&sql)?;
-            for r in records {
-                stmt.execute(params![
-                    folder,
-                    r.uid,
-                    r.local_name,
-                    r.flags,
-                    r.size as i64,
-                    r.message_id,
-                    r.local_name.is_none()
-                ])
-                .map_err(&sql)?;
-            }
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// Confirms the recorded messages of `folder`, whose renames are durable.
-    pub fn imap_settle(&mut self, folder: i64) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE imap_messages SET delivered = 1 WHERE delivered = 0 AND folder_id = ?1",
-                params![folder],
-            )
-            .map_err(self.sql())?;
-        Ok(())
-    }
-
-    /// After a crash: pending records of `folder` whose file is not in the Maildir are
-    /// forgotten (fetched again); the others are confirmed. Returns the names forgotten.
-    pub fn imap_recover(
+    /// Runs `work` in one transaction and commits it (durably: synchronous = FULL).
+    fn write<T>(
         &mut self,
-        folder: i64,
-        present: impl Fn(&str) -> bool,
-    ) -> Result<Vec<String>> {
-        self.recover_pending(
-            "imap_messages",
-            "delivered = 0 AND folder_id = ?1",
-            &[&folder],
-            present,
-        )
+        work: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let sql = sql_err(&self.path);
+        let tx = self.conn.transaction().map_err(&sql)?;
+        let value = work(&tx).map_err(&sql)?;
+        tx.commit().map_err(&sql)?;
+        Ok(value)
+    }
+
+    /// The answer of a `SELECT EXISTS (...)`.
+    fn exists(&self, sql: &str, args: impl rusqlite::Params) -> Result<bool> {
+        self.conn
+            .query_row(sql, args, |r| r.get(0))
+            .map_err(self.sql())
     }
 
     /// Confirms the pending rows of `table` (matching `filter`) whose local file is present and
@@ -644,7 +480,7 @@ impl State {
         table: &str,
         filter: &str,
         args: &[&dyn rusqlite::ToSql],
-        present: impl Fn(&str) -> bool,
+        present: &dyn Fn(&str) -> bool,
     ) -> Result<Vec<String>> {
         let sql = sql_err(&self.path);
         let tx = self.conn.transaction().map_err(&sql)?;
@@ -661,7 +497,7 @@ impl State {
         };
         let mut forgotten = Vec::new();
         for (id, local) in pending {
-            if local.as_deref().is_some_and(&present) {
+            if local.as_deref().is_some_and(present) {
                 tx.execute(
                     &format!("UPDATE {table} SET delivered = 1 WHERE id = ?1"),
                     params![id],
@@ -675,163 +511,6 @@ impl State {
         }
         tx.commit().map_err(&sql)?;
         Ok(forgotten)
-    }
-
-    /// Whether any IMAP message of `folder` is recorded but not confirmed.
-    pub fn imap_has_pending(&self, folder: i64) -> Result<bool> {
-        self.conn
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM imap_messages WHERE delivered = 0 AND folder_id = ?1)",
-                params![folder],
-                |r| r.get(0),
-            )
-            .map_err(self.sql())
-    }
-
-    /// Forgets messages of a folder by UID (expunged on the server).
-    pub fn imap_forget(&mut self, folder: i64, uids: &[u32]) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached("DELETE FROM imap_messages WHERE folder_id = ?1 AND uid = ?2")
-                .map_err(&sql)?;
-            for uid in uids {
-                stmt.execute(params![folder, uid]).map_err(&sql)?;
-            }
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// After a UIDVALIDITY change: gives re-matched messages their new UIDs and forgets the
-    /// rest, in one transaction with the new UIDVALIDITY.
-    pub fn imap_rebind(&mut self, folder: &ImapFolder, moves: &[(u32, u32)]) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            // Park re-matched rows on negative UIDs first, so old and new UIDs cannot collide.
-            let mut park = tx
-                .prepare_cached(
-                    "UPDATE imap_messages SET uid = -?3 WHERE folder_id = ?1 AND uid = ?2",
-                )
-                .map_err(&sql)?;
-            for (old, new) in moves {
-                park.execute(params![folder.id, old, new]).map_err(&sql)?;
-            }
-            tx.execute(
-                "DELETE FROM imap_messages WHERE folder_id = ?1 AND uid > 0",
-                params![folder.id],
-            )
-            .map_err(&sql)?;
-            tx.execute(
-                "UPDATE imap_messages SET uid = -uid WHERE folder_id = ?1 AND uid < 0",
-                params![folder.id],
-            )
-            .map_err(&sql)?;
-            tx.execute(
-                "UPDATE imap_folders SET uidvalidity = ?2, highestmodseq = NULL, uidnext = NULL WHERE id = ?1",
-                params![folder.id, folder.uidvalidity.map(i64::from)],
-            )
-            .map_err(&sql)?;
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// Messages being uploaded (recorded before their APPEND, no UID yet) in a folder.
-    pub fn imap_pending_uploads(&self, folder: i64) -> Result<Vec<PendingUpload>> {
-        self.rows(
-            "SELECT id, local_name, flags, size, message_id, upload_floor, content_hash
-                 FROM imap_messages WHERE folder_id = ?1 AND uid IS NULL AND local_name IS NOT NULL",
-            params![folder],
-            |r| {
-                Ok(PendingUpload {
-                    row: r.get(0)?,
-                    intent: UploadIntent {
-                        local: r.get(1)?,
-                        flags: r.get(2)?,
-                        size: r.get::<_, Option<i64>>(3)?.unwrap_or(0) as u64,
-                        message_id: r.get(4)?,
-                        floor: r.get(5)?,
-                        hash: r.get(6)?,
-                    },
-                })
-            },
-        )
-    }
-
-    /// Records uploads before they are sent (so a crash after the APPEND cannot make a second
-    /// copy). Returns their row ids.
-    pub fn imap_upload_intents(
-        &mut self,
-        folder: i64,
-        uploads: &[UploadIntent],
-    ) -> Result<Vec<i64>> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        let mut ids = Vec::with_capacity(uploads.len());
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO imap_messages (folder_id, uid, local_name, flags, size, message_id,
-                         delivered, upload_floor, content_hash)
-                     VALUES (?1, NULL, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
-                )
-                .map_err(&sql)?;
-            for u in uploads {
-                stmt.execute(params![
-                    folder,
-                    u.local,
-                    u.flags,
-                    u.size as i64,
-                    u.message_id,
-                    u.floor,
-                    u.hash
-                ])
-                .map_err(&sql)?;
-                ids.push(tx.last_insert_rowid());
-            }
-        }
-        tx.commit().map_err(&sql)?;
-        Ok(ids)
-    }
-
-    /// Gives uploaded messages their UIDs, or forgets intents that did not reach the server
-    /// (uid None), in one transaction.
-    pub fn imap_uploads_done(&mut self, done: &[(i64, Option<u32>)]) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            let mut set = tx
-                .prepare_cached("UPDATE imap_messages SET uid = ?2 WHERE id = ?1")
-                .map_err(&sql)?;
-            let mut drop = tx
-                .prepare_cached("DELETE FROM imap_messages WHERE id = ?1")
-                .map_err(&sql)?;
-            for (id, uid) in done {
-                match uid {
-                    Some(uid) => set.execute(params![id, uid]).map_err(&sql)?,
-                    None => drop.execute(params![id]).map_err(&sql)?,
-                };
-            }
-        }
-        tx.commit().map_err(&sql)
-    }
-
-    /// Records the synced flags of messages: (UID, letters).
-    pub fn imap_set_flags(&mut self, folder: i64, flags: &[(u32, String)]) -> Result<()> {
-        let sql = sql_err(&self.path);
-        let tx = self.conn.transaction().map_err(&sql)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "UPDATE imap_messages SET flags = ?3 WHERE folder_id = ?1 AND uid = ?2",
-                )
-                .map_err(&sql)?;
-            for (uid, f) in flags {
-                stmt.execute(params![folder, uid, f]).map_err(&sql)?;
-            }
-        }
-        tx.commit().map_err(&sql)
     }
 
     /// Starts a run record; returns its id.
@@ -924,6 +603,32 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    /// POP3 records: (id, local name, size).
+    fn pop3(rows: &[(&str, &str, u64)]) -> Vec<Delivery> {
+        rows.iter()
+            .map(|&(id, local, size)| Delivery {
+                uid: 0,
+                key: Some(id.into()),
+                local: Some(local.into()),
+                flags: String::new(),
+                size,
+                message_id: None,
+            })
+            .collect()
+    }
+
+    /// IMAP records: (UID, local name, flags, Message-ID).
+    fn imap(uid: u32, name: &str, flags: &str, message_id: Option<String>) -> Delivery {
+        Delivery {
+            uid,
+            key: None,
+            local: Some(name.into()),
+            flags: flags.into(),
+            size: 10,
+            message_id,
+        }
+    }
+
     #[test]
     fn creates_migrates_and_reopens() {
         let dir = tempfile::tempdir().unwrap();
@@ -931,10 +636,9 @@ mod tests {
         let mut s = State::open(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
-        s.pop3_record(&[("u1".into(), "name1".into(), 10)], 100)
-            .unwrap();
-        s.pop3_settle().unwrap();
-        s.pop3_mark_deleted(&["u1".into()], 200).unwrap();
+        s.pop3(100).record(&pop3(&[("u1", "name1", 10)])).unwrap();
+        s.pop3(100).settle().unwrap();
+        s.pop3(200).mark_deleted(&["u1".into()]).unwrap();
         drop(s);
         let s = State::open(&path).unwrap();
         assert_eq!(s.pop3_known().unwrap().get("u1"), Some(100));
@@ -963,21 +667,19 @@ mod tests {
     fn recovery_keeps_what_landed_and_forgets_the_rest() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
-        s.pop3_record(&[("a".into(), "la".into(), 1)], 1).unwrap();
+        s.pop3(1).record(&pop3(&[("a", "la", 1)])).unwrap();
         // The next batch confirms the previous one.
-        s.pop3_record(
-            &[("b".into(), "lb".into(), 1), ("c".into(), "lc".into(), 1)],
-            2,
-        )
-        .unwrap();
-        assert!(s.pop3_has_pending().unwrap());
-        let forgotten = s.pop3_recover(|name| name == "lb").unwrap();
+        s.pop3(2)
+            .record(&pop3(&[("b", "lb", 1), ("c", "lc", 1)]))
+            .unwrap();
+        assert!(s.pop3(2).has_pending().unwrap());
+        let forgotten = s.pop3(2).recover(&|name| name == "lb").unwrap();
         assert_eq!(forgotten, vec!["lc".to_string()]);
         let known = s.pop3_known().unwrap();
         assert_eq!(known.len(), 2);
         assert!(known.get("a").is_some() && known.get("b").is_some());
         assert_eq!(known.get("c"), None);
-        assert!(!s.pop3_has_pending().unwrap());
+        assert!(!s.pop3(2).has_pending().unwrap());
     }
 
     #[test]
@@ -1006,11 +708,13 @@ mod tests {
         // From the database, in the index's order.
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
-        let rows: Vec<(String, String, u64)> = ids
+        let names: Vec<String> = ids.iter().map(|id| format!("n{id}")).collect();
+        let rows: Vec<(&str, &str, u64)> = ids
             .iter()
-            .map(|id| (id.to_string(), format!("n{id}"), 1))
+            .zip(&names)
+            .map(|(id, n)| (*id, n.as_str(), 1))
             .collect();
-        s.pop3_record(&rows, 7).unwrap();
+        s.pop3(7).record(&pop3(&rows)).unwrap();
         let stored = s.pop3_known().unwrap();
         assert!(ids.iter().all(|id| stored.get(id) == Some(7)));
         assert_eq!(stored.get("uidl:c"), None);
@@ -1020,32 +724,24 @@ mod tests {
     fn imap_records_recovery_and_rebinding() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
-        let mut f = s.imap_folder("INBOX", "").unwrap();
-        assert_eq!(s.imap_folder("INBOX", "").unwrap().id, f.id);
-        let rec = |uid: u32, name: &str| ImapRecord {
-            uid,
-            local_name: Some(name.into()),
-            flags: "S".into(),
-            size: 10,
-            message_id: Some(format!("<{uid}@x>")),
-        };
-        s.imap_record(f.id, &[rec(1, "a"), rec(2, "b")]).unwrap();
-        s.imap_record(f.id, &[rec(3, "c")]).unwrap();
-        assert!(s.imap_has_pending(f.id).unwrap());
-        assert_eq!(
-            s.imap_recover(f.id, |n| n != "c").unwrap(),
-            vec!["c".to_string()]
-        );
-        assert_eq!(s.imap_messages(f.id).unwrap().len(), 2);
-        f.uidvalidity = Some(7);
+        let id = s.folder("INBOX", "").unwrap().folder.id;
+        assert_eq!(s.folder("INBOX", "").unwrap().folder.id, id);
+        let rec = |uid: u32, name: &str| imap(uid, name, "S", Some(format!("<{uid}@x>")));
+        let mut f = s.folder("INBOX", "").unwrap();
+        f.record(&[rec(1, "a"), rec(2, "b")]).unwrap();
+        f.record(&[rec(3, "c")]).unwrap();
+        assert!(f.has_pending().unwrap());
+        assert_eq!(f.recover(&|n| n != "c").unwrap(), vec!["c".to_string()]);
+        assert_eq!(f.messages().unwrap().len(), 2);
         // UID 1 becomes 2 and 2 becomes 1 (a swap must not collide); nothing is forgotten.
-        s.imap_rebind(&f, &[(1, 2), (2, 1)]).unwrap();
-        let m = s.imap_messages(f.id).unwrap();
+        f.rebind(7, &[(1, 2), (2, 1)]).unwrap();
+        let m = f.messages().unwrap();
         assert_eq!((m[0].uid, m[0].local_name.as_deref()), (1, Some("b")));
         assert_eq!((m[1].uid, m[1].local_name.as_deref()), (2, Some("a")));
-        assert_eq!(s.imap_folder("INBOX", "").unwrap().uidvalidity, Some(7));
-        s.imap_rebind(&f, &[(1, 5)]).unwrap();
-        let m = s.imap_messages(f.id).unwrap();
+        assert_eq!(s.folder("INBOX", "").unwrap().folder.uidvalidity, Some(7));
+        let mut f = s.folder("INBOX", "").unwrap();
+        f.rebind(7, &[(1, 5)]).unwrap();
+        let m = f.messages().unwrap();
         assert_eq!(m.len(), 1);
         assert_eq!((m[0].uid, m[0].local_name.as_deref()), (5, Some("b")));
     }
@@ -1056,26 +752,20 @@ mod tests {
         // another's message that is recorded but not yet renamed into the Maildir.
         let dir = tempfile::tempdir().unwrap();
         let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
-        let inbox = s.imap_folder("INBOX", "").unwrap().id;
-        let work = s.imap_folder("Work", ".Work").unwrap().id;
-        let rec = |uid: u32, name: &str| ImapRecord {
-            uid,
-            local_name: Some(name.into()),
-            flags: String::new(),
-            size: 10,
-            message_id: None,
-        };
-        s.imap_record(work, &[rec(1, "w")]).unwrap();
-        s.imap_record(inbox, &[rec(1, "i1")]).unwrap();
-        s.imap_record(inbox, &[rec(2, "i2")]).unwrap();
-        s.imap_settle(inbox).unwrap();
-        assert!(!s.imap_has_pending(inbox).unwrap());
-        assert!(s.imap_has_pending(work).unwrap());
-        assert_eq!(
-            s.imap_recover(work, |_| false).unwrap(),
-            vec!["w".to_string()]
-        );
-        assert!(s.imap_messages(work).unwrap().is_empty());
+        let rec = |uid: u32, name: &str| imap(uid, name, "", None);
+        s.folder("Work", ".Work")
+            .unwrap()
+            .record(&[rec(1, "w")])
+            .unwrap();
+        let mut inbox = s.folder("INBOX", "").unwrap();
+        inbox.record(&[rec(1, "i1")]).unwrap();
+        inbox.record(&[rec(2, "i2")]).unwrap();
+        inbox.settle().unwrap();
+        assert!(!inbox.has_pending().unwrap());
+        let mut work = s.folder("Work", ".Work").unwrap();
+        assert!(work.has_pending().unwrap());
+        assert_eq!(work.recover(&|_| false).unwrap(), vec!["w".to_string()]);
+        assert!(work.messages().unwrap().is_empty());
     }
 
     #[test]
@@ -1083,12 +773,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.sqlite");
         let mut s = State::open(&path).unwrap();
-        s.pop3_record(&[("u1".into(), "n1".into(), 1)], 1).unwrap();
+        s.pop3(1).record(&pop3(&[("u1", "n1", 1)])).unwrap();
         drop(s);
         let (mut copy, guard) = State::dry_run_copy(&path).unwrap();
         assert!(copy.pop3_known().unwrap().get("u1").is_some());
-        copy.pop3_record(&[("u2".into(), "n2".into(), 1)], 2)
-            .unwrap();
+        copy.pop3(2).record(&pop3(&[("u2", "n2", 1)])).unwrap();
         let copy_dir = guard.0.clone();
         drop(copy);
         drop(guard);
@@ -1116,11 +805,9 @@ mod tests {
         let mut s = State::open(&dir.path().join("a.sqlite")).unwrap();
         assert_eq!(s.summary().unwrap(), Summary::default());
         let r = s.run_started(5).unwrap();
-        s.pop3_record(
-            &[("a".into(), "x".into(), 1), ("b".into(), "y".into(), 2)],
-            5,
-        )
-        .unwrap();
+        s.pop3(5)
+            .record(&pop3(&[("a", "x", 1), ("b", "y", 2)]))
+            .unwrap();
         s.run_finished(r, 6, "ok", 2, 0, None).unwrap();
         let r = s.run_started(7).unwrap();
         s.run_finished(r, 8, "failed", 0, 0, Some("boom")).unwrap();

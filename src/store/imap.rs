@@ -1,0 +1,534 @@
+//! An IMAP account as a [`Store`]: the commands the engines' calls stand for (LIST, SELECT or
+//! EXAMINE with CONDSTORE/QRESYNC, UID FETCH, UID SEARCH, APPEND with LITERAL+, UID STORE,
+//! UID EXPUNGE), over [`crate::imap::Client`].
+
+use crate::config::Account;
+use crate::credentials::Credentials;
+use crate::flags::FlagSet;
+use crate::imap::{self, Code, FetchSink, ImapError, Response, Session, codec};
+use crate::net::NetError;
+
+use super::{
+    Access, Bodies, Caps, Change, Changes, Connect, Deletes, Fetched, Items, Listed, Mailbox,
+    Mailboxes, Need, Outgoing, Pending, Result, Retry, Scope, Search, Selected, Sink, Store,
+    StoreError, Uids,
+};
+
+/// What is fetched with each body to deliver or copy it (ENVELOPE and BODYSTRUCTURE never).
+const WHOLE: &str =
+    "(UID FLAGS INTERNALDATE RFC822.SIZE BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)] BODY.PEEK[])";
+/// What is fetched to hash a body.
+const PLAIN: &str = "(UID BODY.PEEK[])";
+
+/// An IMAP session as a store.
+pub struct ImapStore {
+    session: Session,
+    /// The hierarchy delimiter, once asked for.
+    delimiter: Option<char>,
+    /// The open mailbox: its name and how many messages it had.
+    open: Option<(String, u32)>,
+}
+
+/// Opens IMAP sessions of one account.
+pub struct ImapConnect<'a> {
+    account: &'a Account,
+    login: Credentials<'a>,
+}
+
+impl<'a> ImapConnect<'a> {
+    /// Reads the account's password source once (tokens are asked for per connection).
+    pub fn new(account: &'a Account) -> anyhow::Result<ImapConnect<'a>> {
+        Ok(ImapConnect {
+            account,
+            login: Credentials::new(account)?,
+        })
+    }
+}
+
+impl Connect for ImapConnect<'_> {
+    type Store = ImapStore;
+
+    async fn connect(&self) -> Result<ImapStore> {
+        let secret = self
+            .login
+            .secret()
+            .map_err(|e| StoreError::new(Scope::Account, Retry::Never, e))?;
+        let session = imap::open(self.account, &secret)
+            .await
+            .map_err(account_error)?;
+        Ok(ImapStore::new(session))
+    }
+}
+
+/// Whether trying again may help after this error.
+fn retry_of(e: &ImapError) -> Retry {
+    use crate::exit::{Classify, Exit};
+    match e {
+        ImapError::Net(NetError::Closed { .. } | NetError::Io(_)) | ImapError::Bye(_) => Retry::Now,
+        e if e.exit() == Exit::TempFail => Retry::Later,
+        _ => Retry::Never,
+    }
+}
+
+fn account_error(e: ImapError) -> StoreError {
+    StoreError::new(Scope::Account, retry_of(&e), e)
+}
+
+impl ImapStore {
+    /// A logged-in session as a store.
+    pub fn new(session: Session) -> ImapStore {
+        ImapStore {
+            session,
+            delimiter: None,
+            open: None,
+        }
+    }
+
+    /// The server certificate's fingerprint, when TLS is used.
+    pub fn fingerprint(&self) -> Option<crate::net::Fingerprint> {
+        self.session.fingerprint
+    }
+
+    /// The capabilities the server announced, upper case.
+    pub fn capabilities(&self) -> &[String] {
+        &self.session.client.caps
+    }
+
+    /// An error of the open mailbox when the server refused (the other folders may go on),
+    /// else of the account.
+    fn err(&self, e: ImapError) -> StoreError {
+        let scope = match (&e, &self.open) {
+            (ImapError::Refused { .. }, Some((name, _))) => Scope::Folder(name.clone()),
+            _ => Scope::Account,
+        };
+        if let ImapError::Local(local) = e {
+            return StoreError::local(local);
+        }
+        StoreError::new(scope, retry_of(&e), e)
+    }
+
+    async fn run(&mut self, command: &str) -> Result<Vec<Response>> {
+        match self.session.client.run(command).await {
+            Ok((untagged, _)) => Ok(untagged),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    async fn delimiter(&mut self) -> Result<char> {
+        if let Some(d) = self.delimiter {
+            return Ok(d);
+        }
+        let untagged = self.run("LIST \"\" \"\"").await?;
+        let d = untagged
+            .into_iter()
+            .find_map(|r| match r {
+                Response::List(l) => l.delimiter,
+                _ => None,
+            })
+            .unwrap_or('/');
+        self.delimiter = Some(d);
+        Ok(d)
+    }
+
+    /// Messages and unseen messages of a mailbox (STATUS), without opening it.
+    pub async fn counts(&mut self, mailbox: &Mailbox) -> Result<(u64, u64)> {
+        let untagged = self
+            .run(&format!("STATUS {} (MESSAGES UNSEEN)", quoted(mailbox)))
+            .await?;
+        let items = untagged
+            .into_iter()
+            .find_map(|r| match r {
+                Response::MailboxStatus { items, .. } => Some(items),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let item = |key: &str| items.iter().find(|(k, _)| k == key).map_or(0, |&(_, v)| v);
+        Ok((item("MESSAGES"), item("UNSEEN")))
+    }
+
+    async fn fetch_items(
+        &mut self,
+        command: &str,
+        each: &mut dyn FnMut(codec::Fetch),
+    ) -> Result<()> {
+        match self.session.client.fetch_each(command, each).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+}
+
+/// A mailbox name quoted for a command.
+fn quoted(mailbox: &Mailbox) -> String {
+    codec::quote(&mailbox.raw).unwrap_or_else(|| "\"\"".to_string())
+}
+
+/// The mailboxes of a LIST reply; names that cannot be used become warnings.
+fn mailboxes_of(untagged: Vec<Response>) -> Mailboxes {
+    let mut out = Mailboxes::default();
+    for r in untagged {
+        let Response::List(entry) = r else { continue };
+        if entry.attributes.iter().any(|a| {
+            a.eq_ignore_ascii_case("\\Noselect") || a.eq_ignore_ascii_case("\\NonExistent")
+        }) {
+            continue;
+        }
+        let shown = crate::text::sanitize_bytes(&entry.name, 100);
+        let Some(utf8) = codec::utf7_decode(&entry.name) else {
+            out.skipped.push(format!(
+                "folder \"{shown}\" skipped: its name is not valid modified UTF-7"
+            ));
+            continue;
+        };
+        let components: Vec<String> = match entry.delimiter {
+            Some(d) => utf8.split(d).map(str::to_string).collect(),
+            None => vec![utf8.clone()],
+        };
+        if components.iter().any(|c| c.is_empty()) {
+            out.skipped.push(format!(
+                "folder \"{shown}\" skipped: it has an empty hierarchy level"
+            ));
+            continue;
+        }
+        let raw = String::from_utf8_lossy(&entry.name).into_owned();
+        let components = if components.len() == 1 && components[0].eq_ignore_ascii_case("INBOX") {
+            vec!["INBOX".to_string()]
+        } else {
+            components
+        };
+        out.mailboxes
+            .push(Mailbox::new(components.join("/"), components, raw, false));
+    }
+    out.mailboxes.sort_by(|a, b| a.name.cmp(&b.name));
+    out.mailboxes.dedup_by(|a, b| a.name == b.name);
+    out
+}
+
+/// What SELECT or EXAMINE reported.
+fn selected_of(
+    untagged: Vec<Response>,
+    completion: Option<Code>,
+    resynced: bool,
+) -> std::result::Result<Selected, ImapError> {
+    let mut selected = Selected::default();
+    let mut changes = Changes::default();
+    let mut validity = None;
+    let mut codes: Vec<Code> = Vec::new();
+    for r in untagged {
+        match r {
+            Response::Status(s) => codes.extend(s.code),
+            Response::Exists(n) => selected.exists = n,
+            Response::Vanished { uids, .. } => changes.vanished.extend(uids),
+            Response::Fetch(f) => {
+                if let Some(uid) = f.uid {
+                    let flags = FlagSet::from_imap(f.flags.as_deref().unwrap_or_default());
+                    changes.changed.push((uid, flags));
+                }
+            }
+            _ => {}
+        }
+    }
+    codes.extend(completion);
+    for code in codes {
+        match code {
+            Code::UidValidity(v) => validity = Some(v),
+            Code::UidNext(n) => selected.uidnext = Some(n),
+            Code::HighestModseq(m) => selected.highestmodseq = Some(m),
+            Code::NoModseq => selected.highestmodseq = None,
+            _ => {}
+        }
+    }
+    selected.uidvalidity =
+        validity.ok_or(ImapError::Missing("UIDVALIDITY for a selected folder"))?;
+    selected.changes = resynced.then_some(changes);
+    Ok(selected)
+}
+
+impl Store for ImapStore {
+    fn caps(&self) -> Caps {
+        let uidplus = self.session.client.has("UIDPLUS");
+        Caps {
+            deletes: if uidplus {
+                Deletes::Marked
+            } else {
+                Deletes::Never
+            },
+            append_uid: uidplus,
+            resync: self.session.qresync,
+            lasting_uids: true,
+        }
+    }
+
+    fn security(&self) -> String {
+        match self.session.fingerprint {
+            Some(f) => format!("TLS, certificate {f}"),
+            None => "no TLS".to_string(),
+        }
+    }
+
+    fn missing(&self, need: Need, purpose: &str) -> StoreError {
+        StoreError::missing(match need {
+            Need::ExactDelete => format!("UIDPLUS (UID EXPUNGE), which {purpose}"),
+            Need::Identity => format!("UIDs, which {purpose}"),
+        })
+    }
+
+    async fn mailboxes(&mut self) -> Result<Mailboxes> {
+        let untagged = self.run("LIST \"\" \"*\"").await?;
+        Ok(mailboxes_of(untagged))
+    }
+
+    async fn mailbox(&mut self, components: &[String]) -> Result<Mailbox> {
+        let delimiter = self.delimiter().await?.to_string();
+        let raw = components
+            .iter()
+            .map(|c| codec::utf7_encode(c))
+            .collect::<Vec<_>>()
+            .join(&delimiter);
+        Ok(Mailbox::new(
+            components.join("/"),
+            components.to_vec(),
+            raw,
+            false,
+        ))
+    }
+
+    async fn create(&mut self, mailbox: &Mailbox) -> Result<()> {
+        self.run(&format!("CREATE {}", quoted(mailbox))).await?;
+        Ok(())
+    }
+
+    async fn select(
+        &mut self,
+        mailbox: &Mailbox,
+        access: Access,
+        since: Option<(u32, u64)>,
+    ) -> Result<Selected> {
+        let verb = match access {
+            Access::ReadOnly => "EXAMINE",
+            Access::ReadWrite => "SELECT",
+        };
+        let params = match (self.session.qresync, since) {
+            (true, Some((v, m))) => format!(" (QRESYNC ({v} {m}))"),
+            _ if self.session.condstore => " (CONDSTORE)".to_string(),
+            _ => String::new(),
+        };
+        self.open = Some((mailbox.name.clone(), 0));
+        let command = format!("{verb} {}{params}", quoted(mailbox));
+        let (untagged, status) = match self.session.client.run(&command).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.err(e)),
+        };
+        // A server ignores QRESYNC parameters whose UIDVALIDITY no longer holds: checked below.
+        let asked = self.session.qresync && since.is_some();
+        let mut selected = selected_of(untagged, status.code, asked).map_err(|e| self.err(e))?;
+        if since.is_some_and(|(v, _)| v != selected.uidvalidity) {
+            selected.changes = None;
+        }
+        self.open = Some((mailbox.name.clone(), selected.exists));
+        Ok(selected)
+    }
+
+    async fn list(
+        &mut self,
+        uids: Uids<'_>,
+        items: Items,
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<()> {
+        if self.open.as_ref().is_some_and(|&(_, exists)| exists == 0) {
+            return Ok(());
+        }
+        let (set, from) = match uids {
+            Uids::From(n) => (format!("{n}:*"), n),
+            Uids::Set([]) => return Ok(()),
+            Uids::Set(uids) => (codec::format_set(uids), 0),
+        };
+        let mut wanted = vec!["UID"];
+        if items.size {
+            wanted.push("RFC822.SIZE");
+        }
+        if items.flags {
+            wanted.push("FLAGS");
+        }
+        if items.message_id {
+            wanted.push("BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]");
+        }
+        let command = format!("UID FETCH {set} ({})", wanted.join(" "));
+        self.fetch_items(&command, &mut |f| {
+            // `n:*` also names the last message when every UID is below n.
+            let Some(uid) = f.uid.filter(|&u| u >= from) else {
+                return;
+            };
+            each(Listed {
+                uid,
+                size: f.size.unwrap_or(0),
+                flags: items
+                    .flags
+                    .then(|| FlagSet::from_imap(f.flags.as_deref().unwrap_or_default())),
+                message_id: f.header.as_deref().and_then(crate::message::message_id),
+                key: None,
+            })
+        })
+        .await
+    }
+
+    async fn search(&mut self, search: Search<'_>) -> Result<Vec<u32>> {
+        let criteria = match search {
+            Search::Present([]) => return Ok(Vec::new()),
+            Search::Present(uids) => format!("UID {}", codec::format_set(uids)),
+            Search::MessageId(id) => match codec::quote(id) {
+                Some(quoted) => format!("HEADER Message-ID {quoted}"),
+                None => return Ok(Vec::new()),
+            },
+        };
+        let untagged = self.run(&format!("UID SEARCH {criteria}")).await?;
+        Ok(untagged
+            .into_iter()
+            .flat_map(|r| match r {
+                Response::Search(uids) => uids,
+                _ => Vec::new(),
+            })
+            .collect())
+    }
+
+    async fn fetch_send(&mut self, uids: &[u32], bodies: Bodies) -> Result<Pending> {
+        let items = match bodies {
+            Bodies::Whole => WHOLE,
+            Bodies::Plain => PLAIN,
+        };
+        let command = format!("UID FETCH {} {items}", codec::format_set(uids));
+        let tag = match self.session.client.send(&command).await {
+            Ok(tag) => tag,
+            Err(e) => return Err(self.err(e)),
+        };
+        Ok(Pending {
+            uids: uids.to_vec(),
+            tag: Some(tag),
+        })
+    }
+
+    async fn fetch_receive(&mut self, pending: Pending, sink: &mut dyn Sink) -> Result<()> {
+        let Some(tag) = pending.tag else {
+            return Ok(());
+        };
+        let mut bodies = BodySink { sink };
+        let done = self
+            .session
+            .client
+            .complete(&tag, "UID FETCH", &mut bodies, &mut |_| {})
+            .await;
+        done.map(|_| ()).map_err(|e| self.err(e))
+    }
+
+    async fn append(
+        &mut self,
+        mailbox: &Mailbox,
+        messages: &[Outgoing<'_>],
+    ) -> Result<Vec<Option<(u32, u32)>>> {
+        // With LITERAL+ a whole batch is sent before the first completion is read (the server
+        // answers APPENDs in order); without it, one at a time.
+        let window = if self.session.client.has("LITERAL+") {
+            messages.len().max(1)
+        } else {
+            1
+        };
+        let name = quoted(mailbox);
+        let mut out = Vec::with_capacity(messages.len());
+        for chunk in messages.chunks(window) {
+            let mut tags = Vec::with_capacity(chunk.len());
+            for m in chunk {
+                let sent = self
+                    .session
+                    .client
+                    .append_send(&name, &m.flags.to_imap(), m.date, m.data)
+                    .await;
+                tags.push(sent.map_err(|e| self.err(e))?);
+            }
+            for tag in tags {
+                let done = self.session.client.append_done(&tag).await;
+                out.push(done.map_err(|e| self.err(e))?);
+                crate::failpoint::hit("upload-after-append")?;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_flags(&mut self, uids: &[u32], change: Change, flags: &FlagSet) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let sign = match change {
+            Change::Add => '+',
+            Change::Remove => '-',
+        };
+        self.run(&format!(
+            "UID STORE {} {sign}FLAGS.SILENT ({})",
+            codec::format_set(uids),
+            flags.to_imap()
+        ))
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()> {
+        let deleted = FlagSet::parse("T");
+        self.set_flags(uids, Change::Add, &deleted).await
+    }
+
+    async fn expunge(&mut self, uids: &[u32]) -> Result<()> {
+        if !self.session.client.has("UIDPLUS") {
+            // Plain EXPUNGE would also remove what other clients marked \Deleted.
+            return Err(self.missing(
+                Need::ExactDelete,
+                "mailferry needs to remove only the messages it chose",
+            ));
+        }
+        if uids.is_empty() {
+            return Ok(());
+        }
+        self.run(&format!("UID EXPUNGE {}", codec::format_set(uids)))
+            .await?;
+        Ok(())
+    }
+
+    async fn refresh(&mut self) -> Result<()> {
+        self.run("NOOP").await?;
+        Ok(())
+    }
+
+    async fn close(self) -> Result<()> {
+        self.session.client.logout().await.map_err(account_error)
+    }
+}
+
+/// Passes `BODY[]` literals and their FETCH data on to a store [`Sink`].
+struct BodySink<'a> {
+    sink: &'a mut dyn Sink,
+}
+
+impl FetchSink for BodySink<'_> {
+    fn begin(&mut self, _len: usize) -> anyhow::Result<()> {
+        self.sink.begin()
+    }
+
+    fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        self.sink.data(chunk)
+    }
+
+    fn fetched(&mut self, fetch: &codec::Fetch) -> anyhow::Result<()> {
+        if !fetch.body {
+            return Ok(());
+        }
+        let uid = fetch
+            .uid
+            .ok_or_else(|| ImapError::Protocol("a FETCH body without its UID".into()))?;
+        self.sink.end(Fetched {
+            uid,
+            size: fetch.size,
+            flags: FlagSet::from_imap(fetch.flags.as_deref().unwrap_or_default()),
+            date: fetch.internaldate.clone(),
+            message_id: fetch.header.as_deref().and_then(crate::message::message_id),
+            key: None,
+        })
+    }
+}

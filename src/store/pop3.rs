@@ -1,0 +1,353 @@
+//! A POP3 mailbox as a [`Store`]: one mailbox (the store's root), its messages numbered for the
+//! session and known by a lasting key (the UIDL, or a header hash where there is none or it is
+//! shared); RETR and DELE pipelined where the server allows; DELE carried out at QUIT.
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Account;
+use crate::credentials::Credentials;
+use crate::flags::FlagSet;
+use crate::net::NetError;
+use crate::pop3::identity::Uidls;
+use crate::pop3::{self, Pop3Error, RetrSink, Session};
+
+use super::{
+    Access, Bodies, Caps, Change, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes,
+    Need, Outgoing, Pending, Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
+};
+
+/// RETR/DELE commands in flight with PIPELINING.
+const WINDOW: usize = 16;
+
+/// One message of the session's listing.
+#[derive(Debug, Clone)]
+struct Entry {
+    msg: u32,
+    key: Option<Box<str>>,
+    size: u64,
+}
+
+/// A POP3 session as a store.
+pub struct Pop3Store {
+    session: Session,
+    /// The listing, taken when the mailbox is opened (UIDL once per session).
+    listing: Vec<Entry>,
+}
+
+/// Opens POP3 sessions of one account.
+pub struct Pop3Connect<'a> {
+    account: &'a Account,
+    login: Credentials<'a>,
+}
+
+impl<'a> Pop3Connect<'a> {
+    /// Reads the account's password source once (tokens are asked for per connection).
+    pub fn new(account: &'a Account) -> anyhow::Result<Pop3Connect<'a>> {
+        Ok(Pop3Connect {
+            account,
+            login: Credentials::new(account)?,
+        })
+    }
+}
+
+impl Connect for Pop3Connect<'_> {
+    type Store = Pop3Store;
+
+    async fn connect(&self) -> Result<Pop3Store> {
+        let secret = self
+            .login
+            .secret()
+            .map_err(|e| StoreError::new(Scope::Account, Retry::Never, e))?;
+        let session = pop3::open(self.account, &secret)
+            .await
+            .map_err(|e| error(Scope::Account, e))?;
+        Ok(Pop3Store::new(session))
+    }
+}
+
+fn error(scope: Scope, e: Pop3Error) -> StoreError {
+    use crate::exit::{Classify, Exit};
+    let retry = match &e {
+        Pop3Error::Net(NetError::Closed { .. } | NetError::Io(_)) => Retry::Now,
+        e if e.exit() == Exit::TempFail => Retry::Later,
+        _ => Retry::Never,
+    };
+    StoreError::new(scope, retry, e)
+}
+
+/// A failure of a call that passes bodies to a sink: the server's, or the sink's (local).
+fn streamed(e: anyhow::Error) -> StoreError {
+    match e.downcast::<Pop3Error>() {
+        Ok(e) => error(Scope::Account, e),
+        Err(local) => StoreError::local(local),
+    }
+}
+
+impl Pop3Store {
+    /// A logged-in session as a store.
+    pub fn new(session: Session) -> Pop3Store {
+        Pop3Store {
+            session,
+            listing: Vec::new(),
+        }
+    }
+
+    /// The session (for `check`: greeting and capabilities).
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    fn window(&self) -> usize {
+        if self.session.caps.pipelining {
+            WINDOW
+        } else {
+            1
+        }
+    }
+
+    /// UIDL (once per session) and LIST, with header hashes where needed.
+    async fn take_listing(&mut self) -> std::result::Result<Vec<Entry>, Pop3Error> {
+        let client = &mut self.session.client;
+        let caps = &self.session.caps;
+        let uidls = if caps.uidl || !caps.known {
+            client.uidl().await?
+        } else {
+            None
+        };
+        let sizes = client.list().await?;
+        let msgs: Vec<u32> = sizes.iter().map(|&(m, _)| m).collect();
+        let uidls = Uidls::new(&msgs, uidls);
+        let mut headers = std::collections::HashMap::new();
+        for i in uidls.need_header() {
+            match client.top_header(msgs[i]).await {
+                Ok(header) => {
+                    headers.insert(i, crate::text::hex(&Sha256::digest(&header)[..16]));
+                }
+                Err(Pop3Error::Refused { .. }) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        drop(msgs);
+        let ids = uidls.identities(|i| headers.remove(&i));
+        let mut entries: Vec<Entry> = sizes
+            .into_iter()
+            .zip(ids)
+            .map(|((msg, size), id)| Entry {
+                msg,
+                key: id.map(String::into_boxed_str),
+                size,
+            })
+            .collect();
+        // Looked up by number; LIST gives them in order, a broken server perhaps not.
+        entries.sort_by_key(|e| e.msg);
+        Ok(entries)
+    }
+
+    /// Every message's size (LIST alone), for `check` and `list`.
+    pub async fn sizes(&mut self) -> Result<Vec<u64>> {
+        let sizes = self.session.client.list().await;
+        let sizes = sizes.map_err(|e| error(Scope::Account, e))?;
+        Ok(sizes.into_iter().map(|(_, size)| size).collect())
+    }
+
+    fn entry(&self, msg: u32) -> Option<&Entry> {
+        let i = self.listing.binary_search_by_key(&msg, |e| e.msg).ok()?;
+        self.listing.get(i)
+    }
+}
+
+fn unsupported(what: &str) -> StoreError {
+    StoreError::new(
+        Scope::Account,
+        Retry::Never,
+        Pop3Error::Protocol(format!("internal: POP3 has no {what}")),
+    )
+}
+
+impl Store for Pop3Store {
+    fn caps(&self) -> Caps {
+        Caps {
+            deletes: Deletes::AtClose,
+            append_uid: false,
+            resync: false,
+            lasting_uids: false,
+        }
+    }
+
+    fn security(&self) -> String {
+        match self.session.fingerprint {
+            Some(fp) => format!("TLS, certificate {fp}"),
+            None => "no TLS".to_string(),
+        }
+    }
+
+    fn missing(&self, need: Need, purpose: &str) -> StoreError {
+        StoreError::missing(match need {
+            Need::Identity => format!("UIDL or TOP, which {purpose}"),
+            Need::ExactDelete => format!("DELE, which {purpose}"),
+        })
+    }
+
+    async fn mailboxes(&mut self) -> Result<Mailboxes> {
+        Ok(Mailboxes {
+            mailboxes: vec![inbox()],
+            skipped: Vec::new(),
+        })
+    }
+
+    async fn mailbox(&mut self, _components: &[String]) -> Result<Mailbox> {
+        Ok(inbox())
+    }
+
+    async fn create(&mut self, _mailbox: &Mailbox) -> Result<()> {
+        Err(unsupported("folders to create"))
+    }
+
+    async fn select(
+        &mut self,
+        _mailbox: &Mailbox,
+        _access: Access,
+        _since: Option<(u32, u64)>,
+    ) -> Result<Selected> {
+        self.listing = self
+            .take_listing()
+            .await
+            .map_err(|e| error(Scope::Account, e))?;
+        Ok(Selected {
+            exists: self.listing.len() as u32,
+            ..Selected::default()
+        })
+    }
+
+    async fn list(
+        &mut self,
+        uids: Uids<'_>,
+        _items: Items,
+        each: &mut dyn FnMut(Listed),
+    ) -> Result<()> {
+        for e in &self.listing {
+            let wanted = match uids {
+                Uids::From(n) => e.msg >= n,
+                Uids::Set(set) => set.contains(&e.msg),
+            };
+            if wanted {
+                each(Listed {
+                    uid: e.msg,
+                    size: e.size,
+                    key: e.key.clone(),
+                    ..Listed::default()
+                });
+            }
+        }
+        Ok(())
+    }
+
+    async fn search(&mut self, search: Search<'_>) -> Result<Vec<u32>> {
+        match search {
+            Search::Present(msgs) => Ok(msgs
+                .iter()
+                .copied()
+                .filter(|&m| self.entry(m).is_some())
+                .collect()),
+            Search::MessageId(_) => Err(unsupported("search by Message-ID")),
+        }
+    }
+
+    async fn fetch_send(&mut self, uids: &[u32], _bodies: Bodies) -> Result<Pending> {
+        Ok(Pending {
+            uids: uids.to_vec(),
+            tag: None,
+        })
+    }
+
+    async fn fetch_receive(&mut self, pending: Pending, sink: &mut dyn Sink) -> Result<()> {
+        let window = self.window();
+        let mut bodies = RetrBodies {
+            sink,
+            listing: &self.listing,
+        };
+        self.session
+            .client
+            .retr_pipelined(&pending.uids, window, &mut bodies)
+            .await
+            .map_err(streamed)
+    }
+
+    async fn append(
+        &mut self,
+        _mailbox: &Mailbox,
+        _messages: &[Outgoing<'_>],
+    ) -> Result<Vec<Option<(u32, u32)>>> {
+        Err(unsupported("appending"))
+    }
+
+    async fn set_flags(&mut self, _uids: &[u32], _change: Change, _flags: &FlagSet) -> Result<()> {
+        Err(unsupported("flags"))
+    }
+
+    async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()> {
+        let window = self.window();
+        self.session
+            .client
+            .dele_pipelined(uids, window)
+            .await
+            .map_err(|e| error(Scope::Account, e))
+    }
+
+    async fn expunge(&mut self, _uids: &[u32]) -> Result<()> {
+        // DELE is carried out at QUIT.
+        Ok(())
+    }
+
+    async fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    async fn close(self) -> Result<()> {
+        self.session
+            .client
+            .quit()
+            .await
+            .map_err(|e| error(Scope::Account, e))
+    }
+}
+
+/// The one mailbox of a POP3 account.
+fn inbox() -> Mailbox {
+    Mailbox::new(
+        "INBOX".to_string(),
+        vec!["INBOX".to_string()],
+        String::new(),
+        true,
+    )
+}
+
+/// Passes RETR bodies on to a store [`Sink`], with what the listing says of each.
+struct RetrBodies<'a> {
+    sink: &'a mut dyn Sink,
+    listing: &'a [Entry],
+}
+
+impl RetrSink for RetrBodies<'_> {
+    fn begin(&mut self, _msg: u32) -> anyhow::Result<()> {
+        self.sink.begin()
+    }
+
+    fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
+        self.sink.data(chunk)
+    }
+
+    fn end(&mut self, msg: u32) -> anyhow::Result<()> {
+        let entry = self
+            .listing
+            .binary_search_by_key(&msg, |e| e.msg)
+            .ok()
+            .and_then(|i| self.listing.get(i));
+        self.sink.end(Fetched {
+            uid: msg,
+            size: entry.map(|e| e.size),
+            key: entry.and_then(|e| e.key.clone()),
+            ..Fetched::default()
+        })
+    }
+}
