@@ -70,7 +70,7 @@ pub fn parse(text: &str) -> Option<SystemTime> {
     }
 }
 
-/// Formats a time as an INTERNALDATE in UTC (for APPEND).
+/// Formats a time as an INTERNALDATE in UTC (the date of a message added to a server).
 pub fn format(t: SystemTime) -> String {
     let secs = match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,

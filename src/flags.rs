@@ -73,7 +73,7 @@ impl FlagSet {
         FlagSet(set)
     }
 
-    /// The IMAP flag list, space-separated (for STORE and APPEND).
+    /// The IMAP flag list, space-separated (for commands that set flags).
     pub fn to_imap(&self) -> String {
         self.0
             .iter()

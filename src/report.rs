@@ -178,6 +178,173 @@ impl Output {
     }
 }
 
+/// Prints an error and its causes to stderr (each cause once), and logs them.
+pub fn error(account: Option<&str>, e: &anyhow::Error) {
+    let prefix = match account {
+        Some(a) => format!("mailferry: {a}: "),
+        None => "mailferry: ".to_string(),
+    };
+    let mut last = e.to_string();
+    eprintln!("{prefix}error: {last}");
+    log(&format!(
+        "{}error: {last}",
+        account.map(|a| format!("{a}: ")).unwrap_or_default()
+    ));
+    for cause in e.chain().skip(1) {
+        let text = cause.to_string();
+        if !last.contains(&text) {
+            eprintln!("  caused by: {text}");
+            log(&format!("  caused by: {text}"));
+        }
+        last = text;
+    }
+}
+
+/// What `check` found out about an account.
+pub struct Check<'a> {
+    /// The account.
+    pub account: &'a crate::config::Account,
+    /// The server certificate's fingerprint, with TLS.
+    pub fingerprint: Option<crate::net::Fingerprint>,
+    /// The POP3 greeting (sanitised).
+    pub greeting: Option<String>,
+    /// Capabilities that matter.
+    pub capabilities: Vec<String>,
+    /// IMAP: how many folders.
+    pub folders: Option<usize>,
+    /// POP3: messages and bytes on the server.
+    pub messages: Option<(usize, u64)>,
+    /// Folders left out, and why.
+    pub warnings: Vec<String>,
+}
+
+impl Check<'_> {
+    /// Prints it: lines of text, or one JSON object.
+    pub fn show(&self, out: &Output) {
+        let a = self.account;
+        if out.json {
+            let mut value = serde_json::json!({
+                "account": a.name,
+                "server": format!("{}:{}", a.host, a.port),
+                "tls_fingerprint": self.fingerprint.map(|f| f.to_string()),
+                "capabilities": self.capabilities,
+            });
+            if let Some(n) = self.folders {
+                value["folders"] = n.into();
+            }
+            if let Some(g) = &self.greeting {
+                value["greeting"] = g.as_str().into();
+            }
+            if let Some((n, bytes)) = self.messages {
+                value["messages"] = n.into();
+                value["bytes"] = bytes.into();
+            }
+            println!("{value}");
+            return;
+        }
+        let name = &a.name;
+        let greeting = self
+            .greeting
+            .as_ref()
+            .map(|g| format!(" ({g})"))
+            .unwrap_or_default();
+        out.info(&format!(
+            "{name}: connected to {}:{}{greeting}",
+            a.host, a.port
+        ));
+        match self.fingerprint {
+            Some(fp) => out.info(&format!("{name}: TLS certificate {fp}")),
+            None => out.info(&format!("{name}: no TLS (plaintext allowed by the config)")),
+        }
+        out.info(&format!(
+            "{name}: logged in as {}; capabilities: {}",
+            a.user,
+            self.capabilities.join(", ")
+        ));
+        if let Some(n) = self.folders {
+            out.info(&format!("{name}: {n} folders"));
+        }
+        if let Some((n, bytes)) = self.messages {
+            out.info(&format!(
+                "{name}: {n} message{} ({}) on the server",
+                if n == 1 { "" } else { "s" },
+                human_bytes(bytes)
+            ));
+        }
+        for warning in &self.warnings {
+            out.warn(&format!("{name}: {warning}"));
+        }
+    }
+}
+
+/// A line of `list`: a folder's messages (and unseen ones, where the server tells).
+pub fn folder_counts(out: &Output, folder: &str, messages: u64, unseen: Option<u64>) {
+    if out.json {
+        let mut value = serde_json::json!({"folder": folder, "messages": messages});
+        if let Some(u) = unseen {
+            value["unseen"] = u.into();
+        }
+        println!("{value}");
+        return;
+    }
+    let unseen = unseen.map(|u| format!(" ({u} unseen)")).unwrap_or_default();
+    out.info(&format!(
+        "{}: {messages} message{}{unseen}",
+        sanitize(folder, 200),
+        if messages == 1 { "" } else { "s" }
+    ));
+}
+
+/// `status` of an account that never ran.
+pub fn never_run(out: &Output, name: &str, path: &std::path::Path) {
+    out.info(&format!(
+        "{name}: never run (no state at {})",
+        path.display()
+    ));
+}
+
+/// `status` of an account: what its state knows.
+pub fn status(out: &Output, name: &str, s: &crate::state::Summary) {
+    if out.json {
+        let value = serde_json::json!({
+            "account": name,
+            "messages": s.messages,
+            "deleted_on_server": s.deleted,
+            "last_run": s.last_run.as_ref().map(|(t, o, e)| serde_json::json!({"finished": t, "outcome": o, "error": e})),
+            "last_success": s.last_success,
+        });
+        println!("{value}");
+        return;
+    }
+    let last = match &s.last_run {
+        Some((t, outcome, err)) => format!(
+            "last run {} ({outcome}{})",
+            ago(*t),
+            err.as_ref().map(|e| format!(": {e}")).unwrap_or_default()
+        ),
+        None => "no finished run".to_string(),
+    };
+    let success = s
+        .last_success
+        .map(|t| format!(", last success {}", ago(t)))
+        .unwrap_or_default();
+    out.info(&format!(
+        "{name}: {} messages known, {} deleted on the server; {last}{success}",
+        s.messages, s.deleted
+    ));
+}
+
+/// How long ago a unix time was, roughly.
+fn ago(t: i64) -> String {
+    let secs = (crate::fetch::now() - t).max(0);
+    match secs {
+        0..=119 => format!("{secs}s ago"),
+        120..=7199 => format!("{}m ago", secs / 60),
+        7200..=172_799 => format!("{}h ago", secs / 3600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
 /// Bytes in B, KiB, MiB or GiB.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];

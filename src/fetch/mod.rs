@@ -25,7 +25,7 @@ pub struct FetchOptions {
     pub max_size: Option<u64>,
     /// Change nothing anywhere.
     pub dry_run: bool,
-    /// POP3: QUIT (committing deletions) and reconnect after this many deletions.
+    /// POP3: end the session (carrying deletions out) and reconnect after this many.
     pub commit_every: usize,
     /// The account's state database (read in dry runs).
     pub state_path: PathBuf,

@@ -2,8 +2,9 @@
 //!
 //! Order per batch (DESIGN.md §3, [`crate::deliver`]): bodies written into tmp/ -> state
 //! records them as pending -> one data sync for the batch, rename into new/, directory sync ->
-//! only then DELE. DELE takes effect at QUIT, and deletions are recorded only after QUIT's +OK.
-//! A dry run shows the plan and changes nothing (QUIT without DELE).
+//! only then are they marked for deletion. A POP3 server carries deletions out when the session
+//! ends well, and they are recorded only after that. A dry run shows the plan and changes
+//! nothing (the session ends with nothing marked).
 
 use std::collections::HashSet;
 
@@ -55,7 +56,7 @@ pub async fn run<C: Connect>(
         let folder_plan = folder_plan(&listing, &plan);
         show(&folder_plan, opts.mode, out);
         outcome.planned(folder_plan, opts.mode);
-        // QUIT without DELE changes nothing on the server.
+        // Nothing was marked: ending the session changes nothing on the server.
         store.close().await?;
         return Ok(outcome);
     };
@@ -65,12 +66,14 @@ pub async fn run<C: Connect>(
     deliver::recover(&mut state.pop3(now()), &inbox)?;
 
     // Rounds: each is one session; a round ends early after `commit_every` deletions so that
-    // an interrupted run over a large mailbox keeps what it deleted (QUIT commits DELE).
+    // an interrupted run over a large mailbox keeps what it deleted (the session's end
+    // carries the deletions out).
     let mut confirmed_deleted: HashSet<String> = HashSet::new();
     loop {
         let mut store = connect.connect().await?;
         let listing = listing(&mut store, opts.mode).await?;
-        // A server that confirmed a deletion (QUIT +OK) but still lists the message would make
+        // A server that confirmed a deletion (the session ended well) but still lists the
+        // message would make
         // this loop go round for ever; it is lying, so stop.
         if let Some(id) = listing
             .iter()
@@ -110,7 +113,7 @@ pub async fn run<C: Connect>(
         failpoint::hit("pop3-before-quit")?;
         store.close().await?;
         failpoint::hit("pop3-after-quit")?;
-        // QUIT's +OK: the server has removed what we marked.
+        // The session ended well: the server has removed what we marked.
         state.pop3(now()).mark_deleted(&deleted)?;
         outcome.deleted += deleted.len() as u64;
         confirmed_deleted.extend(deleted);
@@ -208,7 +211,7 @@ struct Round<'a> {
 }
 
 struct RoundEnd {
-    /// Ids whose DELE the server accepted (effective at QUIT).
+    /// Ids the server accepted to delete (carried out at the session's end).
     deleted_ids: Vec<String>,
     /// Whether the whole plan was carried out.
     complete: bool,

@@ -217,7 +217,8 @@ struct Worker<S, T> {
     source: S,
     target: T,
     state: State,
-    /// DELE was sent (POP3 carries it out at QUIT, which must then succeed).
+    /// Deletions were marked that the session's end carries out (POP3), which must then
+    /// succeed.
     deleting: bool,
 }
 
@@ -355,14 +356,15 @@ async fn units<S: Store, T: Store>(
     Ok(units)
 }
 
-/// Ends a worker's sessions; a POP3 source's QUIT carries out its deletions and must succeed.
+/// Ends a worker's sessions; a POP3 source's end carries out its deletions and must succeed.
 async fn finish<S: Store, T: Store>(w: Worker<S, T>) -> anyhow::Result<()> {
     if w.source.caps().deletes == Deletes::AtClose {
         crate::failpoint::hit("migrate-before-quit")?;
     }
     let closed = w.source.close().await;
     if w.deleting {
-        closed.context("the POP3 server did not confirm the deletions (QUIT)")?;
+        closed
+            .context("the POP3 server did not confirm the deletions at the end of the session")?;
     }
     let _ = w.target.close().await;
     Ok(())

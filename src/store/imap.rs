@@ -89,9 +89,24 @@ impl ImapStore {
         self.session.fingerprint
     }
 
-    /// The capabilities the server announced, upper case.
-    pub fn capabilities(&self) -> &[String] {
-        &self.session.client.caps
+    /// The capabilities that matter to mailferry, of those the server announced (for
+    /// `check`).
+    pub fn notable_capabilities(&self) -> Vec<String> {
+        [
+            "IMAP4REV1",
+            "IMAP4REV2",
+            "UIDPLUS",
+            "CONDSTORE",
+            "QRESYNC",
+            "LITERAL+",
+            "MOVE",
+            "IDLE",
+            "COMPRESS=DEFLATE",
+        ]
+        .into_iter()
+        .filter(|c| self.session.client.has(c))
+        .map(str::to_string)
+        .collect()
     }
 
     /// An error of the open mailbox when the server refused (the other folders may go on),

@@ -92,9 +92,33 @@ impl Pop3Store {
         }
     }
 
-    /// The session (for `check`: greeting and capabilities).
-    pub fn session(&self) -> &Session {
-        &self.session
+    /// The server's greeting, sanitised (for `check`).
+    pub fn greeting(&self) -> String {
+        crate::text::sanitize(self.session.client.greeting(), 200)
+    }
+
+    /// The server certificate's fingerprint, when TLS is used.
+    pub fn fingerprint(&self) -> Option<crate::net::Fingerprint> {
+        self.session.fingerprint
+    }
+
+    /// The capabilities that matter to mailferry, by name (for `check`).
+    pub fn notable_capabilities(&self) -> Vec<String> {
+        let caps = &self.session.caps;
+        let mut names: Vec<String> = [
+            (caps.uidl, "UIDL"),
+            (caps.top, "TOP"),
+            (caps.pipelining, "PIPELINING"),
+            (caps.resp_codes, "RESP-CODES"),
+        ]
+        .into_iter()
+        .filter(|&(on, _)| on)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        if !caps.sasl.is_empty() {
+            names.push(format!("SASL {}", caps.sasl.join(" ")));
+        }
+        names
     }
 
     fn window(&self) -> usize {

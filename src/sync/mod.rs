@@ -362,7 +362,8 @@ impl FolderSync<'_> {
             outcome.planned(&self.mailbox.name, actions);
             return Ok(outcome);
         }
-        // Every upload of this pass gets a UID at least this (what finds it without APPENDUID).
+        // Every upload of this pass gets a UID at least this (what finds it when the server
+        // does not say which it gave).
         let floor = selected
             .uidnext
             .or_else(|| known.iter().map(|r| r.uid.saturating_add(1)).max())

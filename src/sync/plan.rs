@@ -81,7 +81,7 @@ pub enum Action {
         /// The new flags.
         flags: String,
     },
-    /// Expunge a message on the server (mark \Deleted, UID EXPUNGE).
+    /// Expunge a message on the server (mark it deleted, then remove exactly it).
     ExpungeFar {
         /// UID.
         uid: u32,
