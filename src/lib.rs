@@ -27,6 +27,8 @@ pub mod report;
 pub mod state;
 pub mod store;
 pub mod sync;
+#[cfg(test)]
+pub mod testkit;
 pub mod text;
 pub mod units;
 pub mod upload;

@@ -73,7 +73,12 @@ impl Store for MaildirStore {
     }
 
     fn missing(&self, need: Need, purpose: &str) -> StoreError {
-        StoreError::missing(format!("{need:?}, which {purpose}"))
+        // A Maildir has both; kept for the trait's sake.
+        let what = match need {
+            Need::ExactDelete => "exact removal",
+            Need::Identity => "lasting message names",
+        };
+        StoreError::missing(format!("{what}, which {purpose}"))
     }
 
     async fn mailboxes(&mut self) -> Result<Mailboxes> {

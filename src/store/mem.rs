@@ -200,6 +200,11 @@ impl MemServer {
             .collect()
     }
 
+    /// Forgets the failures asked for.
+    pub fn clear_failures(&mut self) {
+        self.failures.clear();
+    }
+
     /// Makes every later call `op` (on `folder`, or any) fail with an error of `scope`.
     pub fn fail(&mut self, op: &'static str, folder: Option<&str>, scope: Scope, retry: Retry) {
         self.failures.push(Failure {
@@ -317,7 +322,11 @@ impl Store for MemStore {
     }
 
     fn missing(&self, need: Need, purpose: &str) -> StoreError {
-        StoreError::missing(format!("{need:?}, which {purpose}"))
+        let what = match need {
+            Need::ExactDelete => "exact removal",
+            Need::Identity => "lasting message names",
+        };
+        StoreError::missing(format!("{what}, which {purpose}"))
     }
 
     async fn mailboxes(&mut self) -> Result<Mailboxes> {

@@ -8,6 +8,8 @@
 
 mod exec;
 pub mod plan;
+#[cfg(test)]
+mod tests;
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

@@ -237,14 +237,17 @@ pub fn plan<F: AsRef<str>, N: AsRef<str>>(
                 if near_target != synced(n) {
                     actions.push(Action::NearFlags {
                         local: local.to_string(),
-                        flags: near_target,
+                        flags: near_target.clone(),
                     });
                 }
-                // The synced state is what the far side now holds.
-                if p.base != Some(far_target.as_str()) {
+                // The synced state is what the side this pass does not write holds, so that a
+                // change there that was not carried stays a change (one-way passes do not
+                // undo it next time); both ways, both sides hold the same.
+                let base = if policy.pull { far_target } else { near_target };
+                if p.base != Some(base.as_str()) {
                     actions.push(Action::Base {
                         uid: p.uid,
-                        flags: far_target,
+                        flags: base,
                     });
                 }
             }
@@ -278,10 +281,15 @@ pub fn plan<F: AsRef<str>, N: AsRef<str>>(
                     });
                     actions.push(Action::Forget { uid: p.uid });
                 } else if policy.pull && !has(n, 'T') {
+                    let flags = with(n, 'T');
                     actions.push(Action::NearFlags {
                         local: local.to_string(),
-                        flags: with(n, 'T'),
+                        flags: flags.clone(),
                     });
+                    // The pair stays with the local copy's flags as synced: a pass that rebuilds
+                    // the server side from state (QRESYNC) must not take the new T for a local
+                    // change to carry to a message that is gone.
+                    actions.push(Action::Base { uid: p.uid, flags });
                 }
             }
             (None, None) => actions.push(Action::Forget { uid: p.uid }),
@@ -438,13 +446,19 @@ mod tests {
             with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[], PULL),
             vec![]
         );
-        // state, no far, near: expunged on the server.
+        // state, no far, near: expunged on the server (marked deleted here, and recorded so).
         assert_eq!(
             with_anchor(std::slice::from_ref(&p), &[], &[("m1", "S")], BOTH),
-            vec![Action::NearFlags {
-                local: "m1".into(),
-                flags: "ST".into()
-            }]
+            vec![
+                Action::NearFlags {
+                    local: "m1".into(),
+                    flags: "ST".into()
+                },
+                Action::Base {
+                    uid: 1,
+                    flags: "ST".into()
+                }
+            ]
         );
         assert_eq!(
             with_anchor(std::slice::from_ref(&p), &[], &[("m1", "S")], BOTH_EXPUNGE),
@@ -531,7 +545,8 @@ mod tests {
                 },
             ]
         );
-        // Push only: the far change stays there.
+        // Push only: the far change stays there, and stays a change (the synced state is
+        // the near side's, so the next push-only pass does not take S away on the server).
         assert_eq!(
             with_anchor(std::slice::from_ref(&p), &[(1, "S")], &[("m1", "F")], PUSH),
             vec![
@@ -542,7 +557,7 @@ mod tests {
                 },
                 Action::Base {
                     uid: 1,
-                    flags: "FS".into()
+                    flags: "F".into()
                 },
             ]
         );

@@ -1,0 +1,513 @@
+//! The sync engine end to end over the in-memory store and a real temporary Maildir: every
+//! kind of change on either side under each policy, with and without UIDPLUS and QRESYNC;
+//! a crash after every step the engine takes; failures of each scope.
+
+use super::*;
+use crate::failpoint;
+use crate::maildir::Entry;
+use crate::store::mem::MemServer;
+use crate::store::{Retry, Scope, StoreError};
+use crate::testkit::{Lab, Snapshot, block_on, message, quiet};
+
+/// Server capabilities to run each case with.
+#[derive(Debug, Clone, Copy)]
+enum Server {
+    /// UIDPLUS and QRESYNC (Dovecot).
+    Full,
+    /// UIDPLUS, no QRESYNC: every pass lists the folder.
+    NoQresync,
+    /// Neither: uploads are found again by content, nothing can be expunged exactly.
+    Bare,
+}
+
+const SERVERS: [Server; 3] = [Server::Full, Server::NoQresync, Server::Bare];
+
+fn server(kind: Server) -> MemServer {
+    let mut s = MemServer::imap();
+    match kind {
+        Server::Full => {}
+        Server::NoQresync => s.caps.resync = false,
+        Server::Bare => {
+            s.caps.resync = false;
+            s.caps.append_uid = false;
+            s.caps.deletes = Deletes::Never;
+        }
+    }
+    s
+}
+
+fn sync(lab: &Lab) -> anyhow::Result<SyncOutcome> {
+    sync_with(lab, None)
+}
+
+fn sync_with(lab: &Lab, direction: Option<SyncDirection>) -> anyhow::Result<SyncOutcome> {
+    let opts = SyncOptions {
+        direction,
+        dry_run: false,
+    };
+    let channel = lab.channel.as_ref().expect("a channel");
+    block_on(async {
+        let mut state = State::open(&lab.state_path())?;
+        run(
+            &lab.connect(),
+            channel,
+            &lab.account,
+            &opts,
+            &mut state,
+            &quiet(),
+        )
+        .await
+    })
+}
+
+/// The local message with this Message-ID in a folder.
+fn near_entry(lab: &Lab, folder: &[&str], id: &str) -> Option<Entry> {
+    let f = lab.local(folder);
+    f.list().unwrap().into_iter().find(|e| {
+        let data = f.read(e).unwrap().map(|s| s.data).unwrap_or_default();
+        crate::message::message_id(crate::message::header(&data)).as_deref() == Some(id)
+    })
+}
+
+/// The UID of the server message with this Message-ID in a mailbox.
+fn far_uid(lab: &Lab, mailbox: &str, id: &str) -> Option<u32> {
+    let server = lab.server.borrow();
+    server
+        .boxes
+        .get(mailbox)?
+        .messages
+        .iter()
+        .find_map(|(&uid, m)| {
+            let found = crate::message::message_id(crate::message::header(&m.data));
+            (found.as_deref() == Some(id)).then_some(uid)
+        })
+}
+
+/// Flags of every copy of a message on each side: (near, far).
+fn copies(lab: &Lab, id: &str) -> (Vec<String>, Vec<String>) {
+    let has = |data: &str| {
+        crate::message::message_id(crate::message::header(data.as_bytes())).as_deref() == Some(id)
+    };
+    let pick = |s: Snapshot| -> Vec<String> {
+        s.get("INBOX")
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, d)| has(d))
+                    .map(|(f, _)| f.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    (pick(lab.near()), pick(lab.far()))
+}
+
+fn id(i: usize) -> String {
+    format!("<tt.{i}@example.org>")
+}
+
+/// A synced INBOX of five messages.
+fn seeded(kind: Server, channel: &str) -> Lab {
+    let lab = Lab::new(server(kind), "", channel);
+    for (i, flags) in ["", "S", "", "", "F"].iter().enumerate() {
+        lab.server
+            .borrow_mut()
+            .put("INBOX", &message("tt", i), flags);
+    }
+    let first = sync(&lab).unwrap();
+    assert_eq!(first.downloaded, 5);
+    lab
+}
+
+/// A change to one side or both.
+type ChangeFn = fn(&Lab);
+
+fn far_new(lab: &Lab) {
+    lab.server.borrow_mut().put("INBOX", &message("tt", 9), "");
+}
+fn near_new(lab: &Lab) {
+    lab.deliver(&[], &message("tt", 9), "");
+}
+fn far_seen(lab: &Lab) {
+    let uid = far_uid(lab, "INBOX", &id(0)).unwrap();
+    lab.server.borrow_mut().set_flags("INBOX", uid, "S");
+}
+fn near_flagged(lab: &Lab) {
+    let e = near_entry(lab, &[], &id(0)).unwrap();
+    lab.local(&[]).set_flags(&e, "F").unwrap();
+}
+fn both_flags(lab: &Lab) {
+    far_seen(lab);
+    near_flagged(lab);
+}
+fn far_expunged(lab: &Lab) {
+    let uid = far_uid(lab, "INBOX", &id(0)).unwrap();
+    lab.server.borrow_mut().expunge("INBOX", uid);
+}
+fn near_deleted(lab: &Lab) {
+    let e = near_entry(lab, &[], &id(0)).unwrap();
+    assert!(lab.local(&[]).remove(&e).unwrap());
+}
+fn both_deleted(lab: &Lab) {
+    far_expunged(lab);
+    near_deleted(lab);
+}
+fn renumbered(lab: &Lab) {
+    lab.server.borrow_mut().renumber("INBOX");
+    far_seen(lab);
+}
+
+/// One row: the channel, the change, the direction, and what each side holds of message 0
+/// (or 9, the new one) afterwards.
+struct Row {
+    channel: &'static str,
+    change: ChangeFn,
+    direction: Option<SyncDirection>,
+    message: usize,
+    near: &'static [&'static str],
+    far: &'static [&'static str],
+}
+
+const fn row(
+    channel: &'static str,
+    change: ChangeFn,
+    direction: Option<SyncDirection>,
+    message: usize,
+    near: &'static [&'static str],
+    far: &'static [&'static str],
+) -> Row {
+    Row {
+        channel,
+        change,
+        direction,
+        message,
+        near,
+        far,
+    }
+}
+
+const PULL: Option<SyncDirection> = Some(SyncDirection::Pull);
+const PUSH: Option<SyncDirection> = Some(SyncDirection::Push);
+
+fn rows() -> Vec<Row> {
+    vec![
+        // New on one side: copied where the direction allows.
+        row("", far_new, None, 9, &[""], &[""]),
+        row("", far_new, PUSH, 9, &[], &[""]),
+        row("", near_new, None, 9, &[""], &[""]),
+        row("", near_new, PULL, 9, &[""], &[]),
+        // A flag changed on one side: carried where the direction allows.
+        row("", far_seen, None, 0, &["S"], &["S"]),
+        row("", far_seen, PUSH, 0, &[""], &["S"]),
+        row("", near_flagged, None, 0, &["F"], &["F"]),
+        row("", near_flagged, PULL, 0, &["F"], &[""]),
+        // Both changed, different flags: merged flag by flag.
+        row("", both_flags, None, 0, &["FS"], &["FS"]),
+        // Expunged on the server: marked deleted locally, or removed where allowed.
+        row("", far_expunged, None, 0, &["T"], &[]),
+        row("expunge = \"near\"", far_expunged, None, 0, &[], &[]),
+        row("expunge = \"near\"", far_expunged, PUSH, 0, &[""], &[]),
+        // Deleted locally: marked deleted on the server, or expunged where allowed.
+        row("", near_deleted, None, 0, &[], &["T"]),
+        row("", near_deleted, PULL, 0, &[], &[""]),
+        row("expunge = \"far\"", near_deleted, None, 0, &[], &[]),
+        // Gone on both sides: forgotten.
+        row("expunge = \"both\"", both_deleted, None, 0, &[], &[]),
+        row("", both_deleted, None, 0, &[], &[]),
+        // A new UIDVALIDITY: re-matched, nothing copied twice, later changes still carried.
+        row("", renumbered, None, 0, &["S"], &["S"]),
+    ]
+}
+
+#[test]
+fn every_kind_of_change_under_every_policy_with_and_without_uidplus_and_qresync() {
+    for kind in SERVERS {
+        for (i, r) in rows().iter().enumerate() {
+            let what = format!("row {i} ({}) on {kind:?}", r.channel);
+            let expunges_far = r.channel.contains("far") || r.channel.contains("both");
+            if expunges_far && matches!(kind, Server::Bare) {
+                // Refused before anything moves: it could not remove exactly what was deleted.
+                let lab = Lab::new(server(kind), "", r.channel);
+                lab.server.borrow_mut().put("INBOX", &message("tt", 0), "");
+                let e = sync(&lab).expect_err(&what);
+                assert!(e.to_string().contains("which expunge = far"), "{what}: {e}");
+                assert_eq!(crate::job::classify(&e), Exit::Unavailable, "{what}");
+                assert!(lab.near().get("INBOX").is_none_or(Vec::is_empty), "{what}");
+                continue;
+            }
+            let lab = seeded(kind, r.channel);
+            (r.change)(&lab);
+            sync_with(&lab, r.direction).unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            let (near, far) = copies(&lab, &id(r.message));
+            assert_eq!(near, r.near, "{what}: Maildir");
+            assert_eq!(far, r.far, "{what}: server");
+            // Everything else untouched, nothing doubled.
+            let (near, far) = (lab.near(), lab.far());
+            assert_eq!(
+                near["INBOX"].len(),
+                5 + usize::from(r.message == 9) - usize::from(r.near.is_empty()),
+                "{what}"
+            );
+            assert_eq!(
+                far["INBOX"].len(),
+                5 + usize::from(r.message == 9) - usize::from(r.far.is_empty()),
+                "{what}"
+            );
+            // And the next pass has nothing to do.
+            let again = sync_with(&lab, r.direction).unwrap();
+            assert_eq!(again.line(), "lab: in sync, nothing to do", "{what}");
+            assert_eq!((lab.near(), lab.far()), (near, far), "{what}: second pass");
+        }
+    }
+}
+
+#[test]
+fn an_emptied_side_is_refused_and_nothing_is_deleted() {
+    let lab = seeded(Server::Full, "expunge = \"both\"");
+    let f = lab.local(&[]);
+    for e in f.list().unwrap() {
+        f.remove(&e).unwrap();
+    }
+    let e = sync(&lab).unwrap_err();
+    assert_eq!(crate::job::classify(&e), Exit::Refused, "{e:#}");
+    assert_eq!(lab.far()["INBOX"].len(), 5);
+}
+
+#[test]
+fn a_dry_run_plans_and_changes_nothing() {
+    let lab = seeded(Server::Full, "expunge = \"both\"");
+    far_new(&lab);
+    near_deleted(&lab);
+    let before = (lab.near(), lab.far());
+    let calls_before = lab.server.borrow().calls.len();
+    let opts = SyncOptions {
+        direction: None,
+        dry_run: true,
+    };
+    let outcome = block_on(async {
+        let (mut copy, _dir) = State::dry_run_copy(&lab.state_path())?;
+        run(
+            &lab.connect(),
+            lab.channel.as_ref().unwrap(),
+            &lab.account,
+            &opts,
+            &mut copy,
+            &quiet(),
+        )
+        .await
+    })
+    .unwrap();
+    assert_eq!((outcome.downloaded, outcome.far_deleted), (1, 1));
+    let planned: Vec<&Action> = outcome.plan.iter().flat_map(|f| &f.actions).collect();
+    assert!(
+        planned.iter().any(|a| matches!(a, Action::Download { .. })),
+        "{planned:?}"
+    );
+    assert!(
+        planned
+            .iter()
+            .any(|a| matches!(a, Action::ExpungeFar { .. })),
+        "{planned:?}"
+    );
+    let json = serde_json::to_value(&outcome).unwrap();
+    assert_eq!(json["plan"][0]["folder"], "INBOX");
+    assert!(
+        json["plan"][0]["actions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["action"] == "expunge_far")
+    );
+    assert_eq!((lab.near(), lab.far()), before);
+    let calls: Vec<String> = lab.server.borrow().calls[calls_before..].to_vec();
+    assert!(
+        !calls.iter().any(|c| c.starts_with("append")
+            || c.starts_with("set_flags")
+            || c.starts_with("expunge")),
+        "{calls:?}"
+    );
+    // The real run does what the dry run said.
+    let done = sync(&lab).unwrap();
+    assert_eq!((done.downloaded, done.far_deleted), (1, 1));
+}
+
+/// Two devices' worth of changes in three folders, one of them new locally.
+fn busy(kind: Server, channel: &str) -> Lab {
+    let lab = Lab::new(server(kind), "connections = 3", channel);
+    {
+        let mut s = lab.server.borrow_mut();
+        for (i, flags) in ["S", "", "FS", ""].iter().enumerate() {
+            s.put("INBOX", &message("cm", i), flags);
+        }
+        s.put("Work", &message("cmw", 0), "");
+        s.put("Work", &message("cmw", 1), "R");
+    }
+    sync(&lab).unwrap();
+    // This device: read one, delete one, write one, and one in a new folder.
+    let f = lab.local(&[]);
+    let e = near_entry(&lab, &[], "<cm.0@example.org>").unwrap();
+    f.set_flags(&e, "FS").unwrap();
+    let e = near_entry(&lab, &[], "<cm.1@example.org>").unwrap();
+    f.remove(&e).unwrap();
+    lab.deliver(&[], &message("cml", 0), "");
+    lab.deliver(&["Notes"], &message("cmn", 0), "F");
+    // Another device: flag one, expunge one, new mail in two folders.
+    let uid = far_uid(&lab, "INBOX", "<cm.2@example.org>").unwrap();
+    lab.server.borrow_mut().set_flags("INBOX", uid, "FRS");
+    let uid = far_uid(&lab, "INBOX", "<cm.3@example.org>").unwrap();
+    lab.server.borrow_mut().expunge("INBOX", uid);
+    lab.server
+        .borrow_mut()
+        .put("INBOX", &message("cmnew", 0), "");
+    lab.server
+        .borrow_mut()
+        .put("Work", &message("cmnew", 1), "S");
+    lab
+}
+
+/// Crashes the run `setup` prepares after each of its steps in turn (a fresh copy each time),
+/// reruns it, and checks that both sides end as after an uninterrupted run. Returns the steps
+/// crashed at.
+pub(crate) fn crash_after_every_step(
+    setup: impl Fn() -> Lab,
+    run: impl Fn(&Lab) -> anyhow::Result<()>,
+) -> Vec<String> {
+    let reference = setup();
+    run(&reference).unwrap();
+    let want = (reference.near(), reference.far());
+    let mut crashed_at = Vec::new();
+    for n in 1.. {
+        let lab = setup();
+        failpoint::crash_after(Some(n));
+        let result = run(&lab);
+        let (_, crashed) = failpoint::steps();
+        failpoint::crash_after(None);
+        let Some(step) = crashed else {
+            result.unwrap();
+            assert_eq!((lab.near(), lab.far()), want, "a run that was not crashed");
+            break;
+        };
+        assert!(
+            result.is_err(),
+            "crashed at step {n} ({step}) but ended well"
+        );
+        run(&lab).unwrap_or_else(|e| panic!("rerun after a crash at step {n} ({step}): {e:#}"));
+        assert_eq!(
+            (lab.near(), lab.far()),
+            want,
+            "after a crash at step {n} ({step}) and a rerun"
+        );
+        crashed_at.push(step);
+    }
+    crashed_at
+}
+
+#[test]
+fn a_crash_after_any_step_then_a_rerun_ends_as_an_uninterrupted_sync() {
+    for (kind, channel, direction) in [
+        (Server::Full, "expunge = \"both\"\ncreate = \"both\"", None),
+        (
+            Server::NoQresync,
+            "expunge = \"both\"\ncreate = \"both\"",
+            None,
+        ),
+        (Server::Bare, "expunge = \"near\"\ncreate = \"both\"", None),
+        (Server::Full, "expunge = \"both\"\ncreate = \"both\"", PULL),
+        (Server::Bare, "create = \"both\"", PUSH),
+    ] {
+        let steps = crash_after_every_step(
+            || busy(kind, channel),
+            |lab| sync_with(lab, direction).map(|_| ()),
+        );
+        let names: std::collections::BTreeSet<&str> = steps.iter().map(String::as_str).collect();
+        let expected: &[&str] = match direction {
+            None if matches!(kind, Server::Bare) => &[
+                "imap-after-tmp",
+                "imap-after-record",
+                "imap-after-rename",
+                "upload-after-intent",
+                "upload-after-append",
+                "sync-after-create",
+                "sync-after-near-delete",
+                "sync-after-bases",
+                "sync-after-folder",
+            ],
+            None => &[
+                "imap-after-tmp",
+                "imap-after-record",
+                "imap-after-rename",
+                "upload-after-intent",
+                "upload-after-append",
+                "sync-after-create",
+                "sync-after-far-flags",
+                "sync-after-near-flags",
+                "imap-after-store",
+                "imap-after-expunge",
+                "sync-after-near-delete",
+                "sync-after-bases",
+                "sync-after-folder",
+            ],
+            Some(SyncDirection::Pull) => &[
+                "imap-after-tmp",
+                "imap-after-record",
+                "imap-after-rename",
+                "sync-after-near-flags",
+                "sync-after-near-delete",
+                "sync-after-folder",
+            ],
+            Some(_) => &[
+                "upload-after-intent",
+                "upload-after-append",
+                "sync-after-create",
+                "sync-after-far-flags",
+                "sync-after-folder",
+            ],
+        };
+        for step in expected {
+            assert!(
+                names.contains(step),
+                "{kind:?} {direction:?}: never crashed at {step}: {names:?}"
+            );
+        }
+        assert!(
+            names.iter().any(|s| s.starts_with("mem-")),
+            "store calls are steps too"
+        );
+    }
+}
+
+#[test]
+fn a_failure_of_any_scope_stops_the_run_and_a_rerun_completes_it() {
+    let reference = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
+    sync(&reference).unwrap();
+    let want = (reference.near(), reference.far());
+    for op in [
+        "select",
+        "list",
+        "fetch_receive",
+        "append",
+        "set_flags",
+        "expunge",
+        "search",
+        "create",
+    ] {
+        for (scope, retry) in [
+            (Scope::Message(1), Retry::Never),
+            (Scope::Folder("INBOX".into()), Retry::Never),
+            (Scope::Account, Retry::Later),
+        ] {
+            let lab = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
+            lab.server.borrow_mut().fail(op, None, scope.clone(), retry);
+            let e = sync(&lab).expect_err(op);
+            let store = e
+                .chain()
+                .find_map(|c| c.downcast_ref::<StoreError>())
+                .unwrap_or_else(|| panic!("{op}: not a store error: {e:#}"));
+            assert_eq!((&store.scope, store.retry), (&scope, retry), "{op}");
+            let code = crate::job::classify(&e);
+            assert_eq!(code, Exit::Protocol, "{op} {scope:?}: {e:#}");
+            lab.server.borrow_mut().clear_failures();
+            sync(&lab).unwrap_or_else(|e| panic!("{op} {scope:?}: rerun: {e:#}"));
+            assert_eq!((lab.near(), lab.far()), want, "{op} {scope:?}");
+        }
+    }
+}
