@@ -29,17 +29,25 @@ pub struct Lab {
 }
 
 impl Lab {
-    /// An IMAP-like account with these account and channel settings.
+    /// An account of the server's kind (POP3 where its numbers last one session, else IMAP)
+    /// with these account and channel settings.
     pub fn new(server: MemServer, account: &str, channel: &str) -> Lab {
+        let protocol = if server.caps.lasting_uids {
+            "imap"
+        } else {
+            "pop3"
+        };
         let dir = tempfile::tempdir().expect("a temporary directory");
         let maildir = dir.path().join("Mail");
-        let text = format!(
-            "state_dir = \"{}\"\n[accounts.lab]\nprotocol = \"imap\"\nhost = \"mem\"\nuser = \"me\"\n\
-             password_env = \"UNUSED\"\nmaildir = \"{}\"\n{account}\n\
-             [channels.lab]\naccount = \"lab\"\n{channel}\n",
+        let mut text = format!(
+            "state_dir = \"{}\"\n[accounts.lab]\nprotocol = \"{protocol}\"\nhost = \"mem\"\nuser = \"me\"\n\
+             password_env = \"UNUSED\"\nmaildir = \"{}\"\n{account}\n",
             dir.path().join("state").display(),
             maildir.display()
         );
+        if protocol == "imap" {
+            text.push_str(&format!("[channels.lab]\naccount = \"lab\"\n{channel}\n"));
+        }
         let config =
             Config::parse(&text, &dir.path().join("config.toml"), 0o600).expect("a valid config");
         Lab {
@@ -110,22 +118,26 @@ impl Lab {
         out
     }
 
-    /// What the server holds: mailbox -> sorted (flags, bytes with LF line ends).
+    /// What the server holds (see [`server_snapshot`]).
     pub fn far(&self) -> Snapshot {
-        self.server
-            .borrow()
-            .contents()
-            .into_iter()
-            .map(|(name, messages)| {
-                let mut messages: Vec<(String, String)> = messages
-                    .into_iter()
-                    .map(|(flags, data)| (flags, String::from_utf8_lossy(&lf(&data)).into_owned()))
-                    .collect();
-                messages.sort();
-                (name, messages)
-            })
-            .collect()
+        server_snapshot(&self.server.borrow())
     }
+}
+
+/// What a server holds: mailbox -> sorted (flags, text with LF line ends).
+pub fn server_snapshot(server: &MemServer) -> Snapshot {
+    server
+        .contents()
+        .into_iter()
+        .map(|(name, messages)| {
+            let mut messages: Vec<(String, String)> = messages
+                .into_iter()
+                .map(|(flags, data)| (flags, String::from_utf8_lossy(&lf(&data)).into_owned()))
+                .collect();
+            messages.sort();
+            (name, messages)
+        })
+        .collect()
 }
 
 /// CRLF line ends to LF.
@@ -165,4 +177,48 @@ pub fn message(tag: &str, i: usize) -> Vec<u8> {
         "From: a{i}@example.org\nSubject: {tag} {i}\nMessage-ID: <{tag}.{i}@example.org>\n\n{tag} body {i}\n.leading dot\n"
     )
     .into_bytes()
+}
+
+/// Crashes the run `setup` prepares after each of its steps in turn (a fresh copy each time),
+/// reruns it, and checks that both sides end as after an uninterrupted run. Returns the steps
+/// crashed at.
+pub fn crash_after_every_step(
+    setup: impl Fn() -> Lab,
+    run: impl Fn(&Lab) -> anyhow::Result<()>,
+) -> Vec<String> {
+    crash_matrix(setup, run, |lab| (lab.near(), lab.far()))
+}
+
+/// [`crash_after_every_step`] for any setup, compared by `snapshot`.
+pub fn crash_matrix<L, S: PartialEq + std::fmt::Debug>(
+    setup: impl Fn() -> L,
+    run: impl Fn(&L) -> anyhow::Result<()>,
+    snapshot: impl Fn(&L) -> S,
+) -> Vec<String> {
+    let reference = setup();
+    run(&reference).unwrap();
+    let want = snapshot(&reference);
+    let mut crashed_at = Vec::new();
+    for n in 1.. {
+        let lab = setup();
+        crate::failpoint::crash_after(Some(n));
+        let result = run(&lab);
+        let (_, crashed) = crate::failpoint::steps();
+        crate::failpoint::crash_after(None);
+        let Some(step) = crashed else {
+            result.unwrap();
+            assert_eq!(snapshot(&lab), want, "a run that was not crashed");
+            break;
+        };
+        // A crash in a step whose failure a run may ignore (ending a session) can end well.
+        drop(result);
+        run(&lab).unwrap_or_else(|e| panic!("rerun after a crash at step {n} ({step}): {e:#}"));
+        assert_eq!(
+            snapshot(&lab),
+            want,
+            "after a crash at step {n} ({step}) and a rerun"
+        );
+        crashed_at.push(step);
+    }
+    crashed_at
 }

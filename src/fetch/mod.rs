@@ -3,6 +3,8 @@
 pub mod imap;
 pub mod plan;
 pub mod pop3;
+#[cfg(test)]
+mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;

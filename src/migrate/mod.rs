@@ -11,6 +11,8 @@
 //! the target confirmed.
 
 mod copy;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

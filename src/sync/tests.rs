@@ -3,11 +3,10 @@
 //! a crash after every step the engine takes; failures of each scope.
 
 use super::*;
-use crate::failpoint;
 use crate::maildir::Entry;
 use crate::store::mem::MemServer;
 use crate::store::{Retry, Scope, StoreError};
-use crate::testkit::{Lab, Snapshot, block_on, message, quiet};
+use crate::testkit::{Lab, Snapshot, block_on, crash_after_every_step, message, quiet};
 
 /// Server capabilities to run each case with.
 #[derive(Debug, Clone, Copy)]
@@ -362,43 +361,6 @@ fn busy(kind: Server, channel: &str) -> Lab {
         .borrow_mut()
         .put("Work", &message("cmnew", 1), "S");
     lab
-}
-
-/// Crashes the run `setup` prepares after each of its steps in turn (a fresh copy each time),
-/// reruns it, and checks that both sides end as after an uninterrupted run. Returns the steps
-/// crashed at.
-pub(crate) fn crash_after_every_step(
-    setup: impl Fn() -> Lab,
-    run: impl Fn(&Lab) -> anyhow::Result<()>,
-) -> Vec<String> {
-    let reference = setup();
-    run(&reference).unwrap();
-    let want = (reference.near(), reference.far());
-    let mut crashed_at = Vec::new();
-    for n in 1.. {
-        let lab = setup();
-        failpoint::crash_after(Some(n));
-        let result = run(&lab);
-        let (_, crashed) = failpoint::steps();
-        failpoint::crash_after(None);
-        let Some(step) = crashed else {
-            result.unwrap();
-            assert_eq!((lab.near(), lab.far()), want, "a run that was not crashed");
-            break;
-        };
-        assert!(
-            result.is_err(),
-            "crashed at step {n} ({step}) but ended well"
-        );
-        run(&lab).unwrap_or_else(|e| panic!("rerun after a crash at step {n} ({step}): {e:#}"));
-        assert_eq!(
-            (lab.near(), lab.far()),
-            want,
-            "after a crash at step {n} ({step}) and a rerun"
-        );
-        crashed_at.push(step);
-    }
-    crashed_at
 }
 
 #[test]
