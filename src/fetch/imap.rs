@@ -33,31 +33,7 @@ pub async fn run<C: Connect>(
 ) -> anyhow::Result<Outcome> {
     let maildir = account_maildir(account);
     let mut store = connect.connect().await?;
-    if opts.mode == Mode::Delete && store.caps().deletes != Deletes::Marked {
-        return Err(store
-            .missing(
-                Need::ExactDelete,
-                "delete mode needs to remove only what it fetched",
-            )
-            .into());
-    }
-    let listing = store.mailboxes().await?;
-    for warning in listing.skipped {
-        out.warn(&format!("{}: {warning}", account.name));
-    }
-    let folders: Vec<Mailbox> = listing
-        .mailboxes
-        .into_iter()
-        .filter(|f| selected_by(&f.name, &account.folders))
-        .collect();
-    out.detail(&format!(
-        "{}: connected to {}:{} ({}); {} folders selected",
-        account.name,
-        account.host,
-        account.port,
-        store.security(),
-        folders.len()
-    ));
+    let folders = selected_folders(&mut store, account, opts, out).await?;
     // max_messages counts over the whole run, so it is kept on one connection.
     let connections = if opts.max_messages.is_some() {
         1
@@ -108,6 +84,42 @@ pub async fn run<C: Connect>(
         total.add(&o);
     }
     Ok(total)
+}
+
+/// The account's folders its patterns select (after checking that the store can do what
+/// the mode needs).
+async fn selected_folders<S: Store>(
+    store: &mut S,
+    account: &Account,
+    opts: &FetchOptions,
+    out: &Output,
+) -> anyhow::Result<Vec<Mailbox>> {
+    if opts.mode == Mode::Delete && store.caps().deletes != Deletes::Marked {
+        return Err(store
+            .missing(
+                Need::ExactDelete,
+                "delete mode needs to remove only what it fetched",
+            )
+            .into());
+    }
+    let listing = store.mailboxes().await?;
+    for warning in listing.skipped {
+        out.warn(&format!("{}: {warning}", account.name));
+    }
+    let folders: Vec<Mailbox> = listing
+        .mailboxes
+        .into_iter()
+        .filter(|f| selected_by(&f.name, &account.folders))
+        .collect();
+    out.detail(&format!(
+        "{}: connected to {}:{} ({}); {} folders selected",
+        account.name,
+        account.host,
+        account.port,
+        store.security(),
+        folders.len()
+    ));
+    Ok(folders)
 }
 
 struct FolderJob<'a> {
@@ -279,22 +291,7 @@ impl FolderJob<'_> {
             outcome.deleted += expunge(store, ledger, &due).await?;
         }
         outcome.too_large += plan.too_large.len() as u64;
-        // Too large: recorded as seen, so that later runs do not ask again.
-        let skipped: Vec<crate::state::Delivery> = plan
-            .too_large
-            .iter()
-            .map(|c| crate::state::Delivery {
-                uid: c.uid,
-                key: None,
-                local: None,
-                flags: String::new(),
-                size: c.size,
-                message_id: None,
-            })
-            .collect();
-        if !skipped.is_empty() {
-            ledger.record(&skipped)?;
-        }
+        record_too_large(ledger, plan)?;
         let total = plan.fetch.iter().map(|c| c.size).sum();
         let label = format!("{}/{}", self.account.name, self.mailbox.name);
         let mut progress = self.out.progress(&label, plan.fetch.len() as u64, total);
@@ -339,6 +336,26 @@ impl FolderJob<'_> {
         ledger.passed()?;
         Ok(())
     }
+}
+
+/// Too large: recorded as seen, so that later runs do not ask again.
+fn record_too_large(ledger: &mut FolderLedger<'_>, plan: &FolderPlan) -> anyhow::Result<()> {
+    let skipped: Vec<crate::state::Delivery> = plan
+        .too_large
+        .iter()
+        .map(|c| crate::state::Delivery {
+            uid: c.uid,
+            key: None,
+            local: None,
+            flags: String::new(),
+            size: c.size,
+            message_id: None,
+        })
+        .collect();
+    if !skipped.is_empty() {
+        ledger.record(&skipped)?;
+    }
+    Ok(())
 }
 
 /// The open mailbox's messages above `highest` (one round trip; none at all when UIDNEXT

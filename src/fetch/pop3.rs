@@ -32,12 +32,17 @@ pub async fn run<C: Connect>(
     state: Option<&mut State>,
     out: &Output,
 ) -> anyhow::Result<Outcome> {
-    let policy = Policy {
-        mode: opts.mode,
-        delete_after: opts.delete_after,
-        max_messages: opts.max_messages,
-        max_size: opts.max_size,
-        now: now(),
+    let job = Job {
+        account,
+        opts,
+        out,
+        policy: Policy {
+            mode: opts.mode,
+            delete_after: opts.delete_after,
+            max_messages: opts.max_messages,
+            max_size: opts.max_size,
+            now: now(),
+        },
     };
     let mut outcome = Outcome {
         account: account.name.clone(),
@@ -45,36 +50,64 @@ pub async fn run<C: Connect>(
         ..Outcome::default()
     };
     let Some(state) = state else {
-        let known = match State::open_existing(&opts.state_path)? {
-            Some(s) => s.pop3_known()?,
-            None => Pop3Known::default(),
-        };
-        let mut store = connect.connect().await?;
-        let listing = listing(&mut store, opts.mode).await?;
-        let plan = plan::plan(&listing, &known, &policy);
-        describe(account, &store, &listing, &plan, out);
-        let folder_plan = folder_plan(&listing, &plan);
-        show(&folder_plan, opts.mode, out);
-        outcome.planned(folder_plan, opts.mode);
-        // Nothing was marked: ending the session changes nothing on the server.
-        store.close().await?;
+        job.dry_run(connect.connect().await?, &mut outcome).await?;
         return Ok(outcome);
     };
-
     let inbox = Maildir::new(&account.maildir, account.layout).open_folder(&[])?;
     inbox.clean_tmp(STALE_TMP)?;
     deliver::recover(&mut state.pop3(now()), &inbox)?;
-
-    // Rounds: each is one session; a round ends early after `commit_every` deletions so that
-    // an interrupted run over a large mailbox keeps what it deleted (the session's end
-    // carries the deletions out).
+    // Sessions: each ends early after `commit_every` deletions so that an interrupted run over
+    // a large mailbox keeps what it deleted (the session's end carries the deletions out).
     let mut confirmed_deleted: HashSet<String> = HashSet::new();
     loop {
-        let mut store = connect.connect().await?;
-        let listing = listing(&mut store, opts.mode).await?;
+        let store = connect.connect().await?;
+        let complete = job
+            .session(store, state, &inbox, &mut confirmed_deleted, &mut outcome)
+            .await?;
+        if complete {
+            return Ok(outcome);
+        }
+    }
+}
+
+/// One account's fetch.
+struct Job<'a> {
+    account: &'a Account,
+    opts: &'a FetchOptions,
+    out: &'a Output,
+    policy: Policy,
+}
+
+impl Job<'_> {
+    /// Plans against what state knows and shows the plan; nothing is marked, so ending the
+    /// session changes nothing on the server.
+    async fn dry_run<S: Store>(&self, mut store: S, outcome: &mut Outcome) -> anyhow::Result<()> {
+        let known = match State::open_existing(&self.opts.state_path)? {
+            Some(s) => s.pop3_known()?,
+            None => Pop3Known::default(),
+        };
+        let listing = listing(&mut store, self.opts.mode).await?;
+        let plan = plan::plan(&listing, &known, &self.policy);
+        describe(self.account, &store, &listing, &plan, self.out);
+        let folder_plan = folder_plan(&listing, &plan);
+        show(&folder_plan, self.opts.mode, self.out);
+        outcome.planned(folder_plan, self.opts.mode);
+        store.close().await?;
+        Ok(())
+    }
+
+    /// One session of a real run; returns whether the whole plan was carried out.
+    async fn session<S: Store>(
+        &self,
+        mut store: S,
+        state: &mut State,
+        inbox: &Folder,
+        confirmed_deleted: &mut HashSet<String>,
+        outcome: &mut Outcome,
+    ) -> anyhow::Result<bool> {
+        let listing = listing(&mut store, self.opts.mode).await?;
         // A server that confirmed a deletion (the session ended well) but still lists the
-        // message would make
-        // this loop go round for ever; it is lying, so stop.
+        // message would make the sessions go round for ever; it is lying, so stop.
         if let Some(id) = listing
             .iter()
             .filter_map(|m| m.key.as_deref())
@@ -88,40 +121,37 @@ pub async fn run<C: Connect>(
         }
         let known = state.pop3_known()?;
         let policy = Policy {
-            max_messages: policy
+            max_messages: self
+                .policy
                 .max_messages
                 .map(|m| m.saturating_sub(outcome.fetched)),
-            ..policy
+            ..self.policy
         };
         let plan = plan::plan(&listing, &known, &policy);
-        describe(account, &store, &listing, &plan, out);
+        describe(self.account, &store, &listing, &plan, self.out);
         outcome.too_large = plan.too_large.len() as u64;
         outcome.deferred = plan.deferred as u64;
         if plan.is_empty() {
             store.close().await?;
-            break;
+            return Ok(true);
         }
         let round = Round {
             listing: &listing,
             plan: &plan,
-            commit_every: opts.commit_every,
+            commit_every: self.opts.commit_every,
         };
         let finished = round
-            .run(&mut store, state, &inbox, opts.mode, out, &mut outcome)
+            .run(&mut store, state, inbox, self.opts.mode, self.out, outcome)
             .await?;
-        let deleted = finished.deleted_ids;
         failpoint::hit("pop3-before-quit")?;
         store.close().await?;
         failpoint::hit("pop3-after-quit")?;
         // The session ended well: the server has removed what we marked.
-        state.pop3(now()).mark_deleted(&deleted)?;
-        outcome.deleted += deleted.len() as u64;
-        confirmed_deleted.extend(deleted);
-        if finished.complete {
-            break;
-        }
+        state.pop3(now()).mark_deleted(&finished.deleted_ids)?;
+        outcome.deleted += finished.deleted_ids.len() as u64;
+        confirmed_deleted.extend(finished.deleted_ids);
+        Ok(finished.complete)
     }
-    Ok(outcome)
 }
 
 /// The mailbox's listing: every message with its size and identity. Keep mode needs an
@@ -256,6 +286,28 @@ impl Round<'_> {
             });
         }
 
+        let complete = self
+            .fetch(store, state, inbox, mode, out, outcome, &mut deleted_ids)
+            .await?;
+        Ok(RoundEnd {
+            deleted_ids,
+            complete,
+        })
+    }
+
+    /// Fetches the plan in durable batches (delete mode: marking each batch once it is safe);
+    /// returns whether all of it was done before `commit_every` deletions.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch<S: Store>(
+        &self,
+        store: &mut S,
+        state: &mut State,
+        inbox: &Folder,
+        mode: Mode,
+        out: &Output,
+        outcome: &mut Outcome,
+        deleted_ids: &mut Vec<String>,
+    ) -> anyhow::Result<bool> {
         let fetch: Vec<(usize, u64)> = self
             .plan
             .fetch
@@ -272,10 +324,7 @@ impl Round<'_> {
             |&(_, size)| size,
         ) {
             if mode == Mode::Delete && deleted_ids.len() >= self.commit_every {
-                return Ok(RoundEnd {
-                    deleted_ids,
-                    complete: false,
-                });
+                return Ok(false);
             }
             let numbered: Vec<(u32, u64)> = batch
                 .iter()
@@ -299,9 +348,6 @@ impl Round<'_> {
         }
         drop(progress);
         state.pop3(now()).settle()?;
-        Ok(RoundEnd {
-            deleted_ids,
-            complete: true,
-        })
+        Ok(true)
     }
 }

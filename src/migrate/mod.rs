@@ -265,25 +265,7 @@ pub async fn run<C: Connect, D: Connect>(
                 deleting: false,
             })
         },
-        async |w: &mut Worker<C::Store, D::Store>, unit: Unit| {
-            let label = sanitize(&unit.source.name, 100);
-            let mut pass = copy::Pass {
-                source: &mut w.source,
-                target: &mut w.target,
-                opts,
-                out,
-                unit: &unit,
-                deleting: &mut w.deleting,
-            };
-            let mut part = MigrateOutcome::default();
-            pass.copy(&mut w.state, &mut part)
-                .await
-                .with_context(|| format!("folder {label}"))?;
-            if opts.verify && !opts.dry_run {
-                part.verified = Some(pass.verify(&mut w.state).await?);
-            }
-            Ok(part)
-        },
+        async |w: &mut Worker<C::Store, D::Store>, unit: Unit| copy_unit(w, &unit, opts, out).await,
         async |w: Worker<C::Store, D::Store>| finish(w).await,
     )
     .await?;
@@ -356,6 +338,32 @@ async fn units<S: Store, T: Store>(
         });
     }
     Ok(units)
+}
+
+/// Copies (and verifies) one unit on a worker's connections.
+async fn copy_unit<S: Store, T: Store>(
+    w: &mut Worker<S, T>,
+    unit: &Unit,
+    opts: &MigrateOptions,
+    out: &Output,
+) -> anyhow::Result<MigrateOutcome> {
+    let label = sanitize(&unit.source.name, 100);
+    let mut pass = copy::Pass {
+        source: &mut w.source,
+        target: &mut w.target,
+        opts,
+        out,
+        unit,
+        deleting: &mut w.deleting,
+    };
+    let mut part = MigrateOutcome::default();
+    pass.copy(&mut w.state, &mut part)
+        .await
+        .with_context(|| format!("folder {label}"))?;
+    if opts.verify && !opts.dry_run {
+        part.verified = Some(pass.verify(&mut w.state).await?);
+    }
+    Ok(part)
 }
 
 /// Ends a worker's sessions; a POP3 source's end carries out its deletions and must succeed.

@@ -203,7 +203,6 @@ pub fn plan<F: AsRef<str>, N: AsRef<str>>(
     // How many messages of each side state pairs: when that is all of them (a no-op), no
     // set of the paired ones is built to find the new ones.
     let (mut paired_far, mut paired_near) = (0, 0);
-
     for p in pairs {
         let f = far.get(&p.uid).map(AsRef::as_ref);
         let n = p
@@ -214,118 +213,127 @@ pub fn plan<F: AsRef<str>, N: AsRef<str>>(
         match (f, n) {
             // Unchanged on both sides since the last sync: the no-op case, kept cheap.
             (Some(f), Some((_, n))) if f == n && p.base == Some(f) && plain(f) => {}
-            (Some(f), Some((local, n))) => {
-                let merged = merge(p.base, &synced(f), &synced(n));
-                let far_target = if policy.push {
-                    merged.clone()
-                } else {
-                    synced(f)
-                };
-                let near_target = if policy.pull {
-                    merged.clone()
-                } else {
-                    synced(n)
-                };
-                if far_target != synced(f) {
-                    let (add, remove) = diff(f, &far_target);
-                    actions.push(Action::FarFlags {
-                        uid: p.uid,
-                        add,
-                        remove,
-                    });
-                }
-                if near_target != synced(n) {
-                    actions.push(Action::NearFlags {
-                        local: local.to_string(),
-                        flags: near_target.clone(),
-                    });
-                }
-                // The synced state is what the side this pass does not write holds, so that a
-                // change there that was not carried stays a change (one-way passes do not
-                // undo it next time); both ways, both sides hold the same.
-                let base = if policy.pull { far_target } else { near_target };
-                if p.base != Some(base.as_str()) {
-                    actions.push(Action::Base {
-                        uid: p.uid,
-                        flags: base,
-                    });
-                }
-            }
-            (Some(f), None) if p.local.is_some() => {
-                // Deleted in the Maildir.
-                if policy.push && policy.expunge_far {
-                    actions.push(Action::ExpungeFar { uid: p.uid });
-                    actions.push(Action::Forget { uid: p.uid });
-                } else if policy.push && !has(f, 'T') {
-                    actions.push(Action::FarFlags {
-                        uid: p.uid,
-                        add: with("", 'T'),
-                        remove: String::new(),
-                    });
-                }
-            }
-            (Some(f), None) => {
-                // Seen on the server but never fetched (too large for a fetch): fetch it now.
-                if policy.pull {
-                    actions.push(Action::Download {
-                        uid: p.uid,
-                        flags: synced(f),
-                    });
-                }
-            }
-            (None, Some((local, n))) => {
-                // Expunged on the server.
-                if policy.pull && policy.expunge_near {
-                    actions.push(Action::DeleteNear {
-                        local: local.to_string(),
-                    });
-                    actions.push(Action::Forget { uid: p.uid });
-                } else if policy.pull && !has(n, 'T') {
-                    let flags = with(n, 'T');
-                    actions.push(Action::NearFlags {
-                        local: local.to_string(),
-                        flags: flags.clone(),
-                    });
-                    // The pair stays with the local copy's flags as synced: a pass that rebuilds
-                    // the server side from state (QRESYNC) must not take the new T for a local
-                    // change to carry to a message that is gone.
-                    actions.push(Action::Base { uid: p.uid, flags });
-                }
-            }
+            (Some(f), Some((local, n))) => both_sides(p, f, local, n, policy, &mut actions),
+            (Some(f), None) if p.local.is_some() => near_gone(p, f, policy, &mut actions),
+            // Seen on the server but never fetched (too large for a fetch): fetch it now.
+            (Some(f), None) if policy.pull => actions.push(Action::Download {
+                uid: p.uid,
+                flags: synced(f),
+            }),
+            (Some(_), None) => {}
+            (None, Some((local, n))) => far_gone(p, local, n, policy, &mut actions),
             (None, None) => actions.push(Action::Forget { uid: p.uid }),
         }
     }
     if policy.pull && paired_far < far.len() {
-        let mut paired_uids: Vec<u32> = pairs.iter().map(|p| p.uid).collect();
-        paired_uids.sort_unstable();
-        for (uid, flags) in far
-            .iter()
-            .filter(|(u, _)| paired_uids.binary_search(u).is_err())
-        {
-            actions.push(Action::Download {
-                uid: *uid,
-                flags: synced(flags.as_ref()),
-            });
-        }
+        new_far(pairs, far, &mut actions);
     }
     if policy.push && paired_near < near.len() {
-        let paired_locals: HashSet<&str> = pairs.iter().filter_map(|p| p.local).collect();
-        // In name order: Maildir names start with their delivery time, so the server numbers
-        // new messages in the order they arrived.
-        let mut new: Vec<(&str, &str)> = near
-            .iter()
-            .filter(|(l, _)| !paired_locals.contains(*l))
-            .map(|(l, f)| (*l, f.as_ref()))
-            .collect();
-        new.sort_unstable();
-        for (local, flags) in new {
-            actions.push(Action::Upload {
-                local: local.to_string(),
-                flags: synced(flags),
-            });
-        }
+        new_near(pairs, near, &mut actions);
     }
     Ok(actions)
+}
+
+/// A pair on both sides: flags merged, carried where the direction allows.
+fn both_sides(p: &Pair, f: &str, local: &str, n: &str, policy: Policy, actions: &mut Vec<Action>) {
+    let merged = merge(p.base, &synced(f), &synced(n));
+    let far_target = if policy.push {
+        merged.clone()
+    } else {
+        synced(f)
+    };
+    let near_target = if policy.pull { merged } else { synced(n) };
+    if far_target != synced(f) {
+        let (add, remove) = diff(f, &far_target);
+        actions.push(Action::FarFlags {
+            uid: p.uid,
+            add,
+            remove,
+        });
+    }
+    if near_target != synced(n) {
+        actions.push(Action::NearFlags {
+            local: local.to_string(),
+            flags: near_target.clone(),
+        });
+    }
+    // The synced state is what the side this pass does not write holds, so that a change
+    // there that was not carried stays a change (one-way passes do not undo it next time);
+    // both ways, both sides hold the same.
+    let base = if policy.pull { far_target } else { near_target };
+    if p.base != Some(base.as_str()) {
+        actions.push(Action::Base {
+            uid: p.uid,
+            flags: base,
+        });
+    }
+}
+
+/// A pair whose local copy was deleted: expunged on the server where allowed, else marked.
+fn near_gone(p: &Pair, f: &str, policy: Policy, actions: &mut Vec<Action>) {
+    if policy.push && policy.expunge_far {
+        actions.push(Action::ExpungeFar { uid: p.uid });
+        actions.push(Action::Forget { uid: p.uid });
+    } else if policy.push && !has(f, 'T') {
+        actions.push(Action::FarFlags {
+            uid: p.uid,
+            add: with("", 'T'),
+            remove: String::new(),
+        });
+    }
+}
+
+/// A pair expunged on the server: removed locally where allowed, else marked deleted.
+fn far_gone(p: &Pair, local: &str, n: &str, policy: Policy, actions: &mut Vec<Action>) {
+    if policy.pull && policy.expunge_near {
+        actions.push(Action::DeleteNear {
+            local: local.to_string(),
+        });
+        actions.push(Action::Forget { uid: p.uid });
+    } else if policy.pull && !has(n, 'T') {
+        let flags = with(n, 'T');
+        actions.push(Action::NearFlags {
+            local: local.to_string(),
+            flags: flags.clone(),
+        });
+        // The pair stays with the local copy's flags as synced: a pass that rebuilds the
+        // server side from state (QRESYNC) must not take the new T for a local change to
+        // carry to a message that is gone.
+        actions.push(Action::Base { uid: p.uid, flags });
+    }
+}
+
+/// Server messages state does not know: downloaded.
+fn new_far<F: AsRef<str>>(pairs: &[Pair], far: &BTreeMap<u32, F>, actions: &mut Vec<Action>) {
+    let mut paired_uids: Vec<u32> = pairs.iter().map(|p| p.uid).collect();
+    paired_uids.sort_unstable();
+    for (uid, flags) in far
+        .iter()
+        .filter(|(u, _)| paired_uids.binary_search(u).is_err())
+    {
+        actions.push(Action::Download {
+            uid: *uid,
+            flags: synced(flags.as_ref()),
+        });
+    }
+}
+
+/// Maildir messages state does not know: uploaded, in name order (Maildir names start with
+/// their delivery time, so the server numbers new messages in the order they arrived).
+fn new_near<N: AsRef<str>>(pairs: &[Pair], near: &HashMap<&str, N>, actions: &mut Vec<Action>) {
+    let paired_locals: HashSet<&str> = pairs.iter().filter_map(|p| p.local).collect();
+    let mut new: Vec<(&str, &str)> = near
+        .iter()
+        .filter(|(l, _)| !paired_locals.contains(*l))
+        .map(|(l, f)| (*l, f.as_ref()))
+        .collect();
+    new.sort_unstable();
+    for (local, flags) in new {
+        actions.push(Action::Upload {
+            local: local.to_string(),
+            flags: synced(flags),
+        });
+    }
 }
 
 #[cfg(test)]
