@@ -4,26 +4,25 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::failpoint;
+use crate::report::Output;
 use crate::state::FolderLedger;
 use crate::store::{Items, Search, Store, Uids};
 
-/// The warning a UIDVALIDITY change prints.
-pub fn rematch_report(account: &str, folder: &str, matched: usize, known: usize) -> String {
-    format!(
-        "{account}: folder {}: UIDVALIDITY changed; re-matched {matched} of {known} known messages by \
-         Message-ID and size (those are not fetched again)",
-        crate::text::sanitize(folder, 100)
-    )
+/// Whether the folder's UIDVALIDITY is no longer the one state knows messages under.
+pub fn renumbered(ledger: &FolderLedger<'_>, uidvalidity: u32) -> anyhow::Result<bool> {
+    Ok(ledger.folder.uidvalidity.is_some_and(|v| v != uidvalidity) && ledger.highest_uid()? > 0)
 }
 
 /// After a UIDVALIDITY change to `uidvalidity`: matches the open mailbox's messages to the
 /// known ones by Message-ID and size, gives the matches their new UIDs and forgets the rest
-/// (their local copies stay). Returns (re-matched, known before).
+/// (their local copies stay), and says so (`who`: the account, for the warning).
 pub async fn rematch<S: Store>(
     store: &mut S,
     ledger: &mut FolderLedger<'_>,
     uidvalidity: u32,
-) -> anyhow::Result<(usize, usize)> {
+    out: &Output,
+    (who, folder): (&str, &str),
+) -> anyhow::Result<()> {
     let known = ledger.messages()?;
     let mut by_key: HashMap<(String, u64), Vec<u32>> = HashMap::new();
     for r in &known {
@@ -47,7 +46,14 @@ pub async fn rematch<S: Store>(
         })
         .await?;
     ledger.rebind(uidvalidity, &moves)?;
-    Ok((moves.len(), known.len()))
+    out.warn(&format!(
+        "{who}: folder {}: UIDVALIDITY changed; re-matched {} of {} known messages by \
+         Message-ID and size (those are not fetched again)",
+        crate::text::sanitize(folder, 100),
+        moves.len(),
+        known.len()
+    ));
+    Ok(())
 }
 
 /// Marks messages deleted and removes exactly them, then forgets them in the ledger. Only

@@ -156,7 +156,12 @@ impl FolderJob<'_> {
         let mut ledger = state.folder(&self.mailbox.name, &local_path)?;
         if let Some(local) = &local {
             deliver::recover(&mut ledger, local)?;
-            self.rematch(store, &mut ledger, &selected).await?;
+            // After a UIDVALIDITY change, known messages get their new UIDs by Message-ID
+            // and size instead of being fetched again.
+            if reconcile::renumbered(&ledger, selected.uidvalidity)? {
+                let who = (self.account.name.as_str(), self.mailbox.name.as_str());
+                reconcile::rematch(store, &mut ledger, selected.uidvalidity, self.out, who).await?;
+            }
         }
         let plan = self.plan(store, &ledger, &selected).await?;
         let mut outcome = Outcome::default();
@@ -171,31 +176,6 @@ impl FolderJob<'_> {
             }
         }
         Ok(outcome)
-    }
-
-    /// After a UIDVALIDITY change, known messages get their new UIDs by Message-ID and size
-    /// instead of being fetched again.
-    async fn rematch<S: Store>(
-        &self,
-        store: &mut S,
-        ledger: &mut FolderLedger<'_>,
-        selected: &Selected,
-    ) -> anyhow::Result<()> {
-        if ledger
-            .folder
-            .uidvalidity
-            .is_none_or(|v| v == selected.uidvalidity)
-        {
-            return Ok(());
-        }
-        let (matched, known) = reconcile::rematch(store, ledger, selected.uidvalidity).await?;
-        self.out.warn(&reconcile::rematch_report(
-            &self.account.name,
-            &self.mailbox.name,
-            matched,
-            known,
-        ));
-        Ok(())
     }
 
     /// What to remove (delete mode: fetched before and safely on disk) and what to fetch:

@@ -142,20 +142,16 @@ impl<S: Store, T: Store> Pass<'_, S, T> {
         };
         let selected = self.target.select(&self.unit.target, access, None).await?;
         let mut ledger = state.folder(&self.unit.target.name, &self.unit.source.name)?;
-        if ledger
-            .folder
-            .uidvalidity
-            .is_some_and(|v| v != selected.uidvalidity)
-            && ledger.highest_uid()? > 0
-        {
-            let (matched, known) =
-                reconcile::rematch(self.target, &mut ledger, selected.uidvalidity).await?;
-            self.out.warn(&reconcile::rematch_report(
-                &self.opts.to,
-                &self.unit.target.name,
-                matched,
-                known,
-            ));
+        if reconcile::renumbered(&ledger, selected.uidvalidity)? {
+            let who = (self.opts.to.as_str(), self.unit.target.name.as_str());
+            reconcile::rematch(
+                self.target,
+                &mut ledger,
+                selected.uidvalidity,
+                self.out,
+                who,
+            )
+            .await?;
         }
         if ledger.folder.uidvalidity != Some(selected.uidvalidity) {
             ledger.folder.uidvalidity = Some(selected.uidvalidity);

@@ -6,13 +6,12 @@
 use std::path::PathBuf;
 
 use crate::config::Layout;
-use crate::flags::FlagSet;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir};
 
 use super::{
-    Access, Bodies, Caps, Change, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Need,
-    Outgoing, Pending, Result, Search, Selected, Sink, Store, StoreError, Uids,
+    Access, Bodies, Caps, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Pending, Result,
+    Search, Selected, Sink, Store, StoreError, Uids,
 };
 
 /// The label of a Maildir's root (its own messages, not a sub-folder).
@@ -35,10 +34,6 @@ fn local(e: impl Into<anyhow::Error>) -> StoreError {
     StoreError::local(e.into())
 }
 
-fn unsupported(what: &str) -> StoreError {
-    StoreError::local(anyhow::anyhow!("internal: a Maildir source has no {what}"))
-}
-
 impl MaildirStore {
     /// The Maildir tree at `root`.
     pub fn new(root: PathBuf) -> MaildirStore {
@@ -49,7 +44,9 @@ impl MaildirStore {
     }
 
     fn open(&self) -> Result<&Open> {
-        self.open.as_ref().ok_or_else(|| unsupported("open folder"))
+        self.open
+            .as_ref()
+            .ok_or_else(|| StoreError::unsupported("reading without an open folder"))
     }
 
     /// The entry a number names.
@@ -72,15 +69,6 @@ impl Store for MaildirStore {
         "local".to_string()
     }
 
-    fn missing(&self, need: Need, purpose: &str) -> StoreError {
-        // A Maildir has both; kept for the trait's sake.
-        let what = match need {
-            Need::ExactDelete => "exact removal",
-            Need::Identity => "lasting message names",
-        };
-        StoreError::missing(format!("{what}, which {purpose}"))
-    }
-
     async fn mailboxes(&mut self) -> Result<Mailboxes> {
         let mut out = Mailboxes::default();
         if self.maildir.root().join("cur").is_dir() {
@@ -98,10 +86,6 @@ impl Store for MaildirStore {
     async fn mailbox(&mut self, components: &[String]) -> Result<Mailbox> {
         let name = components.join("/");
         Ok(Mailbox::new(name.clone(), components.to_vec(), name, false))
-    }
-
-    async fn create(&mut self, _mailbox: &Mailbox) -> Result<()> {
-        Err(unsupported("folders to create"))
     }
 
     async fn select(
@@ -168,7 +152,7 @@ impl Store for MaildirStore {
                     .filter(|&u| (u as usize).wrapping_sub(1) < open.entries.len())
                     .collect())
             }
-            Search::MessageId(_) => Err(unsupported("search by Message-ID")),
+            Search::MessageId(_) => Err(StoreError::unsupported("searching by Message-ID")),
         }
     }
 
@@ -204,18 +188,6 @@ impl Store for MaildirStore {
         Ok(())
     }
 
-    async fn append(
-        &mut self,
-        _mailbox: &Mailbox,
-        _messages: &[Outgoing<'_>],
-    ) -> Result<Vec<Option<(u32, u32)>>> {
-        Err(unsupported("appending"))
-    }
-
-    async fn set_flags(&mut self, _uids: &[u32], _change: Change, _flags: &FlagSet) -> Result<()> {
-        Err(unsupported("flags to set"))
-    }
-
     async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()> {
         let open = self.open()?;
         for &uid in uids {
@@ -230,10 +202,6 @@ impl Store for MaildirStore {
     }
 
     async fn expunge(&mut self, _uids: &[u32]) -> Result<()> {
-        Ok(())
-    }
-
-    async fn refresh(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -56,6 +56,26 @@ pub struct MemBox {
     pub vanished: Vec<(u32, u64)>,
 }
 
+impl MemBox {
+    /// Adds a message; returns its UID.
+    fn add(&mut self, data: Vec<u8>, flags: FlagSet, date: Option<String>) -> u32 {
+        self.modseq += 1;
+        let uid = self.uidnext;
+        self.uidnext += 1;
+        let modseq = self.modseq;
+        self.messages.insert(
+            uid,
+            MemMessage {
+                data,
+                flags,
+                date,
+                modseq,
+            },
+        );
+        uid
+    }
+}
+
 /// A call the store will fail.
 #[derive(Debug, Clone)]
 struct Failure {
@@ -134,19 +154,8 @@ impl MemServer {
     pub fn put(&mut self, name: &str, data: &[u8], flags: &str) -> u32 {
         self.create(name);
         let b = self.boxes.get_mut(name).expect("created above");
-        b.modseq += 1;
-        let uid = b.uidnext;
-        b.uidnext += 1;
-        b.messages.insert(
-            uid,
-            MemMessage {
-                data: crate::message::to_crlf(data),
-                flags: FlagSet::parse(flags),
-                date: Some("17-Jul-1996 02:44:25 -0700".into()),
-                modseq: b.modseq,
-            },
-        );
-        uid
+        let date = Some("17-Jul-1996 02:44:25 -0700".to_string());
+        b.add(crate::message::to_crlf(data), FlagSet::parse(flags), date)
     }
 
     /// Changes a message's flags, as another client would.
@@ -319,14 +328,6 @@ impl Store for MemStore {
 
     fn security(&self) -> String {
         "in memory".to_string()
-    }
-
-    fn missing(&self, need: Need, purpose: &str) -> StoreError {
-        let what = match need {
-            Need::ExactDelete => "exact removal",
-            Need::Identity => "lasting message names",
-        };
-        StoreError::missing(format!("{what}, which {purpose}"))
     }
 
     async fn mailboxes(&mut self) -> Result<Mailboxes> {
@@ -525,18 +526,7 @@ impl Store for MemStore {
                     MemError(format!("no mailbox {}", mailbox.name)),
                 ));
             };
-            b.modseq += 1;
-            let uid = b.uidnext;
-            b.uidnext += 1;
-            b.messages.insert(
-                uid,
-                MemMessage {
-                    data: m.data.to_vec(),
-                    flags: m.flags.clone(),
-                    date: m.date.map(str::to_string),
-                    modseq: b.modseq,
-                },
-            );
+            let uid = b.add(m.data.to_vec(), m.flags.clone(), m.date.map(str::to_string));
             out.push(answer.then_some((b.uidvalidity, uid)));
             drop(server);
             crate::failpoint::hit("upload-after-append")?;

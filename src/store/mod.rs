@@ -88,6 +88,16 @@ impl StoreError {
         }
     }
 
+    /// Something this kind of store cannot do was asked of it (a bug of the caller).
+    pub fn unsupported(what: &str) -> StoreError {
+        StoreError {
+            scope: Scope::Account,
+            retry: Retry::Never,
+            exit: Exit::Software,
+            error: anyhow::anyhow!("internal: this store does not support {what}"),
+        }
+    }
+
     /// The store contradicts itself (what it confirmed is not so).
     pub fn broken(what: String) -> StoreError {
         StoreError {
@@ -360,8 +370,14 @@ pub trait Store {
     fn security(&self) -> String;
 
     /// The error saying that the store lacks `need`, which `purpose` ("delete mode needs to
-    /// remove only what it fetched") needs.
-    fn missing(&self, need: Need, purpose: &str) -> StoreError;
+    /// remove only what it fetched") needs, in the store's own words.
+    fn missing(&self, need: Need, purpose: &str) -> StoreError {
+        let what = match need {
+            Need::ExactDelete => "exact removal",
+            Need::Identity => "lasting message names",
+        };
+        StoreError::missing(format!("{what}, which {purpose}"))
+    }
 
     /// Its mailboxes.
     async fn mailboxes(&mut self) -> Result<Mailboxes>;
@@ -369,8 +385,10 @@ pub trait Store {
     /// The mailbox named by these levels on this store (whether it exists or not).
     async fn mailbox(&mut self, components: &[String]) -> Result<Mailbox>;
 
-    /// Creates a mailbox.
-    async fn create(&mut self, mailbox: &Mailbox) -> Result<()>;
+    /// Creates a mailbox (a store that is only ever read from cannot).
+    async fn create(&mut self, _mailbox: &Mailbox) -> Result<()> {
+        Err(StoreError::unsupported("creating folders"))
+    }
 
     /// Opens a mailbox; the calls below act on it until another is opened.
     async fn select(
@@ -410,12 +428,16 @@ pub trait Store {
     /// the (UIDVALIDITY, UID) it got, where the store tells.
     async fn append(
         &mut self,
-        mailbox: &Mailbox,
-        messages: &[Outgoing<'_>],
-    ) -> Result<Vec<Option<(u32, u32)>>>;
+        _mailbox: &Mailbox,
+        _messages: &[Outgoing<'_>],
+    ) -> Result<Vec<Option<(u32, u32)>>> {
+        Err(StoreError::unsupported("adding messages"))
+    }
 
     /// Adds or removes flags of messages of the open mailbox.
-    async fn set_flags(&mut self, uids: &[u32], change: Change, flags: &FlagSet) -> Result<()>;
+    async fn set_flags(&mut self, _uids: &[u32], _change: Change, _flags: &FlagSet) -> Result<()> {
+        Err(StoreError::unsupported("setting flags"))
+    }
 
     /// Marks messages of the open mailbox for removal (see [`Caps::deletes`]).
     async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()>;
@@ -425,7 +447,9 @@ pub trait Store {
     async fn expunge(&mut self, uids: &[u32]) -> Result<()>;
 
     /// Brings this session's view up to date with what other sessions did.
-    async fn refresh(&mut self) -> Result<()>;
+    async fn refresh(&mut self) -> Result<()> {
+        Ok(())
+    }
 
     /// Ends the session; on stores that delete at close, its success confirms the deletions.
     async fn close(self) -> Result<()>;

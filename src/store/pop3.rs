@@ -6,14 +6,13 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Account;
 use crate::credentials::Credentials;
-use crate::flags::FlagSet;
 use crate::net::NetError;
 use crate::pop3::identity::Uidls;
 use crate::pop3::{self, Pop3Error, RetrSink, Session};
 
 use super::{
-    Access, Bodies, Caps, Change, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes,
-    Need, Outgoing, Pending, Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
+    Access, Bodies, Caps, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Need,
+    Pending, Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
 };
 
 /// RETR/DELE commands in flight with PIPELINING.
@@ -180,14 +179,6 @@ impl Pop3Store {
     }
 }
 
-fn unsupported(what: &str) -> StoreError {
-    StoreError::new(
-        Scope::Account,
-        Retry::Never,
-        Pop3Error::Protocol(format!("internal: POP3 has no {what}")),
-    )
-}
-
 impl Store for Pop3Store {
     fn caps(&self) -> Caps {
         Caps {
@@ -221,10 +212,6 @@ impl Store for Pop3Store {
 
     async fn mailbox(&mut self, _components: &[String]) -> Result<Mailbox> {
         Ok(inbox())
-    }
-
-    async fn create(&mut self, _mailbox: &Mailbox) -> Result<()> {
-        Err(unsupported("folders to create"))
     }
 
     async fn select(
@@ -273,7 +260,7 @@ impl Store for Pop3Store {
                 .copied()
                 .filter(|&m| self.entry(m).is_some())
                 .collect()),
-            Search::MessageId(_) => Err(unsupported("search by Message-ID")),
+            Search::MessageId(_) => Err(StoreError::unsupported("searching by Message-ID")),
         }
     }
 
@@ -297,18 +284,6 @@ impl Store for Pop3Store {
             .map_err(streamed)
     }
 
-    async fn append(
-        &mut self,
-        _mailbox: &Mailbox,
-        _messages: &[Outgoing<'_>],
-    ) -> Result<Vec<Option<(u32, u32)>>> {
-        Err(unsupported("appending"))
-    }
-
-    async fn set_flags(&mut self, _uids: &[u32], _change: Change, _flags: &FlagSet) -> Result<()> {
-        Err(unsupported("flags"))
-    }
-
     async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()> {
         let window = self.window();
         self.session
@@ -320,10 +295,6 @@ impl Store for Pop3Store {
 
     async fn expunge(&mut self, _uids: &[u32]) -> Result<()> {
         // DELE is carried out at QUIT.
-        Ok(())
-    }
-
-    async fn refresh(&mut self) -> Result<()> {
         Ok(())
     }
 

@@ -397,11 +397,7 @@ impl FolderSync<'_> {
         ledger: &mut FolderLedger<'_>,
         selected: &Selected,
     ) -> anyhow::Result<bool> {
-        let reset = ledger
-            .folder
-            .uidvalidity
-            .is_some_and(|v| v != selected.uidvalidity);
-        if !reset || ledger.highest_uid()? == 0 {
+        if !reconcile::renumbered(ledger, selected.uidvalidity)? {
             return Ok(true);
         }
         if self.dry_run {
@@ -411,13 +407,8 @@ impl FolderSync<'_> {
             ));
             return Ok(false);
         }
-        let (matched, known) = reconcile::rematch(store, ledger, selected.uidvalidity).await?;
-        self.out.warn(&reconcile::rematch_report(
-            &self.account.name,
-            &self.mailbox.name,
-            matched,
-            known,
-        ));
+        let who = (self.account.name.as_str(), self.mailbox.name.as_str());
+        reconcile::rematch(store, ledger, selected.uidvalidity, self.out, who).await?;
         Ok(true)
     }
 
