@@ -1,4 +1,5 @@
-//! INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) to and from system time.
+//! Time: INTERNALDATE (`17-Jul-1996 02:44:25 -0700`) to and from system time, RFC 5322 dates,
+//! log stamps, and the clock (which tests can set).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -155,6 +156,21 @@ pub fn from_header(value: &str) -> Option<String> {
     Some(format!(
         "{day:02}-{month}-{year:04} {h:02}:{mi:02}:{s:02} {zone}"
     ))
+}
+
+/// The current unix time; `MAILFERRY_NOW` (unix seconds) overrides it, for tests of
+/// time-based policies such as delete_after.
+pub fn now() -> i64 {
+    if let Some(t) = std::env::var("MAILFERRY_NOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return t;
+    }
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

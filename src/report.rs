@@ -336,7 +336,7 @@ pub fn status(out: &Output, name: &str, s: &crate::state::Summary) {
 
 /// How long ago a unix time was, roughly.
 fn ago(t: i64) -> String {
-    let secs = (crate::fetch::now() - t).max(0);
+    let secs = (crate::date::now() - t).max(0);
     match secs {
         0..=119 => format!("{secs}s ago"),
         120..=7199 => format!("{}m ago", secs / 60),

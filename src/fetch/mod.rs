@@ -150,18 +150,3 @@ impl Summary for Outcome {
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
 }
-
-/// The current unix time; `MAILFERRY_NOW` (unix seconds) overrides it, for tests of
-/// time-based policies such as delete_after.
-pub fn now() -> i64 {
-    if let Some(t) = std::env::var("MAILFERRY_NOW")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        return t;
-    }
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}

@@ -9,8 +9,9 @@
 use std::collections::HashSet;
 
 use super::plan::{self, Plan, Policy};
-use super::{FetchOptions, FolderPlan, Outcome, Planned, now};
+use super::{FetchOptions, FolderPlan, Outcome, Planned};
 use crate::config::{Account, Mode};
+use crate::date::now;
 use crate::deliver::{self, Download};
 use crate::failpoint;
 use crate::maildir::keywords::Keywords;

@@ -10,8 +10,8 @@ use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir};
 
 use super::{
-    Access, Bodies, Caps, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Pending, Result,
-    Search, Selected, Sink, Store, StoreError, Uids,
+    Access, Caps, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Pending, Result, Search,
+    Selected, Sink, Store, StoreError, Uids,
 };
 
 /// The label of a Maildir's root (its own messages, not a sub-folder).
@@ -154,13 +154,6 @@ impl Store for MaildirStore {
             }
             Search::MessageId(_) => Err(StoreError::unsupported("searching by Message-ID")),
         }
-    }
-
-    async fn fetch_send(&mut self, uids: &[u32], _bodies: Bodies) -> Result<Pending> {
-        Ok(Pending {
-            uids: uids.to_vec(),
-            tag: None,
-        })
     }
 
     async fn fetch_receive(&mut self, pending: Pending, sink: &mut dyn Sink) -> Result<()> {

@@ -411,8 +411,14 @@ pub trait Store {
     async fn search(&mut self, search: Search<'_>) -> Result<Vec<u32>>;
 
     /// Asks for messages; their bytes are read by [`Store::fetch_receive`]. Several fetches
-    /// may be pending, received in the order sent.
-    async fn fetch_send(&mut self, uids: &[u32], bodies: Bodies) -> Result<Pending>;
+    /// may be pending, received in the order sent. (Stores that send nothing ahead only note
+    /// what to read.)
+    async fn fetch_send(&mut self, uids: &[u32], _bodies: Bodies) -> Result<Pending> {
+        Ok(Pending {
+            uids: uids.to_vec(),
+            tag: None,
+        })
+    }
 
     /// Reads a pending fetch's messages into `sink`. Numbers that no longer exist are left
     /// out.

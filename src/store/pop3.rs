@@ -11,8 +11,8 @@ use crate::pop3::identity::Uidls;
 use crate::pop3::{self, Pop3Error, RetrSink, Session};
 
 use super::{
-    Access, Bodies, Caps, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Need,
-    Pending, Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
+    Access, Caps, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Need, Pending,
+    Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
 };
 
 /// RETR/DELE commands in flight with PIPELINING.
@@ -262,13 +262,6 @@ impl Store for Pop3Store {
                 .collect()),
             Search::MessageId(_) => Err(StoreError::unsupported("searching by Message-ID")),
         }
-    }
-
-    async fn fetch_send(&mut self, uids: &[u32], _bodies: Bodies) -> Result<Pending> {
-        Ok(Pending {
-            uids: uids.to_vec(),
-            tag: None,
-        })
     }
 
     async fn fetch_receive(&mut self, pending: Pending, sink: &mut dyn Sink) -> Result<()> {

@@ -336,3 +336,54 @@ fn a_killed_migration_resumes_with_each_message_once() {
         );
     }
 }
+
+#[test]
+fn a_dry_run_prints_its_plan_as_json() {
+    let server = dovecot();
+    let src = server.user("mig-dryjson-src");
+    let dst = server.user("mig-dryjson-dst");
+    server.put(&src, "", &dated("mdj", 3));
+    server.put(&src, "Archive", &dated("mdja", 2));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    config(
+        &env,
+        &imap_account("old", &src, "implicit", &env.path("unused"), ""),
+        &dst,
+    );
+    let run = env.run(&[
+        "--json",
+        "migrate",
+        "--from",
+        "old",
+        "--to",
+        "dst",
+        "--dry-run",
+    ]);
+    run.expect(0);
+    let v: serde_json::Value = serde_json::from_str(run.stdout.trim()).unwrap();
+    let plan: Vec<(String, bool, usize)> = v["plan"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| {
+            (
+                u["to"].as_str().unwrap().to_string(),
+                u["create"].as_bool().unwrap(),
+                u["copy"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        plan,
+        [
+            ("Archive".to_string(), true, 2),
+            ("INBOX".to_string(), false, 3)
+        ]
+    );
+    assert_eq!(
+        (v["copied"].as_u64(), v["dry_run"].as_bool()),
+        (Some(5), Some(true))
+    );
+    assert_eq!(server.count(&dst, "INBOX"), 0, "a dry run copied");
+}

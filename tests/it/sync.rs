@@ -604,3 +604,53 @@ fn keyword_letter(table: &str, name: &str) -> char {
         .unwrap();
     (b'a' + index) as char
 }
+
+#[test]
+fn dry_runs_print_their_plan_as_json() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-dryjson", "expunge = \"both\"");
+    server.put(&user, "", &corpus("dj", 3));
+    env.run(&["sync"]).expect(0);
+    server.put(&user, "", &corpus("djnew", 2));
+    fs::remove_file(find_local(&maildir, &mid("dj", 0)).unwrap()).unwrap();
+    let json = |args: &[&str]| -> serde_json::Value {
+        let run = env.run(args);
+        run.expect(0);
+        serde_json::from_str(run.stdout.trim())
+            .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", run.stdout))
+    };
+    let sync = json(&["--json", "sync", "--dry-run"]);
+    assert_eq!(
+        (
+            sync["dry_run"].as_bool(),
+            sync["downloaded"].as_u64(),
+            sync["far_deleted"].as_u64()
+        ),
+        (Some(true), Some(2), Some(1))
+    );
+    let actions = sync["plan"][0]["actions"].as_array().unwrap();
+    assert_eq!(sync["plan"][0]["folder"], "INBOX");
+    assert_eq!(
+        actions.iter().filter(|a| a["action"] == "download").count(),
+        2
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| a["action"] == "expunge_far")
+            .count(),
+        1
+    );
+    let fetch = json(&["--json", "fetch", "--dry-run", "--delete"]);
+    let folder = &fetch["plan"][0];
+    assert_eq!(folder["folder"], "INBOX");
+    // Fetched before by the sync: due for deletion; the two new ones to fetch (and delete).
+    assert_eq!(folder["delete"].as_array().unwrap().len(), 3);
+    assert_eq!(folder["fetch"].as_array().unwrap().len(), 2);
+    assert!(
+        folder["fetch"][0]["uid"].as_u64().is_some()
+            && folder["fetch"][0]["size"].as_u64().unwrap() > 0
+    );
+    assert_eq!(fetch["deleted"], 5);
+    assert_eq!(server.count(&user, "INBOX"), 5, "a dry run deleted");
+}
