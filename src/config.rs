@@ -272,6 +272,18 @@ pub struct Account {
     pub origin: String,
 }
 
+impl Account {
+    /// Where its sessions go.
+    pub fn endpoint(&self) -> crate::net::Endpoint<'_> {
+        crate::net::Endpoint {
+            host: &self.host,
+            port: self.port,
+            pin: self.tls_fingerprint,
+            timeout: self.timeout,
+        }
+    }
+}
+
 /// A validated two-way sync channel.
 #[derive(Debug, Clone)]
 pub struct Channel {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::ImapError;
 use super::codec::{self, Code, Fetch, Response, Status, StatusLine};
-use crate::net::{BoxIo, Conn, Deflate, Fingerprint, NetError, start_tls};
+use crate::net::{BoxIo, Conn, Deflate, Endpoint, Fingerprint, NetError};
 use crate::text::sanitize;
 
 /// The longest response line (between literals) accepted.
@@ -285,11 +285,7 @@ impl Client {
     }
 
     /// STARTTLS: upgrades the connection. Bytes sent after the OK are refused (injection).
-    pub async fn starttls(
-        mut self,
-        host: &str,
-        pin: Option<Fingerprint>,
-    ) -> Result<(Client, Fingerprint)> {
+    pub async fn starttls(mut self, endpoint: &Endpoint<'_>) -> Result<(Client, Fingerprint)> {
         self.run("STARTTLS").await?;
         let timeout = self.conn.timeout();
         let io = self.conn.into_io().ok_or_else(|| {
@@ -297,7 +293,7 @@ impl Client {
                 "the server sent data after its STARTTLS reply, before TLS began (possible injection)".into(),
             )
         })?;
-        let (io, fp) = start_tls(io, host, pin, timeout).await?;
+        let (io, fp) = endpoint.secure(io).await?;
         let mut client = Client {
             conn: Conn::new(io, timeout),
             next_tag: self.next_tag,

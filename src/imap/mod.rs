@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use crate::config::{Account, AuthMech, Tls};
 use crate::credentials::Secret;
 use crate::exit::{Classify, Exit};
-use crate::net::{self, BoxIo, Fingerprint, NetError};
+use crate::net::{Fingerprint, NetError};
 use crate::text::sanitize;
 
 pub use client::{Client, FetchSink};
@@ -103,17 +103,11 @@ pub struct Session {
 
 /// Connects, secures the connection as the account says, logs in and enables what helps.
 pub async fn open(account: &Account, secret: &Secret) -> Result<Session, ImapError> {
-    let tcp = net::connect(&account.host, account.port, account.timeout).await?;
-    let io: BoxIo = Box::new(tcp);
-    let (mut client, fingerprint) = match account.tls {
-        Tls::Implicit => {
-            let (io, fp) =
-                net::start_tls(io, &account.host, account.tls_fingerprint, account.timeout).await?;
-            let (client, _) = Client::start(io, account.timeout).await?;
-            (client, Some(fp))
-        }
+    let endpoint = account.endpoint();
+    let (io, implicit) = endpoint.connect(account.tls == Tls::Implicit).await?;
+    let (mut client, _) = Client::start(io, account.timeout).await?;
+    let fingerprint = match account.tls {
         Tls::Starttls => {
-            let (mut client, _) = Client::start(io, account.timeout).await?;
             if client.caps.is_empty() {
                 client.capability().await?;
             }
@@ -124,15 +118,11 @@ pub async fn open(account: &Account, secret: &Secret) -> Result<Session, ImapErr
                      tls = \"none\" with allow_plaintext = true)",
                 ));
             }
-            let (client, fp) = client
-                .starttls(&account.host, account.tls_fingerprint)
-                .await?;
-            (client, Some(fp))
+            let (secured, fp) = client.starttls(&endpoint).await?;
+            client = secured;
+            Some(fp)
         }
-        Tls::None => {
-            let (client, _) = Client::start(io, account.timeout).await?;
-            (client, None)
-        }
+        Tls::Implicit | Tls::None => implicit,
     };
     if client.caps.is_empty() {
         client.capability().await?;

@@ -77,6 +77,40 @@ impl Classify for NetError {
     }
 }
 
+/// Where a session goes: what opening one needs, whichever the protocol.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// Server host name or address.
+    pub host: &'a str,
+    /// Server port.
+    pub port: u16,
+    /// Accept exactly this certificate instead of checking the chain.
+    pub pin: Option<Fingerprint>,
+    /// Limit on every network wait.
+    pub timeout: Duration,
+}
+
+impl Endpoint<'_> {
+    /// Connects; with `implicit_tls` the TLS handshake is done at once (its certificate's
+    /// fingerprint returned), else the stream is plain (for STARTTLS, or none at all).
+    pub async fn connect(
+        &self,
+        implicit_tls: bool,
+    ) -> Result<(BoxIo, Option<Fingerprint>), NetError> {
+        let io: BoxIo = Box::new(connect(self.host, self.port, self.timeout).await?);
+        if !implicit_tls {
+            return Ok((io, None));
+        }
+        let (io, fp) = self.secure(io).await?;
+        Ok((io, Some(fp)))
+    }
+
+    /// TLS over an established plain stream (after STARTTLS or STLS).
+    pub async fn secure(&self, io: BoxIo) -> Result<(BoxIo, Fingerprint), NetError> {
+        start_tls(io, self.host, self.pin, self.timeout).await
+    }
+}
+
 /// Opens a TCP connection within `timeout`.
 pub async fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, NetError> {
     let attempt = TcpStream::connect((host, port));

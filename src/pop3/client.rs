@@ -14,7 +14,7 @@ use super::codec::{
 };
 use crate::config::AuthMech;
 use crate::credentials::Secret;
-use crate::net::{BoxIo, Conn, Fingerprint, start_tls};
+use crate::net::{BoxIo, Conn, Endpoint, Fingerprint};
 use crate::text::sanitize;
 
 /// Receives message bodies from [`Client::retr_pipelined`].
@@ -217,11 +217,7 @@ impl Client {
 
     /// STLS: upgrades the connection to TLS. Bytes the server sent after its `+OK` would be
     /// read as if they came over TLS, so they are refused (RFC 2595 response injection).
-    pub async fn stls(
-        mut self,
-        host: &str,
-        pin: Option<Fingerprint>,
-    ) -> Result<(Client, Fingerprint)> {
+    pub async fn stls(mut self, endpoint: &Endpoint<'_>) -> Result<(Client, Fingerprint)> {
         self.simple("STLS", "STLS").await?;
         let timeout = self.conn.timeout();
         let io = self.conn.into_io().ok_or_else(|| {
@@ -230,7 +226,7 @@ impl Client {
                     .to_string(),
             )
         })?;
-        let (io, fingerprint) = start_tls(io, host, pin, timeout).await?;
+        let (io, fingerprint) = endpoint.secure(io).await?;
         let client = Client {
             conn: Conn::new(io, timeout),
             greeting: self.greeting,

@@ -7,7 +7,7 @@ pub mod identity;
 use crate::config::{Account, Tls};
 use crate::credentials::Secret;
 use crate::exit::{Classify, Exit};
-use crate::net::{self, BoxIo, Fingerprint, NetError};
+use crate::net::{Fingerprint, NetError};
 
 pub use client::{Client, RetrSink};
 pub use codec::Capabilities;
@@ -84,16 +84,11 @@ pub struct Session {
 
 /// Connects, secures the connection as the account says, and logs in.
 pub async fn open(account: &Account, secret: &Secret) -> Result<Session, Pop3Error> {
-    let tcp = net::connect(&account.host, account.port, account.timeout).await?;
-    let io: BoxIo = Box::new(tcp);
-    let (mut client, fingerprint) = match account.tls {
-        Tls::Implicit => {
-            let (io, fp) =
-                net::start_tls(io, &account.host, account.tls_fingerprint, account.timeout).await?;
-            (Client::start(io, account.timeout).await?, Some(fp))
-        }
+    let endpoint = account.endpoint();
+    let (io, implicit) = endpoint.connect(account.tls == Tls::Implicit).await?;
+    let mut client = Client::start(io, account.timeout).await?;
+    let fingerprint = match account.tls {
         Tls::Starttls => {
-            let mut client = Client::start(io, account.timeout).await?;
             let caps = client.capa().await?;
             // Without STLS in CAPA we refuse rather than send the password in clear text:
             // a stripped capability is how a downgrade attack looks.
@@ -103,10 +98,11 @@ pub async fn open(account: &Account, secret: &Secret) -> Result<Session, Pop3Err
                      tls = \"none\" with allow_plaintext = true)",
                 ));
             }
-            let (client, fp) = client.stls(&account.host, account.tls_fingerprint).await?;
-            (client, Some(fp))
+            let (secured, fp) = client.stls(&endpoint).await?;
+            client = secured;
+            Some(fp)
         }
-        Tls::None => (Client::start(io, account.timeout).await?, None),
+        Tls::Implicit | Tls::None => implicit,
     };
     let caps = client.capa().await?;
     client

@@ -25,8 +25,9 @@ pub struct ImapStore {
     session: Session,
     /// The hierarchy delimiter, once asked for.
     delimiter: Option<char>,
-    /// The open mailbox: its name and how many messages it had.
-    open: Option<(String, u32)>,
+    /// The open mailbox: its name, and whether it is known to be empty (it was when opened,
+    /// and nothing was added since), so that listing it needs no command.
+    open: Option<(String, bool)>,
 }
 
 /// Opens IMAP sessions of one account.
@@ -328,7 +329,7 @@ impl Store for ImapStore {
             _ if self.session.condstore => " (CONDSTORE)".to_string(),
             _ => String::new(),
         };
-        self.open = Some((mailbox.name.clone(), 0));
+        self.open = Some((mailbox.name.clone(), false));
         let command = format!("{verb} {}{params}", quoted(mailbox));
         let (untagged, status) = match self.session.client.run(&command).await {
             Ok(r) => r,
@@ -340,7 +341,7 @@ impl Store for ImapStore {
         if since.is_some_and(|(v, _)| v != selected.uidvalidity) {
             selected.changes = None;
         }
-        self.open = Some((mailbox.name.clone(), selected.exists));
+        self.open = Some((mailbox.name.clone(), selected.exists == 0));
         Ok(selected)
     }
 
@@ -350,7 +351,7 @@ impl Store for ImapStore {
         items: Items,
         each: &mut dyn FnMut(Listed),
     ) -> Result<()> {
-        if self.open.as_ref().is_some_and(|&(_, exists)| exists == 0) {
+        if self.open.as_ref().is_some_and(|&(_, empty)| empty) {
             return Ok(());
         }
         let (set, from) = match uids {
@@ -448,6 +449,9 @@ impl Store for ImapStore {
             1
         };
         let name = quoted(mailbox);
+        if let Some((_, empty)) = &mut self.open {
+            *empty = false;
+        }
         let mut out = Vec::with_capacity(messages.len());
         for chunk in messages.chunks(window) {
             let mut tags = Vec::with_capacity(chunk.len());
@@ -508,6 +512,10 @@ impl Store for ImapStore {
 
     async fn refresh(&mut self) -> Result<()> {
         self.run("NOOP").await?;
+        // Others may have added messages.
+        if let Some((_, empty)) = &mut self.open {
+            *empty = false;
+        }
         Ok(())
     }
 

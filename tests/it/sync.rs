@@ -654,3 +654,32 @@ fn dry_runs_print_their_plan_as_json() {
     assert_eq!(fetch["deleted"], 5);
     assert_eq!(server.count(&user, "INBOX"), 5, "a dry run deleted");
 }
+
+#[test]
+fn pushing_without_uidplus_into_a_new_folder_pairs_every_upload() {
+    // The folder is empty when it is opened: the uploads must still be found again by
+    // content, not taken as lost (which would upload them again on the next run).
+    let server = dovecot();
+    let proxy = Proxy::rewriting(server.imap, without_uidplus);
+    let user = server.user("sync-noplus-newfolder");
+    let env = Env::new();
+    let maildir = env.path("Mail");
+    let account = imap_account("acct", &user, "none", &maildir, "").replace(
+        &format!("port = {}", server.imap),
+        &format!("port = {}", proxy.port),
+    );
+    env.config(&format!(
+        "{account}{}",
+        channel("ch", "acct", "create = \"both\"")
+    ));
+    let drafts = corpus("npdrafts", 3);
+    deliver_local(&maildir, &["Drafts"], &unflagged(&drafts));
+    let run = env.run(&["-v", "sync"]);
+    run.expect(0);
+    assert!(run.stdout.contains("3 uploaded"), "{}", run.stdout);
+    assert_eq!(server.count(&user, "Drafts"), 3);
+    let again = env.run(&["-v", "sync"]);
+    again.expect(0);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+    assert_eq!(server.count(&user, "Drafts"), 3, "uploaded twice");
+}
