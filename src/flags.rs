@@ -3,7 +3,6 @@
 //! (`"FS $Junk work"`). Conversions from and to IMAP flag lists live here too; conversions from
 //! and to Maildir file names need the folder's keyword table (`maildir::keywords`).
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 /// IMAP system flags and their Maildir letters.
@@ -24,12 +23,20 @@ pub enum Flag {
     Keyword(String),
 }
 
-/// A set of flags.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct FlagSet(BTreeSet<Flag>);
+/// A set of flags: the system flags as bits (in the order of [`SYSTEM`]), the keywords sorted
+/// (almost every message has none, and then the set holds no allocation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlagSet {
+    system: u8,
+    keywords: Box<[Box<str>]>,
+}
 
-fn is_system_letter(c: char) -> bool {
-    SYSTEM.iter().any(|&(_, l)| l == c)
+/// The bit of a system flag's letter.
+fn bit(letter: char) -> Option<u8> {
+    SYSTEM
+        .iter()
+        .position(|&(_, l)| l == letter)
+        .map(|i| 1 << i)
 }
 
 /// Whether a keyword can be stored and sent as an IMAP atom (no specials, no controls).
@@ -42,91 +49,170 @@ fn valid_keyword(k: &str) -> bool {
 }
 
 impl FlagSet {
+    fn with_keywords(system: u8, keywords: impl IntoIterator<Item = Box<str>>) -> FlagSet {
+        let mut keywords: Vec<Box<str>> = keywords.into_iter().collect();
+        keywords.sort_unstable();
+        keywords.dedup();
+        FlagSet {
+            system,
+            keywords: keywords.into_boxed_slice(),
+        }
+    }
+
     /// Parses the written form; unknown letters and invalid keywords are dropped.
     pub fn parse(text: &str) -> FlagSet {
         let mut words = text.split(' ');
         let letters = words.next().unwrap_or_default();
-        let mut set: BTreeSet<Flag> = letters
-            .chars()
-            .filter(|&c| is_system_letter(c))
-            .map(Flag::System)
-            .collect();
-        set.extend(
-            words
-                .filter(|w| valid_keyword(w))
-                .map(|w| Flag::Keyword(w.to_string())),
-        );
-        FlagSet(set)
+        let system = letters.chars().filter_map(bit).fold(0, |a, b| a | b);
+        FlagSet::with_keywords(system, words.filter(|w| valid_keyword(w)).map(Box::from))
     }
 
     /// The flags of an IMAP flag list; `\Recent` and other system flags without a Maildir
     /// letter are left out.
     pub fn from_imap(flags: &[String]) -> FlagSet {
-        let mut set = BTreeSet::new();
+        let mut system = 0;
+        let mut keywords = Vec::new();
         for f in flags {
             if let Some(&(_, l)) = SYSTEM.iter().find(|(name, _)| f.eq_ignore_ascii_case(name)) {
-                set.insert(Flag::System(l));
+                system |= bit(l).unwrap_or(0);
             } else if valid_keyword(f) {
-                set.insert(Flag::Keyword(f.clone()));
+                keywords.push(Box::from(f.as_str()));
             }
         }
-        FlagSet(set)
+        FlagSet::with_keywords(system, keywords)
     }
 
     /// The IMAP flag list, space-separated (for commands that set flags).
     pub fn to_imap(&self) -> String {
-        self.0
+        let system = SYSTEM
             .iter()
-            .map(|f| match f {
-                Flag::System(l) => SYSTEM
-                    .iter()
-                    .find(|(_, c)| c == l)
-                    .map_or("", |(name, _)| name),
-                Flag::Keyword(k) => k.as_str(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
+            .enumerate()
+            .filter(|&(i, _)| self.system & (1 << i) != 0)
+            .map(|(_, &(name, _))| name);
+        system.chain(self.keywords()).collect::<Vec<_>>().join(" ")
     }
 
     /// Whether the set holds a flag.
     pub fn contains(&self, flag: &Flag) -> bool {
-        self.0.contains(flag)
+        match flag {
+            Flag::System(l) => self.has(*l),
+            Flag::Keyword(k) => self.keywords.binary_search_by(|x| (**x).cmp(k)).is_ok(),
+        }
     }
 
     /// Whether the set holds a system flag.
     pub fn has(&self, letter: char) -> bool {
-        self.0.contains(&Flag::System(letter))
+        bit(letter).is_some_and(|b| self.system & b != 0)
+    }
+
+    /// Whether the set holds no keywords (only system flags, or nothing).
+    pub fn plain(&self) -> bool {
+        self.keywords.is_empty()
+    }
+
+    /// Whether the set is empty.
+    pub fn is_empty(&self) -> bool {
+        self.system == 0 && self.keywords.is_empty()
     }
 
     /// Adds a flag.
     pub fn insert(&mut self, flag: Flag) {
-        self.0.insert(flag);
+        match flag {
+            Flag::System(l) => self.system |= bit(l).unwrap_or(0),
+            Flag::Keyword(k) if valid_keyword(&k) && !self.contains(&Flag::Keyword(k.clone())) => {
+                let mut all = std::mem::take(&mut self.keywords).into_vec();
+                all.push(k.into_boxed_str());
+                *self = FlagSet::with_keywords(self.system, all);
+            }
+            Flag::Keyword(_) => {}
+        }
     }
 
-    /// The flags, in order.
-    pub fn iter(&self) -> impl Iterator<Item = &Flag> {
-        self.0.iter()
+    /// The flags in either set.
+    pub fn union(&self, other: &FlagSet) -> FlagSet {
+        let keywords = self.keywords.iter().chain(other.keywords.iter()).cloned();
+        FlagSet::with_keywords(self.system | other.system, keywords)
+    }
+
+    /// The flags of this set that `other` does not hold.
+    pub fn minus(&self, other: &FlagSet) -> FlagSet {
+        let keywords = self
+            .keywords
+            .iter()
+            .filter(|k| other.keywords.binary_search(k).is_err())
+            .cloned();
+        FlagSet::with_keywords(self.system & !other.system, keywords)
+    }
+
+    /// The flags, in order (system flags, then keywords).
+    pub fn iter(&self) -> impl Iterator<Item = Flag> + '_ {
+        let system = SYSTEM
+            .iter()
+            .enumerate()
+            .filter(|&(i, _)| self.system & (1 << i) != 0)
+            .map(|(_, &(_, l))| Flag::System(l));
+        system.chain(self.keywords().map(|k| Flag::Keyword(k.to_string())))
     }
 
     /// The keywords, in order.
     pub fn keywords(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().filter_map(|f| match f {
-            Flag::Keyword(k) => Some(k.as_str()),
-            Flag::System(_) => None,
-        })
+        self.keywords.iter().map(|k| &**k)
+    }
+}
+
+/// Merges flag by flag against the last synced set: a flag changed on one side takes that
+/// side's value; changed on both, both hold the same. With no synced set (a first pairing),
+/// the union.
+pub fn merge(base: Option<&FlagSet>, far: &FlagSet, near: &FlagSet) -> FlagSet {
+    let Some(base) = base else {
+        return far.union(near);
+    };
+    // Per system flag: far's value where far changed, else near's.
+    let far_changed = far.system ^ base.system;
+    let system = (far.system & far_changed) | (near.system & !far_changed);
+    let every = far.keywords().chain(near.keywords()).chain(base.keywords());
+    let keywords = every.filter(|k| {
+        let held = |s: &FlagSet| s.keywords.binary_search_by(|x| (**x).cmp(k)).is_ok();
+        if held(far) != held(base) {
+            held(far)
+        } else {
+            held(near)
+        }
+    });
+    FlagSet::with_keywords(system, keywords.map(Box::from))
+}
+
+impl AsRef<FlagSet> for FlagSet {
+    fn as_ref(&self) -> &FlagSet {
+        self
+    }
+}
+
+impl From<&str> for FlagSet {
+    fn from(text: &str) -> FlagSet {
+        FlagSet::parse(text)
     }
 }
 
 impl FromIterator<Flag> for FlagSet {
     fn from_iter<I: IntoIterator<Item = Flag>>(iter: I) -> FlagSet {
-        FlagSet(iter.into_iter().collect())
+        let mut system = 0;
+        let mut keywords = Vec::new();
+        for f in iter {
+            match f {
+                Flag::System(l) => system |= bit(l).unwrap_or(0),
+                Flag::Keyword(k) if valid_keyword(&k) => keywords.push(k.into_boxed_str()),
+                Flag::Keyword(_) => {}
+            }
+        }
+        FlagSet::with_keywords(system, keywords)
     }
 }
 
 impl fmt::Display for FlagSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for flag in &self.0 {
-            if let Flag::System(l) = flag {
+        for (i, &(_, l)) in SYSTEM.iter().enumerate() {
+            if self.system & (1 << i) != 0 {
                 write!(f, "{l}")?;
             }
         }
@@ -134,6 +220,13 @@ impl fmt::Display for FlagSet {
             write!(f, " {k}")?;
         }
         Ok(())
+    }
+}
+
+/// Written as the text form ("FS $Junk"), as state keeps it.
+impl serde::Serialize for FlagSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 

@@ -113,7 +113,6 @@ impl Keywords {
                 Flag::Keyword(k) => self.letter_of(k).is_some(),
                 Flag::System(_) => true,
             })
-            .cloned()
             .collect()
     }
 
@@ -123,8 +122,8 @@ impl Keywords {
         let mut letters: Vec<char> = current.chars().filter(|&c| !self.expresses(c)).collect();
         for f in set.iter() {
             match f {
-                Flag::System(l) => letters.push(*l),
-                Flag::Keyword(k) => letters.extend(self.letter_of(k)),
+                Flag::System(l) => letters.push(l),
+                Flag::Keyword(k) => letters.extend(self.letter_of(&k)),
             }
         }
         super::normalize_flags(&letters.into_iter().collect::<String>())

@@ -544,16 +544,10 @@ impl Store for MemStore {
         for uid in uids {
             b.modseq += 1;
             if let Some(m) = b.messages.get_mut(uid) {
-                let mut set: FlagSet = match change {
-                    Change::Add => m.flags.iter().chain(flags.iter()).cloned().collect(),
-                    Change::Remove => m
-                        .flags
-                        .iter()
-                        .filter(|f| !flags.contains(f))
-                        .cloned()
-                        .collect(),
+                m.flags = match change {
+                    Change::Add => m.flags.union(flags),
+                    Change::Remove => m.flags.minus(flags),
                 };
-                std::mem::swap(&mut m.flags, &mut set);
                 m.modseq = b.modseq;
             }
         }

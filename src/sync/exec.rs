@@ -133,7 +133,7 @@ impl Pass<'_, '_> {
         store: &mut S,
         actions: &[Action],
     ) -> anyhow::Result<()> {
-        let mut stores: BTreeMap<(String, String), Vec<u32>> = BTreeMap::new();
+        let mut stores: BTreeMap<(FlagSet, FlagSet), Vec<u32>> = BTreeMap::new();
         for a in actions {
             if let Action::FarFlags { uid, add, remove } = a {
                 stores
@@ -146,9 +146,7 @@ impl Pass<'_, '_> {
         for ((add, remove), uids) in stores {
             for (change, flags) in [(Change::Add, add), (Change::Remove, remove)] {
                 if !flags.is_empty() {
-                    store
-                        .set_flags(&uids, change, &FlagSet::parse(&flags))
-                        .await?;
+                    store.set_flags(&uids, change, &flags).await?;
                     failpoint::hit("sync-after-far-flags")?;
                 }
             }
@@ -163,7 +161,7 @@ impl Pass<'_, '_> {
             if let Action::NearFlags { local: name, flags } = a
                 && let Some(Near { entry, .. }) = self.near.get(name.as_str())
             {
-                let letters = self.keywords.letters(entry.flags(), &FlagSet::parse(flags));
+                let letters = self.keywords.letters(entry.flags(), flags);
                 self.local.set_flags(entry, &letters)?;
                 touched = true;
                 self.outcome.near_flags += 1;
@@ -197,7 +195,7 @@ impl Pass<'_, '_> {
         let bases: Vec<(u32, String)> = actions
             .iter()
             .filter_map(|a| match a {
-                Action::Base { uid, flags } => Some((*uid, flags.clone())),
+                Action::Base { uid, flags } => Some((*uid, flags.to_string())),
                 _ => None,
             })
             .collect();

@@ -11,7 +11,6 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::Context;
@@ -297,14 +296,15 @@ async fn pair_folders<S: Store>(
     Ok(paired)
 }
 
-/// A Maildir message as the planner sees it (its flags in the written form) and the file.
+/// A Maildir message as the planner sees it (its flags as the other side would name them)
+/// and the file.
 struct Near<'a> {
-    flags: Cow<'a, str>,
+    flags: FlagSet,
     entry: &'a Entry,
 }
 
-impl AsRef<str> for Near<'_> {
-    fn as_ref(&self) -> &str {
+impl AsRef<FlagSet> for Near<'_> {
+    fn as_ref(&self) -> &FlagSet {
         &self.flags
     }
 }
@@ -415,22 +415,21 @@ impl FolderSync<'_> {
     /// The server's messages with their flags as the folder can store them: keywords need a
     /// letter in the folder's table to be stored locally; those that get none (26 already)
     /// are left out on every side, so their absence is not a change.
-    async fn far<'k, S: Store>(
+    async fn far<S: Store>(
         &self,
         store: &mut S,
-        known: &'k [SyncedRecord],
+        known: &[SyncedRecord],
         selected: &Selected,
         keywords: &mut Keywords,
-    ) -> anyhow::Result<BTreeMap<u32, Cow<'k, str>>> {
+    ) -> anyhow::Result<BTreeMap<u32, FlagSet>> {
         let mut far = match &selected.changes {
             Some(changes) => far_from_changes(known, changes),
             None => far_listing(store).await?,
         };
         let mut refused = BTreeSet::new();
-        for flags in far.values_mut().filter(|f| !plan::plain(f)) {
-            let set = FlagSet::parse(flags);
-            refused.extend(keywords.admit(&set));
-            *flags = Cow::Owned(keywords.storable(&set).to_string());
+        for flags in far.values_mut().filter(|f| !f.plain()) {
+            refused.extend(keywords.admit(flags));
+            *flags = keywords.storable(flags);
         }
         if !refused.is_empty() {
             self.out.warn(&format!(
@@ -446,28 +445,16 @@ impl FolderSync<'_> {
     fn plan(
         &self,
         known: &[SyncedRecord],
-        far: &BTreeMap<u32, Cow<'_, str>>,
+        far: &BTreeMap<u32, FlagSet>,
         near: &HashMap<&str, Near<'_>>,
         keywords: &Keywords,
     ) -> Result<Vec<Action>, Refused> {
-        // Synced flags with keywords are read against the folder's table (rare: the others
-        // are used as they are).
-        let storable: HashMap<u32, String> = known
-            .iter()
-            .filter(|r| !plan::plain(&r.flags))
-            .map(|r| {
-                (
-                    r.uid,
-                    keywords.storable(&FlagSet::parse(&r.flags)).to_string(),
-                )
-            })
-            .collect();
         let pairs: Vec<Pair> = known
             .iter()
             .map(|r| Pair {
                 uid: r.uid,
                 local: r.local_name.as_deref(),
-                base: Some(storable.get(&r.uid).map_or(&*r.flags, String::as_str)),
+                base: Some(synced_flags(r, keywords)),
             })
             .collect();
         plan::plan(&pairs, far, near, self.policy).map_err(|refusal| Refused {
@@ -488,31 +475,37 @@ impl FolderSync<'_> {
     }
 }
 
-/// The Maildir's messages by unique name, their flags in the written form.
+/// A pair's synced flags, read against the folder's keyword table (a keyword that has no
+/// letter there is on neither side).
+fn synced_flags(r: &SyncedRecord, keywords: &Keywords) -> FlagSet {
+    let set = FlagSet::parse(&r.flags);
+    if set.plain() {
+        set
+    } else {
+        keywords.storable(&set)
+    }
+}
+
+/// The Maildir's messages by unique name, with their flags.
 fn near_of<'e>(entries: &'e [Entry], keywords: &Keywords) -> HashMap<&'e str, Near<'e>> {
     entries
         .iter()
         .map(|e| {
-            let flags = if plan::plain(e.flags()) {
-                Cow::Borrowed(e.flags())
-            } else {
-                Cow::Owned(keywords.flags(e.flags()).to_string())
-            };
+            let flags = keywords.flags(e.flags());
             (e.unique(), Near { flags, entry: e })
         })
         .collect()
 }
 
 /// The server's messages rebuilt from state and what changed since the last pass: known
-/// messages with their synced flags (borrowed), less the vanished, with the changed and new
-/// ones.
-fn far_from_changes<'a>(
-    known: &'a [SyncedRecord],
+/// messages with their synced flags, less the vanished, with the changed and new ones.
+fn far_from_changes(
+    known: &[SyncedRecord],
     changes: &crate::store::Changes,
-) -> BTreeMap<u32, Cow<'a, str>> {
-    let mut far: BTreeMap<u32, Cow<str>> = known
+) -> BTreeMap<u32, FlagSet> {
+    let mut far: BTreeMap<u32, FlagSet> = known
         .iter()
-        .map(|r| (r.uid, Cow::Borrowed(&*r.flags)))
+        .map(|r| (r.uid, FlagSet::parse(&r.flags)))
         .collect();
     for &(a, b) in &changes.vanished {
         let gone: Vec<u32> = far.range(a..=b).map(|(u, _)| *u).collect();
@@ -521,13 +514,13 @@ fn far_from_changes<'a>(
         }
     }
     for (uid, flags) in &changes.changed {
-        far.insert(*uid, Cow::Owned(flags.to_string()));
+        far.insert(*uid, flags.clone());
     }
     far
 }
 
 /// Every message of the open mailbox with its flags (one round trip).
-async fn far_listing<S: Store>(store: &mut S) -> anyhow::Result<BTreeMap<u32, Cow<'static, str>>> {
+async fn far_listing<S: Store>(store: &mut S) -> anyhow::Result<BTreeMap<u32, FlagSet>> {
     let mut far = BTreeMap::new();
     let items = Items {
         flags: true,
@@ -535,8 +528,7 @@ async fn far_listing<S: Store>(store: &mut S) -> anyhow::Result<BTreeMap<u32, Co
     };
     store
         .list(Uids::From(1), items, &mut |m| {
-            let flags = m.flags.unwrap_or_default();
-            far.insert(m.uid, Cow::Owned(flags.to_string()));
+            far.insert(m.uid, m.flags.unwrap_or_default());
         })
         .await?;
     Ok(far)

@@ -8,29 +8,30 @@
 //! - A message state knows that is gone from one side was deleted there: the deletion is
 //!   carried to the other side only where `expunge` allows; otherwise the copy left there is
 //!   marked deleted (\Deleted / Maildir T) and stays.
-//! - Flags (system flags and keywords, in the written form of [`crate::flags`]) merge one by
-//!   one against the last synced flags: a flag changed on one side takes that side's value; a
+//! - Flags (system flags and keywords, [`FlagSet`]) merge one by one against the last synced
+//!   flags: a flag changed on one side takes that side's value; a
 //!   flag changed on both sides has necessarily changed the same way. With no synced flags (a
 //!   first pairing), the union of both sides' flags is taken.
 //! - A side that is empty while state knows messages on it is refused (an error), never taken
 //!   as "everything was deleted".
 //!
 //! Inputs borrow what the caller read (a folder of 50,000 messages is planned without a copy
-//! of its names), and flags are in the written form of [`crate::flags`].
+//! of its names); flags are typed sets, compared and merged as bits where they hold no
+//! keyword (almost every message).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::flags::{Flag, FlagSet};
 
 /// What state knows of one message: the pairing and the flags last synced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pair<'a> {
     /// Server UID.
     pub uid: u32,
     /// Maildir unique name (None: seen on the server but never fetched).
     pub local: Option<&'a str>,
     /// Flags last synced; None when never synced (first pairing).
-    pub base: Option<&'a str>,
+    pub base: Option<FlagSet>,
 }
 
 /// Which ways changes flow and where deletions may be carried out.
@@ -54,24 +55,24 @@ pub enum Action {
     Download {
         /// UID.
         uid: u32,
-        /// Flags (letters).
-        flags: String,
+        /// Flags.
+        flags: FlagSet,
     },
     /// Copy a Maildir message to the server with these flags.
     Upload {
         /// Unique name.
         local: String,
-        /// Flags (letters).
-        flags: String,
+        /// Flags.
+        flags: FlagSet,
     },
     /// Change flags on the server.
     FarFlags {
         /// UID.
         uid: u32,
-        /// Letters to add.
-        add: String,
-        /// Letters to remove.
-        remove: String,
+        /// Flags to add.
+        add: FlagSet,
+        /// Flags to remove.
+        remove: FlagSet,
     },
     /// Change flags in the Maildir: what the file's flags should say (letters of the file
     /// that stand for nothing synced, such as `P`, are kept by the executor).
@@ -79,7 +80,7 @@ pub enum Action {
         /// Unique name.
         local: String,
         /// The new flags.
-        flags: String,
+        flags: FlagSet,
     },
     /// Expunge a message on the server (mark it deleted, then remove exactly it).
     ExpungeFar {
@@ -95,8 +96,8 @@ pub enum Action {
     Base {
         /// UID.
         uid: u32,
-        /// Letters.
-        flags: String,
+        /// The flags.
+        flags: FlagSet,
     },
     /// Forget the pair (both copies are gone).
     Forget {
@@ -122,70 +123,16 @@ pub enum Refusal {
     FarEmpty(usize),
 }
 
-/// Merges flag by flag (see the module rules).
-pub fn merge(base: Option<&str>, far: &str, near: &str) -> String {
-    let base = base.map(FlagSet::parse);
-    let (far, near) = (FlagSet::parse(far), FlagSet::parse(near));
-    let every: BTreeSet<&Flag> = far
-        .iter()
-        .chain(near.iter())
-        .chain(base.iter().flat_map(FlagSet::iter))
-        .collect();
-    every
-        .into_iter()
-        .filter(|&flag| {
-            let (f, n) = (far.contains(flag), near.contains(flag));
-            match &base {
-                Some(b) if f == b.contains(flag) => n,
-                Some(_) => f,
-                None => f || n,
-            }
-        })
-        .cloned()
-        .collect::<FlagSet>()
-        .to_string()
-}
-
-/// The written form, normalised.
-fn synced(flags: &str) -> String {
-    FlagSet::parse(flags).to_string()
-}
-
-fn has(flags: &str, letter: char) -> bool {
-    FlagSet::parse(flags).has(letter)
-}
-
 /// `flags` with one more system flag.
-fn with(flags: &str, letter: char) -> String {
-    let mut set = FlagSet::parse(flags);
+fn with(flags: &FlagSet, letter: char) -> FlagSet {
+    let mut set = flags.clone();
     set.insert(Flag::System(letter));
-    set.to_string()
-}
-
-/// (flags to add, flags to remove) to go from `from` to `to`.
-fn diff(from: &str, to: &str) -> (String, String) {
-    let (from, to) = (FlagSet::parse(from), FlagSet::parse(to));
-    let add: FlagSet = to.iter().filter(|f| !from.contains(f)).cloned().collect();
-    let remove: FlagSet = from.iter().filter(|f| !to.contains(f)).cloned().collect();
-    (add.to_string(), remove.to_string())
-}
-
-/// Whether `flags` is already in the written form with system flags only (what almost every
-/// message has): then equal texts are equal flags and need no parsing.
-pub fn plain(flags: &str) -> bool {
-    let b = flags.as_bytes();
-    b.iter().all(|&c| is_system_byte(c)) && b.windows(2).all(|w| w[0] < w[1])
-}
-
-fn is_system_byte(c: u8) -> bool {
-    crate::flags::SYSTEM
-        .iter()
-        .any(|&(_, l)| l == char::from(c))
+    set
 }
 
 /// Plans one folder. `far`: UID -> flags; `near`: unique name -> flags; `pairs` name each UID
 /// and each local name at most once (the state database's keys).
-pub fn plan<F: AsRef<str>, N: AsRef<str>>(
+pub fn plan<F: AsRef<FlagSet>, N: AsRef<FlagSet>>(
     pairs: &[Pair<'_>],
     far: &BTreeMap<u32, F>,
     near: &HashMap<&str, N>,
@@ -212,13 +159,13 @@ pub fn plan<F: AsRef<str>, N: AsRef<str>>(
         paired_near += usize::from(n.is_some());
         match (f, n) {
             // Unchanged on both sides since the last sync: the no-op case, kept cheap.
-            (Some(f), Some((_, n))) if f == n && p.base == Some(f) && plain(f) => {}
+            (Some(f), Some((_, n))) if f == n && p.base.as_ref() == Some(f) => {}
             (Some(f), Some((local, n))) => both_sides(p, f, local, n, policy, &mut actions),
             (Some(f), None) if p.local.is_some() => near_gone(p, f, policy, &mut actions),
             // Seen on the server but never fetched (too large for a fetch): fetch it now.
             (Some(f), None) if policy.pull => actions.push(Action::Download {
                 uid: p.uid,
-                flags: synced(f),
+                flags: f.clone(),
             }),
             (Some(_), None) => {}
             (None, Some((local, n))) => far_gone(p, local, n, policy, &mut actions),
@@ -235,23 +182,29 @@ pub fn plan<F: AsRef<str>, N: AsRef<str>>(
 }
 
 /// A pair on both sides: flags merged, carried where the direction allows.
-fn both_sides(p: &Pair, f: &str, local: &str, n: &str, policy: Policy, actions: &mut Vec<Action>) {
-    let merged = merge(p.base, &synced(f), &synced(n));
+fn both_sides(
+    p: &Pair,
+    f: &FlagSet,
+    local: &str,
+    n: &FlagSet,
+    policy: Policy,
+    actions: &mut Vec<Action>,
+) {
+    let merged = crate::flags::merge(p.base.as_ref(), f, n);
     let far_target = if policy.push {
         merged.clone()
     } else {
-        synced(f)
+        f.clone()
     };
-    let near_target = if policy.pull { merged } else { synced(n) };
-    if far_target != synced(f) {
-        let (add, remove) = diff(f, &far_target);
+    let near_target = if policy.pull { merged } else { n.clone() };
+    if far_target != *f {
         actions.push(Action::FarFlags {
             uid: p.uid,
-            add,
-            remove,
+            add: far_target.minus(f),
+            remove: f.minus(&far_target),
         });
     }
-    if near_target != synced(n) {
+    if near_target != *n {
         actions.push(Action::NearFlags {
             local: local.to_string(),
             flags: near_target.clone(),
@@ -261,7 +214,7 @@ fn both_sides(p: &Pair, f: &str, local: &str, n: &str, policy: Policy, actions: 
     // there that was not carried stays a change (one-way passes do not undo it next time);
     // both ways, both sides hold the same.
     let base = if policy.pull { far_target } else { near_target };
-    if p.base != Some(base.as_str()) {
+    if p.base.as_ref() != Some(&base) {
         actions.push(Action::Base {
             uid: p.uid,
             flags: base,
@@ -270,27 +223,27 @@ fn both_sides(p: &Pair, f: &str, local: &str, n: &str, policy: Policy, actions: 
 }
 
 /// A pair whose local copy was deleted: expunged on the server where allowed, else marked.
-fn near_gone(p: &Pair, f: &str, policy: Policy, actions: &mut Vec<Action>) {
+fn near_gone(p: &Pair, f: &FlagSet, policy: Policy, actions: &mut Vec<Action>) {
     if policy.push && policy.expunge_far {
         actions.push(Action::ExpungeFar { uid: p.uid });
         actions.push(Action::Forget { uid: p.uid });
-    } else if policy.push && !has(f, 'T') {
+    } else if policy.push && !f.has('T') {
         actions.push(Action::FarFlags {
             uid: p.uid,
-            add: with("", 'T'),
-            remove: String::new(),
+            add: with(&FlagSet::default(), 'T'),
+            remove: FlagSet::default(),
         });
     }
 }
 
 /// A pair expunged on the server: removed locally where allowed, else marked deleted.
-fn far_gone(p: &Pair, local: &str, n: &str, policy: Policy, actions: &mut Vec<Action>) {
+fn far_gone(p: &Pair, local: &str, n: &FlagSet, policy: Policy, actions: &mut Vec<Action>) {
     if policy.pull && policy.expunge_near {
         actions.push(Action::DeleteNear {
             local: local.to_string(),
         });
         actions.push(Action::Forget { uid: p.uid });
-    } else if policy.pull && !has(n, 'T') {
+    } else if policy.pull && !n.has('T') {
         let flags = with(n, 'T');
         actions.push(Action::NearFlags {
             local: local.to_string(),
@@ -304,7 +257,7 @@ fn far_gone(p: &Pair, local: &str, n: &str, policy: Policy, actions: &mut Vec<Ac
 }
 
 /// Server messages state does not know: downloaded.
-fn new_far<F: AsRef<str>>(pairs: &[Pair], far: &BTreeMap<u32, F>, actions: &mut Vec<Action>) {
+fn new_far<F: AsRef<FlagSet>>(pairs: &[Pair], far: &BTreeMap<u32, F>, actions: &mut Vec<Action>) {
     let mut paired_uids: Vec<u32> = pairs.iter().map(|p| p.uid).collect();
     paired_uids.sort_unstable();
     for (uid, flags) in far
@@ -313,16 +266,16 @@ fn new_far<F: AsRef<str>>(pairs: &[Pair], far: &BTreeMap<u32, F>, actions: &mut 
     {
         actions.push(Action::Download {
             uid: *uid,
-            flags: synced(flags.as_ref()),
+            flags: flags.as_ref().clone(),
         });
     }
 }
 
 /// Maildir messages state does not know: uploaded, in name order (Maildir names start with
 /// their delivery time, so the server numbers new messages in the order they arrived).
-fn new_near<N: AsRef<str>>(pairs: &[Pair], near: &HashMap<&str, N>, actions: &mut Vec<Action>) {
+fn new_near<N: AsRef<FlagSet>>(pairs: &[Pair], near: &HashMap<&str, N>, actions: &mut Vec<Action>) {
     let paired_locals: HashSet<&str> = pairs.iter().filter_map(|p| p.local).collect();
-    let mut new: Vec<(&str, &str)> = near
+    let mut new: Vec<(&str, &FlagSet)> = near
         .iter()
         .filter(|(l, _)| !paired_locals.contains(*l))
         .map(|(l, f)| (*l, f.as_ref()))
@@ -331,7 +284,7 @@ fn new_near<N: AsRef<str>>(pairs: &[Pair], near: &HashMap<&str, N>, actions: &mu
     for (local, flags) in new {
         actions.push(Action::Upload {
             local: local.to_string(),
-            flags: synced(flags),
+            flags: flags.clone(),
         });
     }
 }
@@ -360,20 +313,26 @@ mod tests {
         ..BOTH_EXPUNGE
     };
 
-    fn pair<'a>(uid: u32, local: &'a str, base: &'a str) -> Pair<'a> {
+    fn pair<'a>(uid: u32, local: &'a str, base: &str) -> Pair<'a> {
         Pair {
             uid,
             local: Some(local),
-            base: Some(base),
+            base: Some(base.into()),
         }
     }
 
-    fn far<'a>(v: &[(u32, &'a str)]) -> BTreeMap<u32, &'a str> {
-        v.iter().copied().collect()
+    fn far(v: &[(u32, &str)]) -> BTreeMap<u32, FlagSet> {
+        v.iter().map(|&(u, f)| (u, f.into())).collect()
     }
 
-    fn near<'a>(v: &[(&'a str, &'a str)]) -> HashMap<&'a str, &'a str> {
-        v.iter().copied().collect()
+    fn near<'a>(v: &[(&'a str, &str)]) -> HashMap<&'a str, FlagSet> {
+        v.iter().map(|&(l, f)| (l, f.into())).collect()
+    }
+
+    /// The merge, in the written form.
+    fn merge(base: Option<&str>, far: &str, near: &str) -> String {
+        let base = base.map(FlagSet::parse);
+        crate::flags::merge(base.as_ref(), &far.into(), &near.into()).to_string()
     }
 
     /// A second message present on both sides and unchanged, so no side is ever empty.
@@ -386,9 +345,9 @@ mod tests {
         let mut pairs = pairs.to_vec();
         pairs.push(pair(999, "anchor", ""));
         let mut f = far(f);
-        f.insert(999, "");
+        f.insert(999, FlagSet::default());
         let mut n = near(n);
-        n.insert("anchor", "");
+        n.insert("anchor", FlagSet::default());
         let mut actions = plan(&pairs, &f, &n, policy).unwrap();
         actions.sort();
         actions
@@ -629,7 +588,7 @@ mod tests {
     }
 
     #[test]
-    fn unchanged_messages_plan_nothing_and_odd_text_is_still_normalised() {
+    fn unchanged_messages_plan_nothing_and_odd_text_reads_the_same() {
         for flags in ["", "S", "DFRST", "FS $Junk", " work"] {
             let p = pair(1, "m1", flags);
             assert_eq!(
@@ -638,13 +597,10 @@ mod tests {
                 "{flags:?}"
             );
         }
-        // The same text on every side, but not in the written form: recorded normalised.
+        // Text not in the written form reads as the same set: nothing to do, nothing to record.
         assert_eq!(
             with_anchor(&[pair(1, "m1", "SF")], &[(1, "SF")], &[("m1", "SF")], BOTH),
-            vec![Action::Base {
-                uid: 1,
-                flags: "FS".into()
-            }]
+            vec![]
         );
     }
 
@@ -684,9 +640,9 @@ mod tests {
             let mut n = HashMap::new();
             for (i, (presence, ..)) in states.iter().enumerate() {
                 let uid = i as u32 + 1;
-                pairs.push(Pair { uid, local: Some(locals[i].as_str()), base: Some(bases[i].as_str()) });
-                if presence & 1 != 0 { f.insert(uid, fars[i].as_str()); }
-                if presence & 2 != 0 { n.insert(locals[i].as_str(), nears[i].as_str()); }
+                pairs.push(Pair { uid, local: Some(locals[i].as_str()), base: Some(bases[i].as_str().into()) });
+                if presence & 1 != 0 { f.insert(uid, FlagSet::from(fars[i].as_str())); }
+                if presence & 2 != 0 { n.insert(locals[i].as_str(), FlagSet::from(nears[i].as_str())); }
             }
             if let Ok(actions) = plan(&pairs, &f, &n, policy) {
                 for a in &actions {
