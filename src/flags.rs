@@ -269,6 +269,33 @@ mod tests {
             proptest::prop_assert_eq!(FlagSet::parse(&written), set);
         }
 
+        /// The merge is the per-flag rule: a flag takes far's value where far changed it since
+        /// the base, else near's; with no base, either side's.
+        #[test]
+        fn merge_is_the_per_flag_rule(
+            base in "[DFRST]{0,5}( [a-c]){0,3}",
+            far in "[DFRST]{0,5}( [a-c]){0,3}",
+            near in "[DFRST]{0,5}( [a-c]){0,3}",
+            first: bool,
+        ) {
+            let (b, f, n) = (FlagSet::parse(&base), FlagSet::parse(&far), FlagSet::parse(&near));
+            let merged = merge((!first).then_some(&b), &f, &n);
+            let every = ["D", "F", "R", "S", "T"]
+                .map(|l| Flag::System(l.chars().next().unwrap()))
+                .into_iter()
+                .chain(["a", "b", "c"].map(|k| Flag::Keyword(k.into())));
+            for flag in every {
+                let want = if first {
+                    f.contains(&flag) || n.contains(&flag)
+                } else if f.contains(&flag) != b.contains(&flag) {
+                    f.contains(&flag)
+                } else {
+                    n.contains(&flag)
+                };
+                proptest::prop_assert_eq!(merged.contains(&flag), want, "{:?}", flag);
+            }
+        }
+
         /// Any IMAP flag list maps to a set whose IMAP form maps back to it.
         #[test]
         fn imap_lists_round_trip(flags in proptest::collection::vec("\\\\?[!-~]{0,10}", 0..8)) {
