@@ -312,6 +312,7 @@ pub fn status(out: &Output, name: &str, s: &crate::state::Summary) {
             "deleted_on_server": s.deleted,
             "last_run": s.last_run.as_ref().map(|(t, o, e)| serde_json::json!({"finished": t, "outcome": o, "error": e})),
             "last_success": s.last_success,
+            "left_on_server": s.left_on_server,
         });
         println!("{value}");
         return;
@@ -328,8 +329,12 @@ pub fn status(out: &Output, name: &str, s: &crate::state::Summary) {
         .last_success
         .map(|t| format!(", last success {}", ago(t)))
         .unwrap_or_default();
+    let left = match s.left_on_server {
+        0 => String::new(),
+        n => format!(", {n} left on the server (too large)"),
+    };
     out.info(&format!(
-        "{name}: {} messages known, {} deleted on the server; {last}{success}",
+        "{name}: {} messages known, {} deleted on the server{left}; {last}{success}",
         s.messages, s.deleted
     ));
 }

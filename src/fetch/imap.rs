@@ -7,6 +7,7 @@
 //! recorded, renamed into place, and only then (delete mode) removed from the server.
 
 use std::cell::Cell;
+use std::collections::HashSet;
 
 use anyhow::Context;
 
@@ -20,7 +21,7 @@ use crate::reconcile::{self, expunge};
 use crate::report::Output;
 use crate::state::{Deliveries, DryRunDir, FolderLedger, State};
 use crate::store::{
-    Access, Connect, Deletes, Items, Mailbox, Need, Selected, Store, Uids, selected_by,
+    Access, Connect, Deletes, Items, Mailbox, Need, Search, Selected, Store, Uids, selected_by,
 };
 use crate::text::sanitize;
 
@@ -78,6 +79,7 @@ pub async fn run<C: Connect>(
     let mut total = Outcome {
         account: account.name.clone(),
         dry_run: opts.dry_run,
+        max_size: opts.max_size,
         ..Outcome::default()
     };
     for o in outcomes {
@@ -191,15 +193,12 @@ impl FolderJob<'_> {
             ..FolderPlan::default()
         };
         // A dry run after a UIDVALIDITY change has not re-matched: everything is new to it.
-        if ledger
+        // A dry run after a UIDVALIDITY change has not re-matched: everything is new to it.
+        let renumbered = ledger
             .folder
             .uidvalidity
-            .is_some_and(|v| v != selected.uidvalidity)
-        {
-            plan.fetch = candidates(store, selected, 0).await?;
-            return Ok(self.limit(plan));
-        }
-        if self.opts.mode == Mode::Delete {
+            .is_some_and(|v| v != selected.uidvalidity);
+        if self.opts.mode == Mode::Delete && !renumbered {
             plan.delete = ledger
                 .fetched()?
                 .into_iter()
@@ -210,10 +209,65 @@ impl FolderJob<'_> {
                 })
                 .collect();
         }
-        // The known messages themselves are not read: a run needs no more than the highest
-        // UID (a folder may hold 50,000).
-        plan.fetch = candidates(store, selected, ledger.highest_uid()?).await?;
+        // Everything below the UIDNEXT of the last complete pass was fetched or skipped then;
+        // above it, what the ledger does not know is new, whatever a crash or a dropped link
+        // left between. The known messages themselves are not read (a folder may hold 50,000).
+        let floor = match ledger.folder.uidnext {
+            Some(n) if !renumbered => n,
+            _ => 1,
+        };
+        let known: HashSet<u32> = if renumbered {
+            HashSet::new()
+        } else {
+            ledger.known_from(floor)?.into_iter().collect()
+        };
+        let (fetch, next) = candidates(store, selected, floor, &known).await?;
+        plan.fetch = fetch;
+        plan.next_floor = next;
+        if !renumbered {
+            self.refit(store, ledger, &mut plan).await?;
+        }
         Ok(self.limit(plan))
+    }
+
+    /// Messages left before as too large that the size limit now admits are fetched too
+    /// (those no longer on the server are forgotten); the others are counted again.
+    async fn refit<S: Store>(
+        &self,
+        store: &mut S,
+        ledger: &FolderLedger<'_>,
+        plan: &mut FolderPlan,
+    ) -> anyhow::Result<()> {
+        let skipped = ledger.skipped()?;
+        let fitting = |&(_, size): &(u32, u64)| self.opts.max_size.is_none_or(|max| size <= max);
+        let fits: Vec<(u32, u64)> = skipped.iter().copied().filter(fitting).collect();
+        plan.too_large_before = (skipped.len() - fits.len()) as u64;
+        if fits.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<u32> = fits.iter().map(|&(uid, _)| uid).collect();
+        let items = Items {
+            size: true,
+            ..Items::default()
+        };
+        let mut present = Vec::new();
+        store
+            .list(Uids::Set(&uids), items, &mut |m| {
+                present.push(Planned {
+                    uid: m.uid,
+                    id: None,
+                    size: m.size,
+                })
+            })
+            .await?;
+        plan.gone = uids
+            .into_iter()
+            .filter(|u| !present.iter().any(|p| p.uid == *u))
+            .collect();
+        plan.fetch.extend(present);
+        plan.fetch.sort_by_key(|c| c.uid);
+        plan.fetch.dedup_by_key(|c| c.uid);
+        Ok(())
     }
 
     /// Applies max_size and max_messages (counted over the whole run) to the candidates.
@@ -226,15 +280,12 @@ impl FolderJob<'_> {
         for c in std::mem::take(&mut plan.fetch) {
             if self.opts.max_size.is_some_and(|max| c.size > max) {
                 plan.too_large.push(c);
-                continue;
+            } else if budget == Some(0) {
+                plan.deferred += 1;
+            } else {
+                budget = budget.map(|b| b - 1);
+                fetch.push(c);
             }
-            if budget == Some(0) {
-                break;
-            }
-            if let Some(b) = budget.as_mut() {
-                *b -= 1;
-            }
-            fetch.push(c);
         }
         plan.fetch = fetch;
         plan
@@ -270,13 +321,16 @@ impl FolderJob<'_> {
             let due: Vec<u32> = plan.delete.iter().map(|m| m.uid).collect();
             outcome.deleted += expunge(store, ledger, &due).await?;
         }
-        outcome.too_large += plan.too_large.len() as u64;
+        outcome.too_large += plan.too_large.len() as u64 + plan.too_large_before;
+        outcome.deferred += plan.deferred;
         record_too_large(ledger, plan)?;
+        ledger.forget(&plan.gone)?;
         let total = plan.fetch.iter().map(|c| c.size).sum();
         let label = format!("{}/{}", self.account.name, self.mailbox.name);
         let mut progress = self.out.progress(&label, plan.fetch.len() as u64, total);
         let mut keywords = Keywords::load(local.path())?;
         let pairs: Vec<(u32, u64)> = plan.fetch.iter().map(|c| (c.uid, c.size)).collect();
+        let mut missing = Vec::new();
         if self.opts.mode == Mode::Delete {
             // Each batch is removed once durable, so batches are not pipelined.
             for batch in deliver::batches(&pairs) {
@@ -290,6 +344,7 @@ impl FolderJob<'_> {
                 .await?;
                 outcome.fetched += landed.len() as u64;
                 outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
+                missing.extend(unlanded(batch, &landed));
                 ledger.settle()?;
                 let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
                 outcome.deleted += expunge(store, ledger, &uids).await?;
@@ -305,11 +360,25 @@ impl FolderJob<'_> {
             .await?;
             outcome.fetched += landed.len() as u64;
             outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
+            missing = unlanded(&pairs, &landed);
         }
         drop(progress);
         ledger.settle()?;
         ledger.folder.uidvalidity = Some(selected.uidvalidity);
-        ledger.folder.uidnext = selected.uidnext;
+        // The pass is complete, and its UIDNEXT the next run's floor, only when every message
+        // planned landed (or is gone) and none was left for later.
+        let still_there = store.search(Search::Present(&missing)).await?;
+        if still_there.is_empty() && plan.deferred == 0 {
+            ledger.folder.uidnext = selected.uidnext.or(plan.next_floor);
+        } else if !still_there.is_empty() {
+            self.out.warn(&format!(
+                "{}: folder {}: the server did not send {} of the messages asked for; the next \
+                 run asks again",
+                self.account.name,
+                sanitize(&self.mailbox.name, 100),
+                still_there.len()
+            ));
+        }
         // A fetch does not follow flag changes, so it must not claim a mod-sequence that sync
         // would take as "everything before this is known".
         ledger.folder.highestmodseq = None;
@@ -338,31 +407,47 @@ fn record_too_large(ledger: &mut FolderLedger<'_>, plan: &FolderPlan) -> anyhow:
     Ok(())
 }
 
-/// The open mailbox's messages above `highest` (one round trip; none at all when UIDNEXT
-/// says nothing arrived), by UID.
+/// The open mailbox's messages from `floor` on that the ledger does not know (one round
+/// trip; none at all when UIDNEXT says nothing arrived since), by UID, and the floor for the
+/// next run where the server sends no UIDNEXT.
 async fn candidates<S: Store>(
     store: &mut S,
     selected: &Selected,
-    highest: u32,
-) -> anyhow::Result<Vec<Planned>> {
-    if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= highest + 1) {
-        return Ok(Vec::new());
+    floor: u32,
+    known: &HashSet<u32>,
+) -> anyhow::Result<(Vec<Planned>, Option<u32>)> {
+    if selected.exists == 0 || selected.uidnext.is_some_and(|n| n <= floor) {
+        return Ok((Vec::new(), None));
     }
     let mut out: Vec<Planned> = Vec::new();
+    let mut highest = None;
     let items = Items {
         size: true,
         ..Items::default()
     };
     store
-        .list(Uids::From(highest + 1), items, &mut |m| {
-            out.push(Planned {
-                uid: m.uid,
-                id: None,
-                size: m.size,
-            })
+        .list(Uids::From(floor), items, &mut |m| {
+            highest = highest.max(Some(m.uid));
+            if !known.contains(&m.uid) {
+                out.push(Planned {
+                    uid: m.uid,
+                    id: None,
+                    size: m.size,
+                })
+            }
         })
         .await?;
     out.sort_by_key(|c| c.uid);
     out.dedup_by_key(|c| c.uid);
-    Ok(out)
+    Ok((out, highest.map(|h| h.saturating_add(1))))
+}
+
+/// The messages of `planned` that did not land.
+fn unlanded(planned: &[(u32, u64)], landed: &[deliver::Landed]) -> Vec<u32> {
+    let landed: HashSet<u32> = landed.iter().map(|l| l.uid).collect();
+    planned
+        .iter()
+        .map(|&(uid, _)| uid)
+        .filter(|uid| !landed.contains(uid))
+        .collect()
 }

@@ -58,6 +58,19 @@ pub struct FolderPlan {
     pub too_large: Vec<Planned>,
     /// New messages left for a later run by `max_messages`.
     pub deferred: u64,
+    /// Messages left on the server as too large by earlier runs that still are.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub too_large_before: u64,
+    /// Skipped by earlier runs and no longer on the server: forgotten.
+    #[serde(skip)]
+    pub gone: Vec<u32>,
+    /// Where the next run's listing may start, when the server tells no UIDNEXT.
+    #[serde(skip)]
+    pub next_floor: Option<u32>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl FolderPlan {
@@ -91,6 +104,9 @@ pub struct Outcome {
     /// A dry run's plan, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<FolderPlan>,
+    /// The size limit, for the summary.
+    #[serde(skip)]
+    pub max_size: Option<u64>,
 }
 
 impl Outcome {
@@ -109,7 +125,7 @@ impl Outcome {
         self.fetched += plan.fetch.len() as u64;
         self.bytes += plan.fetch.iter().map(|m| m.size).sum::<u64>();
         self.deleted += plan.deleting(mode).count() as u64;
-        self.too_large += plan.too_large.len() as u64;
+        self.too_large += plan.too_large.len() as u64 + plan.too_large_before;
         self.deferred += plan.deferred;
         self.plan.push(plan);
     }
@@ -135,7 +151,14 @@ impl Summary for Outcome {
             }
         }
         if o.too_large > 0 {
-            parts.push(format!("{} too large, left on the server", o.too_large));
+            let over = o
+                .max_size
+                .map(|m| format!(" (over {})", crate::report::human_bytes(m)))
+                .unwrap_or_default();
+            parts.push(format!(
+                "{} too large{over}, left on the server",
+                o.too_large
+            ));
         }
         if o.deferred > 0 {
             parts.push(format!(

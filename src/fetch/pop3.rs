@@ -48,6 +48,7 @@ pub async fn run<C: Connect>(
     let mut outcome = Outcome {
         account: account.name.clone(),
         dry_run: opts.dry_run,
+        max_size: opts.max_size,
         ..Outcome::default()
     };
     let Some(state) = state else {
@@ -217,6 +218,7 @@ fn folder_plan(listing: &[Listed], plan: &Plan) -> FolderPlan {
         delete: planned(&plan.delete),
         too_large: planned(&plan.too_large),
         deferred: plan.deferred as u64,
+        ..FolderPlan::default()
     }
 }
 

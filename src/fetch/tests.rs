@@ -90,7 +90,8 @@ fn imap_keep_mode_copies_every_folder_once_and_reruns_are_no_ops() {
     assert!(near["Work"].iter().all(|(f, _)| f == "F"));
     let far_before = lab.far();
     let again = fetch(&lab, &opts).unwrap();
-    assert_eq!((again.fetched, again.too_large), (0, 0));
+    // The one left on the server is said again, every run.
+    assert_eq!((again.fetched, again.too_large), (0, 1));
     assert_eq!(lab.far(), far_before);
     assert_eq!(lab.near(), near);
     // New mail only.
@@ -125,6 +126,43 @@ fn imap_keep_mode_survives_a_crash_at_any_step() {
         || imap_lab(""),
         |lab| fetch(lab, &options(lab, Mode::Keep)).map(|_| ()),
     );
+}
+
+#[test]
+fn nothing_is_stranded_below_what_was_fetched_or_left_as_too_large() {
+    // A size limit records the large message before anything is downloaded: a crash at any
+    // step after that must not leave the smaller ones below it behind.
+    let with_limit = |lab: &Lab| FetchOptions {
+        max_size: Some(2000),
+        ..options(lab, Mode::Keep)
+    };
+    crash_after_every_step(
+        || imap_lab(""),
+        |lab| fetch(lab, &with_limit(lab)).map(|_| ()),
+    );
+    // Raising the limit fetches what was left, once.
+    let lab = imap_lab("");
+    assert_eq!(fetch(&lab, &with_limit(&lab)).unwrap().fetched, 73);
+    let raised = fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    assert_eq!((raised.fetched, raised.too_large), (1, 0));
+    assert_eq!(count(&lab.near()), 74);
+    assert_eq!(fetch(&lab, &options(&lab, Mode::Keep)).unwrap().fetched, 0);
+}
+
+#[test]
+fn a_message_the_server_did_not_send_is_asked_for_again() {
+    let lab = imap_lab("");
+    lab.server.borrow_mut().withhold_once(&["INBOX"], 5);
+    let first = fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    assert_eq!(first.fetched, 73);
+    // New mail arrives meanwhile; the next run fetches both the new one and the one withheld.
+    lab.server
+        .borrow_mut()
+        .put("INBOX", &message("fi", 100), "");
+    let second = fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    assert_eq!(second.fetched, 2);
+    assert_eq!(lab.near()["INBOX"].len(), 71);
+    assert_eq!(fetch(&lab, &options(&lab, Mode::Keep)).unwrap().fetched, 0);
 }
 
 #[test]

@@ -116,6 +116,30 @@ impl FolderLedger<'_> {
             .map_err(self.state.sql())
     }
 
+    /// The UIDs state knows (fetched, skipped or paired) from `floor` on.
+    pub fn known_from(&self, floor: u32) -> Result<Vec<u32>> {
+        self.state.rows(
+            "SELECT uid FROM imap_messages WHERE folder_id = ?1 AND uid >= ?2",
+            params![self.id(), floor],
+            |r| r.get::<_, i64>(0).map(|u| u as u32),
+        )
+    }
+
+    /// Messages seen on the server but left there (too large): UID and size.
+    pub fn skipped(&self) -> Result<Vec<(u32, u64)>> {
+        self.state.rows(
+            "SELECT uid, size FROM imap_messages
+                 WHERE folder_id = ?1 AND local_name IS NULL AND uid IS NOT NULL ORDER BY uid",
+            params![self.id()],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u32,
+                    r.get::<_, Option<i64>>(1)?.unwrap_or(0) as u64,
+                ))
+            },
+        )
+    }
+
     /// The messages that are in the Maildir (delete mode removes them): UID and size.
     pub fn fetched(&self) -> Result<Vec<(u32, u64)>> {
         self.state.rows(

@@ -142,6 +142,10 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX pop3_pending ON pop3_messages(delivered) WHERE delivered = 0;
     CREATE INDEX imap_pending ON imap_messages(folder_id) WHERE delivered = 0;
     ",
+    // v4: messages left on the server (too large), which every fetch looks at again.
+    "
+    CREATE INDEX imap_skipped ON imap_messages(folder_id) WHERE local_name IS NULL;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -286,6 +290,8 @@ pub struct Summary {
     pub last_run: Option<(i64, String, Option<String>)>,
     /// The last successful run's finish time.
     pub last_success: Option<i64>,
+    /// IMAP messages seen but left on the server (too large).
+    pub left_on_server: u64,
 }
 
 /// A message about to be renamed into the Maildir (or, with no local name, left on the
@@ -568,9 +574,14 @@ impl State {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .map_err(self.sql())?;
-        let imap: i64 = self
+        let (imap, left): (i64, i64) = self
             .conn
-            .query_row("SELECT count(*) FROM imap_messages", [], |r| r.get(0))
+            .query_row(
+                "SELECT count(*), count(*) FILTER (WHERE local_name IS NULL AND uid IS NOT NULL)
+                     FROM imap_messages",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .map_err(self.sql())?;
         let last_run = self
             .conn
@@ -594,6 +605,7 @@ impl State {
             deleted: pop_deleted as u64,
             last_run,
             last_success,
+            left_on_server: left as u64,
         })
     }
 }

@@ -97,6 +97,8 @@ pub struct MemServer {
     /// Connections opened.
     pub connections: usize,
     failures: Vec<Failure>,
+    /// (mailbox, UID) whose body the next fetch of it leaves out, as a buggy server would.
+    withheld: Vec<(String, u32)>,
     next_validity: u32,
 }
 
@@ -114,6 +116,7 @@ impl MemServer {
             calls: Vec::new(),
             connections: 0,
             failures: Vec::new(),
+            withheld: Vec::new(),
             next_validity: 100,
         };
         server.create("INBOX");
@@ -207,6 +210,11 @@ impl MemServer {
                 (name.clone(), messages)
             })
             .collect()
+    }
+
+    /// Leaves message `uid` of a mailbox out of the next fetch that asks for it.
+    pub fn withhold_once(&mut self, mailbox: &[&str], uid: u32) {
+        self.withheld.push((mailbox.join("/"), uid));
     }
 
     /// Forgets the failures asked for.
@@ -486,7 +494,12 @@ impl Store for MemStore {
         let lasting = self.lasting();
         for n in pending.uids {
             let message = self.uid_of(n).and_then(|uid| {
-                let server = self.server.borrow();
+                let mut server = self.server.borrow_mut();
+                let key = (name.clone(), uid);
+                if let Some(i) = server.withheld.iter().position(|w| *w == key) {
+                    server.withheld.remove(i);
+                    return None;
+                }
                 let m = server.boxes.get(&name)?.messages.get(&uid)?.clone();
                 Some((uid, m))
             });

@@ -387,3 +387,58 @@ fn inbox_can_be_a_folder_of_its_own() {
     assert_same(local_messages(&maildir.join(".INBOX")), &inbox, ".INBOX");
     assert!(local_messages(&maildir).is_empty(), "nothing at the root");
 }
+
+#[test]
+fn a_size_limit_and_a_killed_first_run_leave_nothing_behind() {
+    // The too-large messages are recorded as left on the server before anything is
+    // downloaded; a first run killed after that must not strand the others below them, and
+    // a rerun with a larger limit fetches what was left, each message once.
+    let server = dovecot();
+    let user = server.user("imap-maxsize-kill");
+    let mut mail = corpus("mskill", 150);
+    let big = message("mskillbig", 0, 40_000);
+    mail.insert(149, big.clone());
+    server.put(&user, "", &mail);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&imap_account("acct", &user, "implicit", &maildir, ""));
+    let mut killed = env.command(&["fetch", "--max-size", "20k"]);
+    killed.env("MAILFERRY_FAILPOINT", "imap-after-rename:1");
+    assert_eq!(
+        killed.output().unwrap().status.code(),
+        None,
+        "should have crashed"
+    );
+    assert!(local_messages(&maildir).len() < 150);
+    let run = env.run(&["-v", "fetch", "--max-size", "20k"]);
+    run.expect(0);
+    assert!(
+        run.stdout
+            .contains("1 too large (over 20.0 KiB), left on the server"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(local_messages(&maildir).len(), 150);
+    // Said again on the next run, and in status.
+    let again = env.run(&["-v", "fetch", "--max-size", "20k"]);
+    assert!(
+        again.stdout.contains("no new mail, 1 too large"),
+        "{}",
+        again.stdout
+    );
+    let status = env.run(&["status", "acct"]);
+    assert!(
+        status.stdout.contains("1 left on the server (too large)"),
+        "{}",
+        status.stdout
+    );
+    let raised = env.run(&["-v", "fetch"]);
+    raised.expect(0);
+    assert!(
+        raised.stdout.contains("fetched 1 message"),
+        "{}",
+        raised.stdout
+    );
+    assert_same(local_messages(&maildir), &mail, "everything once");
+}
