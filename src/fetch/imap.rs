@@ -193,7 +193,6 @@ impl FolderJob<'_> {
             ..FolderPlan::default()
         };
         // A dry run after a UIDVALIDITY change has not re-matched: everything is new to it.
-        // A dry run after a UIDVALIDITY change has not re-matched: everything is new to it.
         let renumbered = ledger
             .folder
             .uidvalidity

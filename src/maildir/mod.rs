@@ -554,6 +554,31 @@ impl Folder {
         }
     }
 
+    /// Changes the flags of a message as it is now: `letters` gives the new flag letters
+    /// from the file's current ones (read again if a mail reader renamed it since `entry`
+    /// was listed). Nothing happens if it is gone. Not durable on its own: call
+    /// [`Folder::sync`] after a batch.
+    pub fn update_flags(&self, entry: &Entry, letters: impl Fn(&str) -> String) -> Result<()> {
+        for _ in 0..3 {
+            let Some(current) = self.current(entry)? else {
+                return Ok(());
+            };
+            let wanted = normalize_flags(&letters(current.flags()));
+            if wanted == current.flags() && current.sub == Sub::Cur {
+                return Ok(());
+            }
+            let file_name = format!("{}:2,{wanted}", entry.unique());
+            let target = self.path.join("cur").join(&file_name);
+            match fs::rename(current.path(self), &target) {
+                Ok(()) => return Ok(()),
+                // Renamed again meanwhile: read it once more.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_err("rename", &target)(e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Removes files in tmp/ older than `age` (the Maildir spec's 36 hours): leftovers of a
     /// delivery that crashed mid-write. Younger ones may belong to a delivery in progress.
     pub fn clean_tmp(&self, age: std::time::Duration) -> Result<usize> {

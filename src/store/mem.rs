@@ -85,8 +85,10 @@ struct Failure {
     retry: Retry,
 }
 
+/// What a test does when a call begins.
+type Hook = Box<dyn FnOnce()>;
+
 /// The server every connection shares.
-#[derive(Debug)]
 pub struct MemServer {
     /// Mailboxes by name (levels joined by '/').
     pub boxes: BTreeMap<String, MemBox>,
@@ -99,6 +101,8 @@ pub struct MemServer {
     failures: Vec<Failure>,
     /// (mailbox, UID) whose body the next fetch of it leaves out, as a buggy server would.
     withheld: Vec<(String, u32)>,
+    /// Run once at the next call of their kind: what others do meanwhile (a mail reader).
+    hooks: Vec<(&'static str, Hook)>,
     next_validity: u32,
 }
 
@@ -117,6 +121,7 @@ impl MemServer {
             connections: 0,
             failures: Vec::new(),
             withheld: Vec::new(),
+            hooks: Vec::new(),
             next_validity: 100,
         };
         server.create("INBOX");
@@ -217,6 +222,11 @@ impl MemServer {
         self.withheld.push((mailbox.join("/"), uid));
     }
 
+    /// Runs `hook` when the next call `op` begins (before the call does anything).
+    pub fn before(&mut self, op: &'static str, hook: impl FnOnce() + 'static) {
+        self.hooks.push((op, Box::new(hook)));
+    }
+
     /// Forgets the failures asked for.
     pub fn clear_failures(&mut self) {
         self.failures.clear();
@@ -267,6 +277,14 @@ impl MemStore {
     /// Counts a step, and fails it if the test asked for that.
     fn step(&mut self, op: &'static str) -> Result<()> {
         crate::failpoint::hit(&format!("mem-{op}"))?;
+        let hook = {
+            let mut server = self.server.borrow_mut();
+            let i = server.hooks.iter().position(|(o, _)| *o == op);
+            i.map(|i| server.hooks.remove(i).1)
+        };
+        if let Some(hook) = hook {
+            hook();
+        }
         let folder = self.open.as_ref().map(|(n, _)| n.clone());
         let mut server = self.server.borrow_mut();
         server.calls.push(match &folder {

@@ -159,10 +159,19 @@ impl Pass<'_, '_> {
         let mut touched = false;
         for a in actions {
             if let Action::NearFlags { local: name, flags } = a
-                && let Some(Near { entry, .. }) = self.near.get(name.as_str())
+                && let Some(Near {
+                    entry,
+                    flags: listed,
+                }) = self.near.get(name.as_str())
             {
-                let letters = self.keywords.letters(entry.flags(), flags);
-                self.local.set_flags(entry, &letters)?;
+                // The change is applied to the file as it is now: a flag a mail reader set
+                // or cleared since the listing is kept.
+                let (add, remove) = (flags.minus(listed), listed.minus(flags));
+                let keywords = &*self.keywords;
+                self.local.update_flags(entry, |current| {
+                    let now = keywords.flags(current).union(&add).minus(&remove);
+                    keywords.letters(current, &now)
+                })?;
                 touched = true;
                 self.outcome.near_flags += 1;
                 failpoint::hit("sync-after-near-flags")?;

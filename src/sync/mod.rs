@@ -11,7 +11,7 @@ pub mod plan;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::Context;
 use serde::Serialize;
@@ -353,7 +353,7 @@ impl FolderSync<'_> {
         let mut keywords = Keywords::load(local.path())?;
         let far = self.far(store, &known, &selected, &mut keywords).await?;
         let entries: Vec<Entry> = if local.exists() {
-            local.list()?
+            listing_confirmed(|| Ok(local.list()?), &known)?
         } else {
             Vec::new()
         };
@@ -473,6 +473,40 @@ impl FolderSync<'_> {
             ));
         }
     }
+}
+
+/// How often the Maildir is listed again to find messages a first listing missed.
+const RELISTS: usize = 3;
+
+/// The Maildir folder's messages, each that state knows but the listing does not have looked
+/// for again: a mail reader renaming files while the directory is read (new/ -> cur/, or a
+/// flag change) can hide one from a listing, and a message missing here would be taken as
+/// deleted. The folder is listed again until a listing finds none of the missing ones.
+fn listing_confirmed(
+    mut list: impl FnMut() -> anyhow::Result<Vec<Entry>>,
+    known: &[SyncedRecord],
+) -> anyhow::Result<Vec<Entry>> {
+    let mut entries = list()?;
+    for _ in 0..RELISTS {
+        let listed: HashSet<&str> = entries.iter().map(Entry::unique).collect();
+        let mut missing: HashSet<&str> = known
+            .iter()
+            .filter_map(|r| r.local_name.as_deref())
+            .filter(|name| !listed.contains(name))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        let found: Vec<Entry> = list()?
+            .into_iter()
+            .filter(|e| missing.remove(e.unique()))
+            .collect();
+        if found.is_empty() {
+            break;
+        }
+        entries.extend(found);
+    }
+    Ok(entries)
 }
 
 /// A pair's synced flags, read against the folder's keyword table (a keyword that has no

@@ -473,3 +473,57 @@ fn a_failure_of_any_scope_stops_the_run_and_a_rerun_completes_it() {
         }
     }
 }
+
+#[test]
+fn a_message_a_listing_missed_is_looked_for_again_not_taken_as_deleted() {
+    use crate::maildir::Sub;
+    let known: Vec<SyncedRecord> = ["a", "b", "c"]
+        .iter()
+        .enumerate()
+        .map(|(i, name)| SyncedRecord {
+            uid: i as u32 + 1,
+            local_name: Some((*name).into()),
+            flags: "".into(),
+        })
+        .collect();
+    let entry = |name: &str| Entry::parse(Sub::Cur, &format!("{name}:2,S"));
+    // The first listing misses "b" (renamed while the directory was read); the second has it.
+    let mut listings = vec![
+        vec![entry("a"), entry("b"), entry("c")],
+        vec![entry("a"), entry("c")],
+    ];
+    let entries = listing_confirmed(|| Ok(listings.pop().unwrap_or_default()), &known).unwrap();
+    let mut names: Vec<&str> = entries.iter().map(Entry::unique).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a", "b", "c"]);
+    // Really gone: looked for again, not found, not made up.
+    let mut listings = vec![vec![entry("a")], vec![entry("a")]];
+    let entries = listing_confirmed(|| Ok(listings.pop().unwrap_or_default()), &known).unwrap();
+    assert_eq!(entries.len(), 1);
+}
+
+#[test]
+fn a_flag_a_mail_reader_sets_during_the_sync_is_kept() {
+    let lab = seeded(Server::Full, "");
+    // Another device flags message 0; new mail makes the pass download first.
+    let uid = far_uid(&lab, "INBOX", &id(0)).unwrap();
+    lab.server.borrow_mut().set_flags("INBOX", uid, "F");
+    far_new(&lab);
+    // While the download runs (after the plan was made), a mail reader reads message 0.
+    let folder = lab.local(&[]);
+    let e = near_entry(&lab, &[], &id(0)).unwrap();
+    lab.server.borrow_mut().before("fetch_receive", move || {
+        folder.set_flags(&e, "S").unwrap();
+    });
+    sync(&lab).unwrap();
+    assert_eq!(
+        copies(&lab, &id(0)),
+        (vec!["FS".to_string()], vec!["F".to_string()])
+    );
+    // The reader's S reaches the server on the next pass.
+    sync(&lab).unwrap();
+    assert_eq!(
+        copies(&lab, &id(0)),
+        (vec!["FS".to_string()], vec!["FS".to_string()])
+    );
+}

@@ -683,3 +683,63 @@ fn pushing_without_uidplus_into_a_new_folder_pairs_every_upload() {
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
     assert_eq!(server.count(&user, "Drafts"), 3, "uploaded twice");
 }
+
+#[test]
+fn a_mail_reader_retagging_during_syncs_causes_no_deletion_and_no_reupload() {
+    // A reader (notmuch, mutt, mblaze) renames files while `sync` lists and works on the
+    // folder: new/ -> cur/, seen on and off. Nothing it renames may be taken as deleted here
+    // (expunged or marked \Deleted on the server) or uploaded again.
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-reader", "expunge = \"both\"");
+    let n = 3000;
+    server.put(&user, "", &corpus("rd", n));
+    env.run(&["sync"]).expect(0);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (stop, maildir) = (stop.clone(), maildir.clone());
+        std::thread::spawn(move || {
+            let mut renames = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                for sub in ["new", "cur"] {
+                    let Ok(dir) = fs::read_dir(maildir.join(sub)) else {
+                        continue;
+                    };
+                    for e in dir.flatten() {
+                        let name = e.file_name().to_string_lossy().into_owned();
+                        let unique = name.split(":2,").next().unwrap_or(&name).to_string();
+                        let flags = if name.ends_with(":2,S") { "" } else { "S" };
+                        let to = maildir.join("cur").join(format!("{unique}:2,{flags}"));
+                        if fs::rename(e.path(), to).is_ok() {
+                            renames += 1;
+                        }
+                    }
+                }
+            }
+            renames
+        })
+    };
+    for round in 0..20 {
+        let run = env.run(&["-v", "sync"]);
+        run.expect(0);
+        assert!(
+            !run.stdout.contains("uploaded") && !run.stdout.contains("expunged"),
+            "round {round}: {}",
+            run.stdout
+        );
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let renames = reader.join().unwrap();
+    assert!(renames > 1000, "the reader renamed only {renames} files");
+    assert_eq!(
+        server.count(&user, "INBOX"),
+        n,
+        "messages lost on the server"
+    );
+    let deleted = server.doveadm(&["search", "-u", &user.name, "mailbox", "INBOX", "DELETED"]);
+    assert_eq!(deleted.trim(), "", "marked \\Deleted on the server");
+    assert_eq!(local_messages(&maildir).len(), n);
+    // Once the reader stops, one more pass brings the server in line and then nothing is left.
+    env.run(&["sync"]).expect(0);
+    let last = env.run(&["-v", "sync"]);
+    assert!(last.stdout.contains("nothing to do"), "{}", last.stdout);
+}
