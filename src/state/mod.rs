@@ -142,9 +142,13 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX pop3_pending ON pop3_messages(delivered) WHERE delivered = 0;
     CREATE INDEX imap_pending ON imap_messages(folder_id) WHERE delivered = 0;
     ",
-    // v4: messages left on the server (too large), which every fetch looks at again.
+    // v4: messages left on the server (too large), which every fetch looks at again. The
+    // UIDNEXT older versions recorded after passes that were cut short (max_messages, a
+    // message the server did not send) is forgotten: a fetch lists from it as everything
+    // below was handled, so the first fetch after the upgrade lists each folder whole.
     "
     CREATE INDEX imap_skipped ON imap_messages(folder_id) WHERE local_name IS NULL;
+    UPDATE imap_folders SET uidnext = NULL;
     ",
 ];
 
@@ -798,6 +802,23 @@ mod tests {
         let (empty, _guard) = State::dry_run_copy(&dir.path().join("missing.sqlite")).unwrap();
         assert!(empty.pop3_known().unwrap().is_empty());
         assert!(!dir.path().join("missing.sqlite").exists());
+    }
+
+    #[test]
+    fn the_upgrade_to_v4_forgets_uidnext_recorded_by_older_versions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.sqlite");
+        let mut s = State::open(&path).unwrap();
+        let mut f = s.folder("INBOX", "").unwrap();
+        f.folder.uidnext = Some(50);
+        f.passed().unwrap();
+        // As a v3 database left it.
+        s.conn
+            .execute_batch("DROP INDEX imap_skipped; PRAGMA user_version = 3;")
+            .unwrap();
+        drop(s);
+        let mut s = State::open(&path).unwrap();
+        assert_eq!(s.folder("INBOX", "").unwrap().folder.uidnext, None);
     }
 
     #[test]

@@ -30,11 +30,6 @@ impl State {
 }
 
 impl Pop3Ledger<'_> {
-    /// What state knows (see [`State::pop3_known`]).
-    pub fn known(&self) -> Result<Pop3Known> {
-        self.state.pop3_known()
-    }
-
     /// Marks POP3 messages as deleted on the server (after the server confirmed it).
     pub fn mark_deleted(&mut self, ids: &[String]) -> Result<()> {
         let now = self.now;

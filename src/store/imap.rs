@@ -118,7 +118,7 @@ impl ImapStore {
             _ => Scope::Account,
         };
         if let ImapError::Local(local) = e {
-            return StoreError::local(local);
+            return StoreError::from_sink(local);
         }
         StoreError::new(scope, retry_of(&e), e)
     }
@@ -269,8 +269,6 @@ impl Store for ImapStore {
             } else {
                 Deletes::Never
             },
-            append_uid: uidplus,
-            resync: self.session.qresync,
             lasting_uids: true,
         }
     }
@@ -490,6 +488,13 @@ impl Store for ImapStore {
     }
 
     async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()> {
+        // Marked messages could only be removed with all others marked \Deleted.
+        if !self.session.client.has("UIDPLUS") {
+            return Err(self.missing(
+                Need::ExactDelete,
+                "mailferry needs to remove only the messages it chose",
+            ));
+        }
         let deleted = FlagSet::parse("T");
         self.set_flags(uids, Change::Add, &deleted).await
     }

@@ -59,8 +59,6 @@ impl Store for MaildirStore {
     fn caps(&self) -> Caps {
         Caps {
             deletes: Deletes::AtOnce,
-            append_uid: false,
-            resync: false,
             lasting_uids: false,
         }
     }
@@ -166,8 +164,8 @@ impl Store for MaildirStore {
             let Some(stored) = open.folder.read(entry).map_err(local)? else {
                 continue;
             };
-            sink.begin().map_err(StoreError::local)?;
-            sink.data(&stored.data).map_err(StoreError::local)?;
+            sink.begin().map_err(StoreError::from_sink)?;
+            sink.data(&stored.data).map_err(StoreError::from_sink)?;
             sink.end(Fetched {
                 uid,
                 size: Some(stored.data.len() as u64),
@@ -176,7 +174,7 @@ impl Store for MaildirStore {
                 message_id: None,
                 key: Some(stored.entry.unique().into()),
             })
-            .map_err(StoreError::local)?;
+            .map_err(StoreError::from_sink)?;
         }
         Ok(())
     }

@@ -94,6 +94,10 @@ pub struct MemServer {
     pub boxes: BTreeMap<String, MemBox>,
     /// What it offers.
     pub caps: Caps,
+    /// It reports changes since a mod-sequence (QRESYNC).
+    pub qresync: bool,
+    /// It answers appends with their UID (APPENDUID).
+    pub appenduid: bool,
     /// Calls made, as `op` or `op folder`.
     pub calls: Vec<String>,
     /// Connections opened.
@@ -113,10 +117,10 @@ impl MemServer {
             boxes: BTreeMap::new(),
             caps: Caps {
                 deletes: Deletes::Marked,
-                append_uid: true,
-                resync: true,
                 lasting_uids: true,
             },
+            qresync: true,
+            appenduid: true,
             calls: Vec::new(),
             connections: 0,
             failures: Vec::new(),
@@ -133,10 +137,10 @@ impl MemServer {
         let mut server = MemServer::imap();
         server.caps = Caps {
             deletes: Deletes::AtClose,
-            append_uid: false,
-            resync: false,
             lasting_uids: false,
         };
+        server.qresync = false;
+        server.appenduid = false;
         server
     }
 
@@ -406,7 +410,7 @@ impl Store for MemStore {
             ));
         };
         let changes = match since {
-            Some((v, m)) if server.caps.resync && v == b.uidvalidity => Some(Changes {
+            Some((v, m)) if server.qresync && v == b.uidvalidity => Some(Changes {
                 vanished: b
                     .vanished
                     .iter()
@@ -427,7 +431,7 @@ impl Store for MemStore {
             exists: b.messages.len() as u32,
             uidvalidity: if lasting { b.uidvalidity } else { 0 },
             uidnext: lasting.then_some(b.uidnext),
-            highestmodseq: server.caps.resync.then_some(b.modseq),
+            highestmodseq: server.qresync.then_some(b.modseq),
             changes,
         };
         let numbers = b.messages.keys().copied().collect();
@@ -522,10 +526,10 @@ impl Store for MemStore {
                 Some((uid, m))
             });
             let Some((uid, m)) = message else { continue };
-            sink.begin().map_err(StoreError::local)?;
+            sink.begin().map_err(StoreError::from_sink)?;
             // In pieces, as a network delivers them.
             for chunk in m.data.chunks(7) {
-                sink.data(chunk).map_err(StoreError::local)?;
+                sink.data(chunk).map_err(StoreError::from_sink)?;
             }
             sink.end(Fetched {
                 uid: n,
@@ -535,7 +539,7 @@ impl Store for MemStore {
                 message_id: crate::message::message_id(crate::message::header(&m.data)),
                 key: (!lasting).then(|| format!("uidl:{uid}").into()),
             })
-            .map_err(StoreError::local)?;
+            .map_err(StoreError::from_sink)?;
         }
         Ok(())
     }
@@ -549,7 +553,7 @@ impl Store for MemStore {
         for m in messages {
             self.step("append")?;
             let mut server = self.server.borrow_mut();
-            let answer = server.caps.append_uid;
+            let answer = server.appenduid;
             let Some(b) = server.boxes.get_mut(&mailbox.raw) else {
                 return Err(StoreError::new(
                     Scope::Folder(mailbox.name.clone()),

@@ -78,6 +78,19 @@ impl StoreError {
         }
     }
 
+    /// A failure a sink reported while messages streamed in: its own class where it is one
+    /// of the known errors (a local write, a protocol error noticed in what arrived, a crash
+    /// test), a bug of mailferry otherwise.
+    pub fn from_sink(error: anyhow::Error) -> StoreError {
+        let exit = sink_exit(&error);
+        StoreError {
+            scope: Scope::Account,
+            retry: Retry::Never,
+            exit,
+            error,
+        }
+    }
+
     /// The store lacks what the engine needs (worded by the store).
     pub fn missing(what: String) -> StoreError {
         StoreError {
@@ -107,11 +120,25 @@ impl StoreError {
             error: anyhow::Error::msg(what),
         }
     }
+}
 
-    /// The wrapped error.
-    pub fn error(&self) -> &anyhow::Error {
-        &self.error
+/// The exit code of a sink's error (see [`StoreError::from_sink`]).
+fn sink_exit(error: &anyhow::Error) -> Exit {
+    for cause in error.chain() {
+        if cause.is::<crate::maildir::MaildirError>()
+            || cause.is::<crate::state::StateError>()
+            || cause.is::<std::io::Error>()
+        {
+            return Exit::LocalIo;
+        }
+        if let Some(e) = cause.downcast_ref::<crate::imap::ImapError>() {
+            return e.exit();
+        }
+        if let Some(e) = cause.downcast_ref::<StoreError>() {
+            return e.exit;
+        }
     }
+    Exit::Software
 }
 
 impl fmt::Display for StoreError {
@@ -160,10 +187,6 @@ pub enum Deletes {
 pub struct Caps {
     /// How messages are removed.
     pub deletes: Deletes,
-    /// Appends are answered with the UID they got (UIDPLUS APPENDUID).
-    pub append_uid: bool,
-    /// Opening a mailbox with its last mod-sequence reports what changed since (QRESYNC).
-    pub resync: bool,
     /// Message numbers last across sessions (IMAP UIDs); without, messages are known by key.
     pub lasting_uids: bool,
 }
@@ -612,6 +635,20 @@ fn glob(pattern: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sink_error_keeps_its_class() {
+        let protocol = crate::imap::ImapError::Protocol("a FETCH body without its UID".into());
+        assert_eq!(
+            StoreError::from_sink(protocol.into()).exit(),
+            Exit::Protocol
+        );
+        let io = std::io::Error::other("disk full");
+        let local = anyhow::Error::new(io).context("writing tmp/");
+        assert_eq!(StoreError::from_sink(local).exit(), Exit::LocalIo);
+        let bug = anyhow::anyhow!("message data before its start");
+        assert_eq!(StoreError::from_sink(bug).exit(), Exit::Software);
+    }
 
     #[test]
     fn folder_patterns() {

@@ -78,7 +78,7 @@ fn error(scope: Scope, e: Pop3Error) -> StoreError {
 fn streamed(e: anyhow::Error) -> StoreError {
     match e.downcast::<Pop3Error>() {
         Ok(e) => error(Scope::Account, e),
-        Err(local) => StoreError::local(local),
+        Err(local) => StoreError::from_sink(local),
     }
 }
 
@@ -183,8 +183,6 @@ impl Store for Pop3Store {
     fn caps(&self) -> Caps {
         Caps {
             deletes: Deletes::AtClose,
-            append_uid: false,
-            resync: false,
             lasting_uids: false,
         }
     }

@@ -25,10 +25,10 @@ fn server(kind: Server) -> MemServer {
     let mut s = MemServer::imap();
     match kind {
         Server::Full => {}
-        Server::NoQresync => s.caps.resync = false,
+        Server::NoQresync => s.qresync = false,
         Server::Bare => {
-            s.caps.resync = false;
-            s.caps.append_uid = false;
+            s.qresync = false;
+            s.appenduid = false;
             s.caps.deletes = Deletes::Never;
         }
     }
