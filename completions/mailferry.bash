@@ -665,12 +665,16 @@ _mailferry() {
             return 0
             ;;
         mailferry__subcmd__sync)
-            opts="-n -c -q -v -j -h --pull --push --dry-run --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
+            opts="-n -c -q -v -j -h --pull --push --dry-run --allow-empty --config --quiet --verbose --json --jobs --wait-lock --log-file --state-dir --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --allow-empty)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --config)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -68,6 +68,7 @@ complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s q -l quiet
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s v -l verbose -d 'Say more: -v prints the summary lines even off a terminal, and on standard error the connection and plan of each account; -vv adds a protocol trace (credentials never shown)'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -l json -d 'Print the summary as JSON on standard output'
 complete -c mailferry -n "__fish_mailferry_using_subcommand fetch" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l allow-empty -d 'Take the emptied side of this folder as messages deleted on purpose (repeatable)' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s c -l config -d 'Configuration file [default: $XDG_CONFIG_HOME/mailferry/config.toml]' -r -F
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -s j -l jobs -d 'Accounts fetched at once [default: 4]' -r
 complete -c mailferry -n "__fish_mailferry_using_subcommand sync" -l wait-lock -d 'When another run holds an account, wait for it up to DURATION ("30s", "10m") instead of exiting with code 80' -r

@@ -59,7 +59,7 @@ Exit codes:
   0   success, including \"no new mail\"
   1   migrate --verify found messages missing or different on the target
   64  bad command line
-  65  a safety check stopped the run: a folder emptied while state knows its messages
+  65  a safety check stopped the run: a folder emptied while state knows many of its messages
   69  feature not available (the server lacks what it needs)
   70  internal error (a bug: please report it)
   74  local I/O error (disk full, read-only Maildir, state database)
@@ -285,6 +285,9 @@ pub struct SyncArgs {
     /// Show what would change; change nothing anywhere
     #[arg(short = 'n', long)]
     pub dry_run: bool,
+    /// Take the emptied side of this folder as messages deleted on purpose (repeatable)
+    #[arg(long, value_name = "FOLDER")]
+    pub allow_empty: Vec<String>,
 }
 
 /// `mailferry migrate`.

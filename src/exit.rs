@@ -48,7 +48,7 @@ impl Exit {
         (Exit::Usage, "bad command line"),
         (
             Exit::Refused,
-            "a safety check stopped the run: a folder emptied while state knows its messages",
+            "a safety check stopped the run: a folder emptied while state knows many of its messages",
         ),
         (
             Exit::Unavailable,

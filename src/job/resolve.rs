@@ -286,6 +286,7 @@ impl Setup {
         let opts = SyncOptions {
             direction,
             dry_run: args.dry_run,
+            allow_empty: args.allow_empty.clone(),
         };
         let mut jobs = Vec::new();
         for name in names {

@@ -31,8 +31,13 @@ use plan::{Action, Pair, Policy};
 
 /// A safety stop: planning was refused for a folder.
 #[derive(Debug, thiserror::Error)]
-#[error("folder {folder}: {refusal}")]
+#[error(
+    "folder {folder}: {refusal}. If they were deleted on purpose, run `mailferry sync {channel} \
+     --allow-empty {folder}` once: the deletions are then carried out as the channel's expunge \
+     setting says. If not, restore the folder"
+)]
 pub struct Refused {
+    channel: String,
     folder: String,
     refusal: plan::Refusal,
 }
@@ -50,6 +55,8 @@ pub struct SyncOptions {
     pub direction: Option<SyncDirection>,
     /// Change nothing anywhere.
     pub dry_run: bool,
+    /// Folders whose emptied side is taken as deleted messages (`--allow-empty`).
+    pub allow_empty: Vec<String>,
 }
 
 /// What a dry run would do in one folder.
@@ -159,6 +166,7 @@ fn policy(channel: &Channel, opts: &SyncOptions) -> Policy {
         push: direction != SyncDirection::Pull,
         expunge_far: matches!(channel.expunge, Sides::Far | Sides::Both),
         expunge_near: matches!(channel.expunge, Sides::Near | Sides::Both),
+        allow_empty: false,
     }
 }
 
@@ -200,7 +208,11 @@ pub async fn run<C: Connect>(
         async |(store, state): &mut (C::Store, State), mailbox: Mailbox| {
             let job = FolderSync {
                 account,
-                policy,
+                channel: &channel.name,
+                policy: Policy {
+                    allow_empty: opts.allow_empty.contains(&mailbox.name),
+                    ..policy
+                },
                 dry_run: opts.dry_run,
                 out,
                 mailbox: &mailbox,
@@ -312,6 +324,7 @@ impl AsRef<FlagSet> for Near<'_> {
 /// One folder's pass.
 struct FolderSync<'a> {
     account: &'a Account,
+    channel: &'a str,
     policy: Policy,
     dry_run: bool,
     out: &'a Output,
@@ -448,7 +461,7 @@ impl FolderSync<'_> {
         far: &BTreeMap<u32, FlagSet>,
         near: &HashMap<&str, Near<'_>>,
         keywords: &Keywords,
-    ) -> Result<Vec<Action>, Refused> {
+    ) -> anyhow::Result<Vec<Action>> {
         let pairs: Vec<Pair> = known
             .iter()
             .map(|r| Pair {
@@ -457,10 +470,54 @@ impl FolderSync<'_> {
                 base: Some(synced_flags(r, keywords)),
             })
             .collect();
-        plan::plan(&pairs, far, near, self.policy).map_err(|refusal| Refused {
+        let refused = |refusal| Refused {
+            channel: self.channel.to_string(),
             folder: sanitize(&self.mailbox.name, 100),
             refusal,
-        })
+        };
+        match plan::plan(&pairs, far, near, self.policy) {
+            // Emptied here, but every message turns up in another folder: moved by a mail
+            // reader, so the deletions here are explained.
+            Err(plan::Refusal::NearEmpty(_)) if self.moved_elsewhere(&pairs)? => {
+                let policy = Policy {
+                    allow_empty: true,
+                    ..self.policy
+                };
+                Ok(plan::plan(&pairs, far, near, policy).map_err(refused)?)
+            }
+            result => Ok(result.map_err(refused)?),
+        }
+    }
+
+    /// Whether every local message state knows in this folder is in another folder of the
+    /// Maildir now (a file keeps its unique name when a reader moves it).
+    fn moved_elsewhere(&self, pairs: &[Pair]) -> anyhow::Result<bool> {
+        let mut missing: HashSet<&str> = pairs.iter().filter_map(|p| p.local).collect();
+        let this = self.maildir.folder_path(
+            &self
+                .mailbox
+                .components
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        )?;
+        let mut folders = self.maildir.list_folders()?;
+        folders.push(vec!["INBOX".to_string()]);
+        for components in folders {
+            let levels: Vec<&str> = components.iter().map(String::as_str).collect();
+            let path = self.maildir.folder_path(&levels)?;
+            let folder = Folder::at(path.clone());
+            if path == this || !folder.exists() {
+                continue;
+            }
+            for e in folder.list()? {
+                missing.remove(e.unique());
+            }
+            if missing.is_empty() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     /// The dry-run lines of a plan.

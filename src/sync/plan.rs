@@ -45,7 +45,15 @@ pub struct Policy {
     pub expunge_far: bool,
     /// Messages deleted on the server may be removed from the Maildir.
     pub expunge_near: bool,
+    /// A side emptied while state knows more than [`FEW`] messages there is taken as that
+    /// many deletions (the user said so, or they are explained by moves).
+    pub allow_empty: bool,
 }
+
+/// At most this many messages known on a side that is now empty are taken as deleted without
+/// asking (the last draft, inbox zero); more look like a folder that vanished or was emptied
+/// wholesale, and are refused.
+pub const FEW: usize = 3;
 
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
@@ -112,13 +120,13 @@ pub enum Refusal {
     /// The Maildir folder is empty.
     #[error(
         "the Maildir folder is empty but state knows {0} messages in it; refusing to take that as \
-         {0} deletions (restore the folder, or remove the account's state to start over)"
+         {0} deletions"
     )]
     NearEmpty(usize),
     /// The server folder is empty.
     #[error(
         "the server folder is empty but state knows {0} messages in it; refusing to take that as \
-         {0} deletions (if that is right, remove the account's state to start over)"
+         {0} deletions"
     )]
     FarEmpty(usize),
 }
@@ -140,10 +148,13 @@ pub fn plan<F: AsRef<FlagSet>, N: AsRef<FlagSet>>(
 ) -> Result<Vec<Action>, Refusal> {
     let known_near = pairs.iter().filter(|p| p.local.is_some()).count();
     let known_far = pairs.len();
-    if near.is_empty() && known_near > 0 {
+    // Both sides empty: nothing is left to delete anywhere, the pairs are only forgotten.
+    let refuse =
+        |known: usize| known > FEW && !policy.allow_empty && !(near.is_empty() && far.is_empty());
+    if near.is_empty() && refuse(known_near) {
         return Err(Refusal::NearEmpty(known_near));
     }
-    if far.is_empty() && known_far > 0 {
+    if far.is_empty() && refuse(known_far) {
         return Err(Refusal::FarEmpty(known_far));
     }
     let mut actions = Vec::new();
@@ -298,6 +309,7 @@ mod tests {
         push: true,
         expunge_far: false,
         expunge_near: false,
+        allow_empty: false,
     };
     const BOTH_EXPUNGE: Policy = Policy {
         expunge_far: true,
@@ -605,17 +617,47 @@ mod tests {
     }
 
     #[test]
-    fn an_empty_side_is_refused_not_taken_as_deletions() {
-        let pairs = vec![pair(1, "m1", ""), pair(2, "m2", "")];
-        let f = far(&[(1, ""), (2, "")]);
+    fn an_emptied_side_is_refused_unless_few_both_or_allowed() {
+        let uids: Vec<u32> = (1..=FEW as u32 + 1).collect();
+        let names: Vec<String> = uids.iter().map(|u| format!("m{u}")).collect();
+        let pairs: Vec<Pair> = uids
+            .iter()
+            .zip(&names)
+            .map(|(&u, n)| pair(u, n, ""))
+            .collect();
+        let all_far: Vec<(u32, &str)> = uids.iter().map(|&u| (u, "")).collect();
+        let all_near: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "")).collect();
+        let many = FEW + 1;
         assert_eq!(
-            plan(&pairs, &f, &near(&[]), BOTH_EXPUNGE),
-            Err(Refusal::NearEmpty(2))
+            plan(&pairs, &far(&all_far), &near(&[]), BOTH_EXPUNGE),
+            Err(Refusal::NearEmpty(many))
         );
-        let n = near(&[("m1", ""), ("m2", "")]);
         assert_eq!(
-            plan(&pairs, &far(&[]), &n, BOTH_EXPUNGE),
-            Err(Refusal::FarEmpty(2))
+            plan(&pairs, &far(&[]), &near(&all_near), BOTH_EXPUNGE),
+            Err(Refusal::FarEmpty(many))
+        );
+        // Said to be right: carried out as the policy says.
+        let allowed = Policy {
+            allow_empty: true,
+            ..BOTH_EXPUNGE
+        };
+        let actions = plan(&pairs, &far(&all_far), &near(&[]), allowed).unwrap();
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| matches!(a, Action::ExpungeFar { .. }))
+                .count(),
+            many
+        );
+        // A few (the last draft, inbox zero) need no word.
+        let few = &pairs[..FEW];
+        let actions = plan(few, &far(&all_far[..FEW]), &near(&[]), BOTH_EXPUNGE).unwrap();
+        assert_eq!(actions.len(), 2 * FEW, "{actions:?}");
+        // Both sides empty: only forgotten.
+        let actions = plan(&pairs, &far(&[]), &near(&[]), BOTH_EXPUNGE).unwrap();
+        assert!(
+            actions.iter().all(|a| matches!(a, Action::Forget { .. })),
+            "{actions:?}"
         );
         // Empty and unknown to state is simply empty.
         assert_eq!(plan(&[], &far(&[]), &near(&[]), BOTH_EXPUNGE), Ok(vec![]));
@@ -630,7 +672,7 @@ mod tests {
             pull: bool, push: bool, xf: bool, xn: bool,
         ) {
             let letters = |mask: u8| -> String { crate::flags::SYSTEM.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, (_, c))| *c).collect() };
-            let policy = Policy { pull, push, expunge_far: xf, expunge_near: xn };
+            let policy = Policy { pull, push, expunge_far: xf, expunge_near: xn, allow_empty: false };
             let locals: Vec<String> = (1..=states.len()).map(|uid| format!("m{uid}")).collect();
             let bases: Vec<String> = states.iter().map(|s| letters(s.1)).collect();
             let fars: Vec<String> = states.iter().map(|s| letters(s.2)).collect();

@@ -43,6 +43,7 @@ fn sync_with(lab: &Lab, direction: Option<SyncDirection>) -> anyhow::Result<Sync
     let opts = SyncOptions {
         direction,
         dry_run: false,
+        allow_empty: Vec::new(),
     };
     let channel = lab.channel.as_ref().expect("a channel");
     block_on(async {
@@ -272,6 +273,65 @@ fn an_emptied_side_is_refused_and_nothing_is_deleted() {
 }
 
 #[test]
+fn an_emptied_folder_goes_through_when_few_moved_or_allowed() {
+    // Inbox zero: the last messages deleted in a reader.
+    let lab = Lab::new(server(Server::Full), "", "expunge = \"both\"");
+    for i in 0..2 {
+        lab.server.borrow_mut().put("INBOX", &message("ez", i), "");
+    }
+    sync(&lab).unwrap();
+    let f = lab.local(&[]);
+    for e in f.list().unwrap() {
+        f.remove(&e).unwrap();
+    }
+    let done = sync(&lab).unwrap();
+    assert_eq!(done.far_deleted, 2);
+    // Both sides empty from then on: nothing to refuse.
+    assert_eq!(sync(&lab).unwrap().line(), "lab: in sync, nothing to do");
+
+    // Five moved by a reader into another synced folder: explained, not refused.
+    let lab = seeded(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
+    let from = lab.local(&[]);
+    let to = lab.local(&["Archive"]);
+    for e in from.list().unwrap() {
+        std::fs::rename(e.path(&from), e.path(&to)).unwrap();
+    }
+    let done = sync(&lab).unwrap();
+    assert_eq!((done.far_deleted, done.uploaded), (5, 5));
+    assert_eq!(lab.far()["Archive"].len(), 5);
+    assert!(lab.far()["INBOX"].is_empty());
+
+    // Five deleted: refused, with the way out; given it, carried out.
+    let lab = seeded(Server::Full, "expunge = \"both\"");
+    let f = lab.local(&[]);
+    for e in f.list().unwrap() {
+        f.remove(&e).unwrap();
+    }
+    let e = sync(&lab).unwrap_err();
+    assert!(format!("{e:#}").contains("--allow-empty INBOX"), "{e:#}");
+    let opts = SyncOptions {
+        direction: None,
+        dry_run: false,
+        allow_empty: vec!["INBOX".into()],
+    };
+    let done = block_on(async {
+        let mut state = State::open(&lab.state_path())?;
+        run(
+            &lab.connect(),
+            lab.channel.as_ref().unwrap(),
+            &lab.account,
+            &opts,
+            &mut state,
+            &quiet(),
+        )
+        .await
+    })
+    .unwrap();
+    assert_eq!(done.far_deleted, 5);
+    assert!(lab.far()["INBOX"].is_empty());
+}
+
+#[test]
 fn a_dry_run_plans_and_changes_nothing() {
     let lab = seeded(Server::Full, "expunge = \"both\"");
     far_new(&lab);
@@ -281,6 +341,7 @@ fn a_dry_run_plans_and_changes_nothing() {
     let opts = SyncOptions {
         direction: None,
         dry_run: true,
+        allow_empty: Vec::new(),
     };
     let outcome = block_on(async {
         let (mut copy, _dir) = State::dry_run_copy(&lab.state_path())?;

@@ -743,3 +743,42 @@ fn a_mail_reader_retagging_during_syncs_causes_no_deletion_and_no_reupload() {
     let last = env.run(&["-v", "sync"]);
     assert!(last.stdout.contains("nothing to do"), "{}", last.stdout);
 }
+
+#[test]
+fn emptying_a_folder_in_a_reader_syncs_and_a_wholesale_emptying_says_what_to_do() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-emptied", "expunge = \"both\"");
+    server.put(&user, "Drafts", &corpus("edraft", 1));
+    server.put(&user, "", &corpus("einbox", 5));
+    env.run(&["sync"]).expect(0);
+    // The last draft, deleted in a reader: an ordinary deletion.
+    let drafts = maildir.join(".Drafts");
+    for e in fs::read_dir(drafts.join("cur")).unwrap().flatten() {
+        fs::remove_file(e.path()).unwrap();
+    }
+    for e in fs::read_dir(drafts.join("new")).unwrap().flatten() {
+        fs::remove_file(e.path()).unwrap();
+    }
+    env.run(&["sync"]).expect(0);
+    assert_eq!(server.count(&user, "Drafts"), 0);
+    env.run(&["sync"]).expect(0);
+    // Five at once: refused with the way out, which works.
+    for f in ["new", "cur"] {
+        for e in fs::read_dir(maildir.join(f)).unwrap().flatten() {
+            fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let refused = env.run(&["sync"]);
+    refused.expect(65);
+    assert!(
+        refused
+            .stderr
+            .contains("mailferry sync ch --allow-empty INBOX"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(server.count(&user, "INBOX"), 5);
+    env.run(&["sync", "--allow-empty", "INBOX"]).expect(0);
+    assert_eq!(server.count(&user, "INBOX"), 0);
+    env.run(&["sync"]).expect(0);
+}
