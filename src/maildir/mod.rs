@@ -579,8 +579,9 @@ impl Folder {
         Ok(())
     }
 
-    /// Removes files in tmp/ older than `age` (the Maildir spec's 36 hours): leftovers of a
-    /// delivery that crashed mid-write. Younger ones may belong to a delivery in progress.
+    /// Removes files in tmp/ older than `age` (the Maildir spec's 36 hours) by both their
+    /// modification and their change time: leftovers of a delivery that crashed mid-write.
+    /// Younger ones may belong to a delivery in progress, this program's or another's.
     pub fn clean_tmp(&self, age: std::time::Duration) -> Result<usize> {
         let dir = self.path.join("tmp");
         let mut removed = 0;
@@ -589,10 +590,14 @@ impl Folder {
         };
         for entry in fs::read_dir(&dir).map_err(io_err("read directory", &dir))? {
             let entry = entry.map_err(io_err("read directory", &dir))?;
-            let old = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .is_ok_and(|t| t < limit);
+            // Old by both times: a delivery in flight (this run's or another writer's) may
+            // already have given its file the message's date as its modification time, which
+            // changes the inode's change time to now.
+            let old = entry.metadata().is_ok_and(|m| {
+                use std::os::unix::fs::MetadataExt;
+                let changed = UNIX_EPOCH + std::time::Duration::from_secs(m.ctime().max(0) as u64);
+                m.modified().is_ok_and(|t| t < limit) && changed < limit
+            });
             if old && fs::remove_file(entry.path()).is_ok() {
                 removed += 1;
             }
@@ -932,21 +937,28 @@ mod tests {
         let inbox = Maildir::new(dir.path(), Layout::Fs)
             .open_folder(&[])
             .unwrap();
-        let old = dir.path().join("tmp/old");
-        fs::write(&old, "x").unwrap();
         let two_days = SystemTime::now() - std::time::Duration::from_secs(48 * 3600);
-        File::options()
-            .write(true)
-            .open(&old)
-            .unwrap()
-            .set_modified(two_days)
-            .unwrap();
+        let dated = |name: &str| {
+            let path = dir.path().join("tmp").join(name);
+            fs::write(&path, "x").unwrap();
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(two_days)
+                .unwrap();
+            path
+        };
+        let old = dated("old");
+        // Ages measured in a second here, not 36 hours: the change time cannot be set back.
+        std::thread::sleep(std::time::Duration::from_millis(1100));
         fs::write(dir.path().join("tmp/young"), "x").unwrap();
-        let removed = inbox
-            .clean_tmp(std::time::Duration::from_secs(36 * 3600))
-            .unwrap();
+        // Another writer's delivery in flight, already given the message's old date.
+        let in_flight = dated("in-flight");
+        let removed = inbox.clean_tmp(std::time::Duration::from_secs(1)).unwrap();
         assert_eq!(removed, 1);
         assert!(!old.exists() && dir.path().join("tmp/young").exists());
+        assert!(in_flight.exists(), "a delivery in flight was removed");
     }
 
     #[test]

@@ -442,3 +442,45 @@ fn a_size_limit_and_a_killed_first_run_leave_nothing_behind() {
     );
     assert_same(local_messages(&maildir), &mail, "everything once");
 }
+
+#[test]
+fn a_pop3_and_an_imap_account_can_share_one_maildir() {
+    // Each POP3 run clears stale tmp/ files; the IMAP run's files in flight already carry
+    // their messages' old dates, and must not count as stale.
+    let server = dovecot();
+    let imap_user = server.user("shared-md-imap");
+    let pop_user = server.user("shared-md-pop");
+    let imap_mail = corpus("shimap", 400);
+    server.put(&imap_user, "", &imap_mail);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&format!(
+        "{}{}",
+        imap_account("im", &imap_user, "implicit", &maildir, ""),
+        crate::support::pop3_account("po", &pop_user, "implicit", &maildir, "")
+    ));
+    let mut imap = env.command(&["fetch", "im"]).spawn().unwrap();
+    let mut pop_mail = Vec::new();
+    let mut i = 0;
+    let status = loop {
+        if let Some(status) = imap.try_wait().unwrap() {
+            break status;
+        }
+        let m = message("shpop", i, 500);
+        server.put(&pop_user, "", std::slice::from_ref(&m));
+        pop_mail.push(m);
+        env.run(&["fetch", "po"]).expect(0);
+        i += 1;
+    };
+    assert!(status.success(), "the IMAP fetch failed: {status:?}");
+    env.run(&["fetch"]).expect(0);
+    let mut all = imap_mail.clone();
+    all.extend(pop_mail.clone());
+    assert_same(
+        local_messages(&maildir),
+        &all,
+        "both accounts, each message once",
+    );
+    assert!(!pop_mail.is_empty());
+}
