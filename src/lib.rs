@@ -16,6 +16,7 @@
 //! - `deliver`: the durable delivery loop (tmp -> record -> commit -> settle; recovery).
 //! - `upload`: the durable upload loop (intent -> append -> pair or find again).
 //! - `reconcile`: re-matching after a UIDVALIDITY change; exact removal with its record.
+//! - `adopt`: pairing what both sides hold already when state knows nothing of a folder.
 //!
 //! Stores and local storage: the only I/O with mail.
 //! - `store`: the `Store` trait and its implementations (IMAP, POP3, a Maildir source, and an
@@ -38,6 +39,7 @@
 //!   in-process crash matrix.
 
 pub mod adhoc;
+pub mod adopt;
 pub mod cli;
 pub mod config;
 pub mod credentials;

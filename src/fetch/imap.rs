@@ -12,6 +12,7 @@ use std::collections::HashSet;
 use anyhow::Context;
 
 use super::{FetchOptions, FolderPlan, Outcome, Planned};
+use crate::adopt::adopt;
 use crate::config::{Account, Mode};
 use crate::deliver::{self, Download};
 use crate::join;
@@ -156,6 +157,7 @@ impl FolderJob<'_> {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         let mut ledger = state.folder(&self.mailbox.name, &local_path)?;
+        let mut paired = 0;
         if let Some(local) = &local {
             deliver::recover(&mut ledger, local)?;
             // After a UIDVALIDITY change, known messages get their new UIDs by Message-ID
@@ -164,9 +166,19 @@ impl FolderJob<'_> {
                 let who = (self.account.name.as_str(), self.mailbox.name.as_str());
                 reconcile::rematch(store, &mut ledger, selected.uidvalidity, self.out, who).await?;
             }
+            // State knows nothing of the folder but the Maildir has mail: what is there
+            // already is paired, not fetched again (in delete mode only by content, since
+            // a pair allows the deletion on the server).
+            if ledger.folder.uidvalidity.is_none() && ledger.highest_uid()? == 0 {
+                let by_content = self.opts.mode == Mode::Delete;
+                paired = adopt(store, &mut ledger, local, by_content).await?;
+            }
         }
         let plan = self.plan(store, &ledger, &selected).await?;
-        let mut outcome = Outcome::default();
+        let mut outcome = Outcome {
+            paired,
+            ..Outcome::default()
+        };
         match local {
             None => {
                 self.show(&plan);

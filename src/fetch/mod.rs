@@ -95,6 +95,8 @@ pub struct Outcome {
     pub bytes: u64,
     /// Messages deleted on the server (confirmed).
     pub deleted: u64,
+    /// Messages found in the Maildir already (state knew nothing of them) and not fetched.
+    pub paired: u64,
     /// New messages over max_size, left on the server.
     pub too_large: u64,
     /// New messages left for a later run by max_messages.
@@ -115,6 +117,7 @@ impl Outcome {
         self.fetched += other.fetched;
         self.bytes += other.bytes;
         self.deleted += other.deleted;
+        self.paired += other.paired;
         self.too_large += other.too_large;
         self.deferred += other.deferred;
         self.plan.extend(other.plan.iter().cloned());
@@ -149,6 +152,9 @@ impl Summary for Outcome {
             if o.deleted > 0 || o.dry_run {
                 parts.push(format!("{del} {} on the server", o.deleted));
             }
+        }
+        if o.paired > 0 {
+            parts.push(format!("{} already in the Maildir, paired", o.paired));
         }
         if o.too_large > 0 {
             let over = o

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 
 use super::plan::{self, Plan, Policy};
 use super::{FetchOptions, FolderPlan, Outcome, Planned};
+use crate::adopt::adopt;
 use crate::config::{Account, Mode};
 use crate::date::now;
 use crate::deliver::{self, Download};
@@ -121,7 +122,15 @@ impl Job<'_> {
             ))
             .into());
         }
-        let known = state.pop3_known()?;
+        let mut known = state.pop3_known()?;
+        // State knows nothing but the Maildir has mail (lost state, a restored Maildir): what
+        // is there already is paired, not fetched again (in delete mode only by content).
+        if known.is_empty() && !inbox.list()?.is_empty() {
+            let by_content = self.opts.mode == Mode::Delete;
+            let mut ledger = state.pop3(now());
+            outcome.paired += adopt(&mut store, &mut ledger, inbox, by_content).await?;
+            known = state.pop3_known()?;
+        }
         let policy = Policy {
             max_messages: self
                 .policy

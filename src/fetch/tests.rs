@@ -287,3 +287,64 @@ fn pop3_keep_mode_removes_what_delete_after_allows() {
     assert_eq!(count(&lab.far()), 0);
     assert_eq!(lab.near()["INBOX"].len(), 8);
 }
+
+#[test]
+fn lost_state_fetches_nothing_twice() {
+    let lab = imap_lab("");
+    // One message without a Message-ID: paired by its content.
+    lab.server
+        .borrow_mut()
+        .put("Work", b"From: x@example.org\nSubject: no id\n\nbody\n", "");
+    fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    let near = lab.near();
+    std::fs::remove_file(lab.state_path()).unwrap();
+    let again = fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    assert_eq!((again.fetched, again.paired), (0, 75));
+    assert_eq!(lab.near(), near);
+    assert!(
+        again.line().contains("75 already in the Maildir, paired"),
+        "{}",
+        again.line()
+    );
+    assert_eq!(fetch(&lab, &options(&lab, Mode::Keep)).unwrap().fetched, 0);
+    // Delete mode after lost state: paired by content, then removed from the server.
+    std::fs::remove_file(lab.state_path()).unwrap();
+    let deleting = fetch(&lab, &options(&lab, Mode::Delete)).unwrap();
+    assert_eq!((deleting.fetched, deleting.deleted), (0, 75));
+    assert_eq!(count(&lab.far()), 0);
+    assert_eq!(lab.near(), near);
+}
+
+#[test]
+fn delete_mode_after_lost_state_keeps_what_differs_from_the_local_copy() {
+    // The same Message-ID and size, other bytes: not the same message; fetched, not deleted
+    // because of the pair.
+    let lab = imap_lab("");
+    fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    std::fs::remove_file(lab.state_path()).unwrap();
+    let f = lab.local(&["Work"]);
+    let e = f.list().unwrap().into_iter().next().unwrap();
+    let path = e.path(&f);
+    let mut data = std::fs::read(&path).unwrap();
+    let last = data.len() - 2;
+    data[last] ^= 1;
+    std::fs::write(&path, data).unwrap();
+    let done = fetch(&lab, &options(&lab, Mode::Delete)).unwrap();
+    assert_eq!((done.fetched, done.deleted), (1, 74));
+    assert_eq!(lab.near()["Work"].len(), 5);
+}
+
+#[test]
+fn pop3_lost_state_fetches_nothing_twice() {
+    let lab = pop3_lab();
+    fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    std::fs::remove_file(lab.state_path()).unwrap();
+    let again = fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    assert_eq!((again.fetched, again.paired), (0, 8));
+    assert_eq!(fetch(&lab, &options(&lab, Mode::Keep)).unwrap().fetched, 0);
+    std::fs::remove_file(lab.state_path()).unwrap();
+    let deleting = fetch(&lab, &options(&lab, Mode::Delete)).unwrap();
+    assert_eq!((deleting.fetched, deleting.deleted), (0, 8));
+    assert_eq!(lab.near()["INBOX"].len(), 8);
+    assert_eq!(count(&lab.far()), 0);
+}

@@ -231,22 +231,36 @@ impl Store for Pop3Store {
     async fn list(
         &mut self,
         uids: Uids<'_>,
-        _items: Items,
+        items: Items,
         each: &mut dyn FnMut(Listed),
     ) -> Result<()> {
-        for e in &self.listing {
-            let wanted = match uids {
+        let wanted: Vec<Entry> = self
+            .listing
+            .iter()
+            .filter(|e| match uids {
                 Uids::From(n) => e.msg >= n,
                 Uids::Set(set) => set.contains(&e.msg),
+            })
+            .cloned()
+            .collect();
+        for e in wanted {
+            // A Message-ID costs a TOP per message: only when asked for (pairing what a
+            // Maildir holds already), and none where the server has no TOP.
+            let message_id = match items.message_id {
+                true => match self.session.client.top_header(e.msg).await {
+                    Ok(header) => crate::message::message_id(&header),
+                    Err(Pop3Error::Refused { .. }) => None,
+                    Err(other) => return Err(error(Scope::Account, other)),
+                },
+                false => None,
             };
-            if wanted {
-                each(Listed {
-                    uid: e.msg,
-                    size: e.size,
-                    key: e.key.clone(),
-                    ..Listed::default()
-                });
-            }
+            each(Listed {
+                uid: e.msg,
+                size: e.size,
+                key: e.key,
+                message_id,
+                ..Listed::default()
+            });
         }
         Ok(())
     }

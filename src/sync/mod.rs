@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::adopt::adopt;
 use crate::config::{Account, Channel, Sides, SyncDirection};
 use crate::exit::{Classify, Exit};
 use crate::flags::FlagSet;
@@ -87,6 +88,8 @@ pub struct SyncOutcome {
     pub near_deleted: u64,
     /// Folders created (either side).
     pub folders_created: u64,
+    /// Messages both sides held already (state knew nothing of them), paired, not copied.
+    pub paired: u64,
     /// Nothing was changed (dry run).
     pub dry_run: bool,
     /// A dry run's plan, folder by folder.
@@ -104,6 +107,7 @@ impl SyncOutcome {
         self.far_deleted += other.far_deleted;
         self.near_deleted += other.near_deleted;
         self.folders_created += other.folders_created;
+        self.paired += other.paired;
         self.plan.extend(other.plan.iter().cloned());
     }
 
@@ -144,6 +148,7 @@ impl Summary for SyncOutcome {
             (self.far_deleted, "expunged on the server"),
             (self.near_deleted, "removed locally"),
             (self.folders_created, "folders created"),
+            (self.paired, "already on both sides, paired"),
         ];
         let parts: Vec<String> = counts
             .iter()
@@ -355,6 +360,11 @@ impl FolderSync<'_> {
                 let local = self.maildir.open_folder(&components)?;
                 deliver::recover(&mut ledger, &local)?;
                 upload::settle(store, &mut ledger).await?;
+                // State knows nothing of the folder but both sides hold mail: pair what is
+                // on both before anything is copied.
+                if ledger.folder.uidvalidity.is_none() && ledger.highest_uid()? == 0 {
+                    outcome.paired += adopt(store, &mut ledger, &local, false).await?;
+                }
                 local
             }
         };

@@ -588,3 +588,27 @@ fn a_flag_a_mail_reader_sets_during_the_sync_is_kept() {
         (vec!["FS".to_string()], vec!["FS".to_string()])
     );
 }
+
+#[test]
+fn lost_state_copies_nothing_twice_and_keeps_both_sides_flags() {
+    let lab = seeded(Server::Full, "expunge = \"both\"");
+    lab.deliver(&[], &message("tt", 7), "");
+    sync(&lab).unwrap();
+    std::fs::remove_file(lab.state_path()).unwrap();
+    // Meanwhile one side reads a message, the other flags another.
+    let e = near_entry(&lab, &[], &id(2)).unwrap();
+    lab.local(&[]).set_flags(&e, "S").unwrap();
+    let uid = far_uid(&lab, "INBOX", &id(3)).unwrap();
+    lab.server.borrow_mut().set_flags("INBOX", uid, "F");
+    let again = sync(&lab).unwrap();
+    assert_eq!((again.downloaded, again.uploaded, again.paired), (0, 0, 6));
+    assert_eq!(
+        copies(&lab, &id(2)),
+        (vec!["S".to_string()], vec!["S".to_string()])
+    );
+    assert_eq!(
+        copies(&lab, &id(3)),
+        (vec!["F".to_string()], vec!["F".to_string()])
+    );
+    assert_eq!(sync(&lab).unwrap().line(), "lab: in sync, nothing to do");
+}

@@ -411,3 +411,29 @@ fn quiet_prints_nothing_and_limits_apply() {
         (Some("acct"), Some(0), Some(1))
     );
 }
+
+#[test]
+fn lost_state_fetches_nothing_twice() {
+    // The state deleted (the advice of old versions, a new machine, another XDG_STATE_HOME):
+    // what the Maildir holds already is paired, not fetched again, in keep and delete mode.
+    let server = dovecot();
+    let user = server.user("pop-lost-state");
+    let mail = corpus("pls", 30);
+    server.put(&user, "", &mail);
+    let env = pop3_env(&user, "");
+    env.run(&["fetch"]).expect(0);
+    let state = env.path("state/mailferry/acct.sqlite");
+    fs::remove_file(&state).unwrap();
+    let run = env.run(&["-v", "fetch"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("30 already in the Maildir, paired"),
+        "{}",
+        run.stdout
+    );
+    assert_same(local_messages(&env.path("Mail")), &mail, "keep mode");
+    fs::remove_file(&state).unwrap();
+    env.run(&["fetch", "--delete"]).expect(0);
+    assert_same(local_messages(&env.path("Mail")), &mail, "delete mode");
+    assert_eq!(server.count(&user, "INBOX"), 0);
+}

@@ -782,3 +782,37 @@ fn emptying_a_folder_in_a_reader_syncs_and_a_wholesale_emptying_says_what_to_do(
     assert_eq!(server.count(&user, "INBOX"), 0);
     env.run(&["sync"]).expect(0);
 }
+
+#[test]
+fn lost_state_doubles_nothing_in_fetch_or_sync() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-lost-state", "");
+    let far = corpus("lsfar", 20);
+    server.put(&user, "", &far);
+    server.put(&user, "Work", &corpus("lswork", 5));
+    // One without a Message-ID on each side, paired by content.
+    let anonymous = b"From: a@example.org\nSubject: no id\n\nplain body\n".to_vec();
+    server.put(&user, "", std::slice::from_ref(&anonymous));
+    let near = corpus("lsnear", 4);
+    deliver_local(&maildir, &[], &unflagged(&near));
+    env.run(&["sync"]).expect(0);
+    let state = env.path("state/mailferry/acct.sqlite");
+    for args in [&["sync"][..], &["fetch"]] {
+        fs::remove_file(&state).unwrap();
+        let run = env.run(&[&["-v"][..], args].concat());
+        run.expect(0);
+        assert!(run.stdout.contains("paired"), "{args:?}: {}", run.stdout);
+        assert_eq!(
+            server.count(&user, "INBOX"),
+            25,
+            "{args:?}: doubled on the server"
+        );
+        assert_eq!(
+            local_messages(&maildir).len(),
+            25,
+            "{args:?}: doubled locally"
+        );
+    }
+    let again = env.run(&["-v", "sync"]);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+}
