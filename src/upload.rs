@@ -251,22 +251,43 @@ async fn by_message_id<S: Store>(
     Ok(hit)
 }
 
-/// Hashes bodies as they stream in.
+/// Hashes bodies as they stream in, with line ends made CRLF (a server that keeps bare LF
+/// stores the same message; its copy must hash as what was sent).
 #[derive(Default)]
 struct HashSink {
     current: Option<Sha256>,
+    /// The last byte of the previous chunk was CR.
+    after_cr: bool,
     done: Vec<(u32, String)>,
 }
 
 impl Sink for HashSink {
     fn begin(&mut self) -> anyhow::Result<()> {
         self.current = Some(Sha256::new());
+        self.after_cr = false;
         Ok(())
     }
 
     fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
-        if let Some(h) = &mut self.current {
-            h.update(chunk);
+        let Some(h) = &mut self.current else {
+            return Ok(());
+        };
+        let mut start = 0;
+        for lf in memchr::memchr_iter(b'\n', chunk) {
+            let cr = if lf == 0 {
+                self.after_cr
+            } else {
+                chunk[lf - 1] == b'\r'
+            };
+            if !cr {
+                h.update(&chunk[start..lf]);
+                h.update(b"\r");
+                start = lf;
+            }
+        }
+        h.update(&chunk[start..]);
+        if let Some(&last) = chunk.last() {
+            self.after_cr = last == b'\r';
         }
         Ok(())
     }
@@ -283,6 +304,27 @@ impl Sink for HashSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_hash_the_same_with_any_line_ends_and_read_boundaries() {
+        let crlf = b"A: 1\r\n\r\nbody\r\nmore\r\n";
+        let want = sha256_hex(crlf);
+        for data in [
+            &crlf[..],
+            b"A: 1\n\nbody\nmore\n",
+            b"A: 1\r\n\nbody\r\nmore\n",
+        ] {
+            for piece in [1, 2, 3, 7, 100] {
+                let mut sink = HashSink::default();
+                sink.begin().unwrap();
+                for chunk in data.chunks(piece) {
+                    sink.data(chunk).unwrap();
+                }
+                sink.end(Fetched::default()).unwrap();
+                assert_eq!(sink.done[0].1, want, "{data:?} in pieces of {piece}");
+            }
+        }
+    }
 
     #[test]
     fn intent_describes_the_bytes_sent() {

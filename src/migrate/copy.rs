@@ -242,7 +242,7 @@ impl<S: Store, T: Store> Pass<'_, S, T> {
         let mut progress = self.out.progress(&label, todo.len() as u64, total);
         for batch in chunks(todo, BATCH_MESSAGES, BATCH_BYTES, |i| i.size) {
             let messages = self.load(batch).await?;
-            let mut found = Vec::new();
+            let mut candidates = Vec::new();
             let mut uploads = Vec::new();
             for m in messages {
                 progress.bytes(m.data.len() as u64);
@@ -254,21 +254,49 @@ impl<S: Store, T: Store> Pass<'_, S, T> {
                     .clone()
                     .and_then(|id| present.get_mut(&(id, u.intent.size))?.pop());
                 match there {
-                    Some(uid) => found.push(Delivery {
-                        uid,
-                        key: None,
-                        local: Some(u.intent.local.clone()),
-                        flags: u.intent.flags.clone(),
-                        size: u.intent.size,
-                        message_id: u.intent.message_id.clone(),
-                    }),
+                    Some(uid) => candidates.push((uid, u)),
                     None => uploads.push(u),
                 }
             }
+            let found = self.same_content(candidates, &mut uploads).await?;
             self.record_found(ledger, &found, outcome).await?;
             self.append(ledger, &uploads, outcome).await?;
         }
         Ok(())
+    }
+
+    /// Of messages the target seems to hold (same Message-ID and size), those whose content
+    /// it holds too: a copy is only taken as there (and the source message then removable)
+    /// when its bytes are; the others go up.
+    async fn same_content(
+        &mut self,
+        candidates: Vec<(u32, Upload)>,
+        uploads: &mut Vec<Upload>,
+    ) -> anyhow::Result<Vec<Delivery>> {
+        if candidates.is_empty() {
+            return Ok(Vec::new());
+        }
+        let uids: Vec<u32> = candidates.iter().map(|(uid, _)| *uid).collect();
+        let hashes: HashMap<u32, String> = upload::content_hashes(self.target, &uids)
+            .await?
+            .into_iter()
+            .collect();
+        let mut found = Vec::new();
+        for (uid, u) in candidates {
+            if hashes.get(&uid) != u.intent.hash.as_ref() {
+                uploads.push(u);
+                continue;
+            }
+            found.push(Delivery {
+                uid,
+                key: None,
+                local: Some(u.intent.local.clone()),
+                flags: u.intent.flags.clone(),
+                size: u.intent.size,
+                message_id: u.intent.message_id.clone(),
+            });
+        }
+        Ok(found)
     }
 
     /// Messages the target holds already: given the source's flags too (added, none taken

@@ -225,3 +225,17 @@ fn a_dry_run_shows_the_plan_and_changes_nothing() {
     assert_eq!(units, [("INBOX", false, 4), ("Work", true, 1)]);
     assert_eq!(p.snapshot(), before);
 }
+
+#[test]
+fn a_target_copy_with_the_same_message_id_but_other_bytes_is_not_taken_as_there() {
+    let p = Pair::new(MemServer::imap());
+    let mut other = message("pm", 0);
+    let last = other.len() - 3;
+    other[last] ^= 1;
+    p.lab.server.borrow_mut().put("INBOX", &other, "");
+    let done = p.run(&options(true, false)).unwrap();
+    assert_eq!((done.already_there, done.copied), (0, 5));
+    let (src, dst) = p.snapshot();
+    assert!(src.values().all(Vec::is_empty));
+    assert_eq!(dst["INBOX"].len(), 5, "the real copy went up beside the other one");
+}

@@ -437,3 +437,33 @@ fn lost_state_fetches_nothing_twice() {
     assert_same(local_messages(&env.path("Mail")), &mail, "delete mode");
     assert_eq!(server.count(&user, "INBOX"), 0);
 }
+
+#[test]
+fn status_of_the_other_accounts_works_when_one_state_is_corrupt() {
+    let server = dovecot();
+    let good = server.user("status-good");
+    let bad = server.user("status-bad");
+    server.put(&good, "", &corpus("sg", 2));
+    server.put(&bad, "", &corpus("sb", 1));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.config(&format!(
+        "{}{}",
+        pop3_account("bad", &bad, "implicit", &env.path("MailB"), ""),
+        pop3_account("good", &good, "implicit", &env.path("MailG"), "")
+    ));
+    env.run(&["fetch"]).expect(0);
+    fs::write(
+        env.path("state/mailferry/bad.sqlite"),
+        b"not a database at all",
+    )
+    .unwrap();
+    let run = env.run(&["status"]);
+    run.expect(74);
+    assert!(run.stderr.contains("bad.sqlite"), "{}", run.stderr);
+    assert!(
+        run.stdout.contains("good: 2 messages known"),
+        "{}",
+        run.stdout
+    );
+}
