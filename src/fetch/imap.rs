@@ -164,7 +164,15 @@ impl FolderJob<'_> {
             // and size instead of being fetched again.
             if reconcile::renumbered(&ledger, selected.uidvalidity)? {
                 let who = (self.account.name.as_str(), self.mailbox.name.as_str());
-                reconcile::rematch(store, &mut ledger, selected.uidvalidity, self.out, who).await?;
+                reconcile::rematch(
+                    store,
+                    &mut ledger,
+                    selected.uidvalidity,
+                    Some(local),
+                    self.out,
+                    who,
+                )
+                .await?;
             }
             // State knows nothing of the folder but the Maildir has mail: what is there
             // already is paired, not fetched again (in delete mode only by content, since

@@ -348,3 +348,17 @@ fn pop3_lost_state_fetches_nothing_twice() {
     assert_eq!(lab.near()["INBOX"].len(), 8);
     assert_eq!(count(&lab.far()), 0);
 }
+
+#[test]
+fn a_uidvalidity_change_rematches_messages_without_a_message_id_by_content() {
+    let lab = imap_lab("");
+    for body in ["one", "two"] {
+        let m = format!("From: x@example.org\nSubject: anonymous\n\n{body}\n");
+        lab.server.borrow_mut().put("INBOX", m.as_bytes(), "");
+    }
+    fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    lab.server.borrow_mut().renumber("INBOX");
+    let again = fetch(&lab, &options(&lab, Mode::Keep)).unwrap();
+    assert_eq!(again.fetched, 0);
+    assert_eq!(lab.near()["INBOX"].len(), 72);
+}

@@ -144,10 +144,13 @@ impl<S: Store, T: Store> Pass<'_, S, T> {
         let mut ledger = state.folder(&self.unit.target.name, &self.unit.source.name)?;
         if reconcile::renumbered(&ledger, selected.uidvalidity)? {
             let who = (self.opts.to.as_str(), self.unit.target.name.as_str());
+            // Its copies are matched by Message-ID and size (there is no local copy to
+            // compare content with).
             reconcile::rematch(
                 self.target,
                 &mut ledger,
                 selected.uidvalidity,
+                None,
                 self.out,
                 who,
             )

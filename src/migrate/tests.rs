@@ -237,5 +237,9 @@ fn a_target_copy_with_the_same_message_id_but_other_bytes_is_not_taken_as_there(
     assert_eq!((done.already_there, done.copied), (0, 5));
     let (src, dst) = p.snapshot();
     assert!(src.values().all(Vec::is_empty));
-    assert_eq!(dst["INBOX"].len(), 5, "the real copy went up beside the other one");
+    assert_eq!(
+        dst["INBOX"].len(),
+        5,
+        "the real copy went up beside the other one"
+    );
 }

@@ -368,7 +368,7 @@ impl FolderSync<'_> {
                 local
             }
         };
-        if !self.rematch(store, &mut ledger, &selected).await? {
+        if !self.rematch(store, &mut ledger, &selected, &local).await? {
             return Ok(outcome);
         }
         ledger.folder.uidvalidity = Some(selected.uidvalidity);
@@ -419,6 +419,7 @@ impl FolderSync<'_> {
         store: &mut S,
         ledger: &mut FolderLedger<'_>,
         selected: &Selected,
+        local: &Folder,
     ) -> anyhow::Result<bool> {
         if !reconcile::renumbered(ledger, selected.uidvalidity)? {
             return Ok(true);
@@ -431,7 +432,15 @@ impl FolderSync<'_> {
             return Ok(false);
         }
         let who = (self.account.name.as_str(), self.mailbox.name.as_str());
-        reconcile::rematch(store, ledger, selected.uidvalidity, self.out, who).await?;
+        reconcile::rematch(
+            store,
+            ledger,
+            selected.uidvalidity,
+            Some(local),
+            self.out,
+            who,
+        )
+        .await?;
         Ok(true)
     }
 

@@ -612,3 +612,20 @@ fn lost_state_copies_nothing_twice_and_keeps_both_sides_flags() {
     );
     assert_eq!(sync(&lab).unwrap().line(), "lab: in sync, nothing to do");
 }
+
+#[test]
+fn a_uidvalidity_change_doubles_no_message_without_a_message_id() {
+    let lab = Lab::new(server(Server::Full), "", "expunge = \"both\"");
+    for body in ["one", "two", "three"] {
+        let m = format!("From: x@example.org\nSubject: anonymous\n\n{body}\n");
+        lab.server.borrow_mut().put("INBOX", m.as_bytes(), "");
+    }
+    sync(&lab).unwrap();
+    lab.server.borrow_mut().renumber("INBOX");
+    let again = sync(&lab).unwrap();
+    assert_eq!((again.downloaded, again.uploaded), (0, 0));
+    assert_eq!(
+        (lab.near()["INBOX"].len(), lab.far()["INBOX"].len()),
+        (3, 3)
+    );
+}
