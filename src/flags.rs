@@ -144,6 +144,15 @@ impl FlagSet {
         FlagSet::with_keywords(self.system & !other.system, keywords)
     }
 
+    /// The set with only the keywords `allowed` names (system flags all kept).
+    pub fn only_keywords(&self, allowed: &[String]) -> FlagSet {
+        let keywords = self
+            .keywords
+            .iter()
+            .filter(|k| allowed.iter().any(|a| **a == ***k));
+        FlagSet::with_keywords(self.system, keywords.cloned())
+    }
+
     /// The flags, in order (system flags, then keywords).
     pub fn iter(&self) -> impl Iterator<Item = Flag> + '_ {
         let system = SYSTEM

@@ -105,6 +105,8 @@ pub enum Code {
     AppendUid(u32, u32),
     /// CAPABILITY list.
     Capability(Vec<String>),
+    /// PERMANENTFLAGS list: the flags a message keeps (`\*`: new keywords too).
+    PermanentFlags(Vec<String>),
     /// Anything else, upper-cased name with its raw arguments.
     Other(String, String),
 }
@@ -433,6 +435,13 @@ fn parse_code(inner: &[u8]) -> Code {
         },
         ("CAPABILITY", caps) => Some(Code::Capability(
             caps.iter().map(|c| c.to_ascii_uppercase()).collect(),
+        )),
+        ("PERMANENTFLAGS", flags) => Some(Code::PermanentFlags(
+            flags
+                .iter()
+                .map(|f| f.trim_matches(|c| c == '(' || c == ')').to_string())
+                .filter(|f| !f.is_empty())
+                .collect(),
         )),
         _ => None,
     }
@@ -858,6 +867,27 @@ mod tests {
             Response::Search(vec![2, 84, 882])
         );
         assert_eq!(parse(b"* SEARCH").unwrap(), Response::Search(vec![]));
+        assert_eq!(
+            parse(b"* OK [PERMANENTFLAGS (\\Seen \\Deleted $Junk \\*)] Limited").unwrap(),
+            Response::Status(StatusLine {
+                status: Status::Ok,
+                code: Some(Code::PermanentFlags(vec![
+                    "\\Seen".into(),
+                    "\\Deleted".into(),
+                    "$Junk".into(),
+                    "\\*".into()
+                ])),
+                text: "Limited".into()
+            })
+        );
+        assert_eq!(
+            parse(b"* OK [PERMANENTFLAGS ()] none").unwrap(),
+            Response::Status(StatusLine {
+                status: Status::Ok,
+                code: Some(Code::PermanentFlags(vec![])),
+                text: "none".into()
+            })
+        );
         assert_eq!(
             parse(b"* STATUS \"Caf&AOk-\" (MESSAGES 231 unseen 7 UIDNEXT 44292)").unwrap(),
             Response::MailboxStatus {

@@ -251,6 +251,10 @@ fn selected_of(
             Code::UidNext(n) => selected.uidnext = Some(n),
             Code::HighestModseq(m) => selected.highestmodseq = Some(m),
             Code::NoModseq => selected.highestmodseq = None,
+            Code::PermanentFlags(flags) if !flags.iter().any(|f| f == "\\*") => {
+                selected.keywords =
+                    Some(flags.into_iter().filter(|f| !f.starts_with('\\')).collect());
+            }
             _ => {}
         }
     }

@@ -98,6 +98,8 @@ pub struct MemServer {
     pub qresync: bool,
     /// It answers appends with their UID (APPENDUID).
     pub appenduid: bool,
+    /// The only keywords it keeps (PERMANENTFLAGS without `\*`); None: any.
+    pub keywords: Option<Vec<String>>,
     /// Calls made, as `op` or `op folder`.
     pub calls: Vec<String>,
     /// Connections opened.
@@ -121,6 +123,7 @@ impl MemServer {
             },
             qresync: true,
             appenduid: true,
+            keywords: None,
             calls: Vec::new(),
             connections: 0,
             failures: Vec::new(),
@@ -433,6 +436,7 @@ impl Store for MemStore {
             uidnext: lasting.then_some(b.uidnext),
             highestmodseq: server.qresync.then_some(b.modseq),
             changes,
+            keywords: server.keywords.clone(),
         };
         let numbers = b.messages.keys().copied().collect();
         drop(server);
@@ -573,6 +577,7 @@ impl Store for MemStore {
         self.step("set_flags")?;
         let name = self.writable()?;
         let mut server = self.server.borrow_mut();
+        let keywords = server.keywords.clone();
         let Some(b) = server.boxes.get_mut(&name) else {
             return Ok(());
         };
@@ -583,6 +588,10 @@ impl Store for MemStore {
                     Change::Add => m.flags.union(flags),
                     Change::Remove => m.flags.minus(flags),
                 };
+                // What it does not keep, it drops.
+                if let Some(allowed) = &keywords {
+                    m.flags = m.flags.only_keywords(allowed);
+                }
                 m.modseq = b.modseq;
             }
         }

@@ -261,6 +261,9 @@ pub struct Selected {
     /// Given `since` (the UIDVALIDITY and mod-sequence of a last complete pass) on a store
     /// that can: everything that changed since. None when not asked for or not honoured.
     pub changes: Option<Changes>,
+    /// The keywords a message keeps here, where that is limited (IMAP PERMANENTFLAGS without
+    /// `\*`); None: any.
+    pub keywords: Option<Vec<String>>,
 }
 
 /// What changed in a mailbox since a mod-sequence.

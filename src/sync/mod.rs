@@ -380,8 +380,11 @@ impl FolderSync<'_> {
         } else {
             Vec::new()
         };
-        let near = near_of(&entries, &keywords);
-        let actions = self.plan(&known, &far, &near, &keywords)?;
+        let mut near = near_of(&entries, &keywords);
+        if let Some(allowed) = &selected.keywords {
+            self.limit_keywords(&mut near, allowed);
+        }
+        let actions = self.plan(&known, &far, &near, &keywords, &selected.keywords)?;
         if self.dry_run {
             self.show(&actions);
             outcome.planned(&self.mailbox.name, actions);
@@ -473,6 +476,26 @@ impl FolderSync<'_> {
         Ok(far)
     }
 
+    /// A server that keeps only some keywords (PERMANENTFLAGS): the others are left out of
+    /// the local side as planned (they stay in the files), so they are neither pushed, to be
+    /// dropped, nor taken as removed when the server does not have them; said once a pass.
+    fn limit_keywords(&self, near: &mut HashMap<&str, Near<'_>>, allowed: &[String]) {
+        let mut dropped = BTreeSet::new();
+        for n in near.values_mut().filter(|n| !n.flags.plain()) {
+            let kept = n.flags.only_keywords(allowed);
+            dropped.extend(n.flags.minus(&kept).keywords().map(str::to_string));
+            n.flags = kept;
+        }
+        if !dropped.is_empty() {
+            self.out.warn(&format!(
+                "{}: the server keeps no keywords but {}; not carried to it: {}",
+                sanitize(&self.mailbox.name, 100),
+                sanitize(&allowed.join(" "), 200),
+                sanitize(&dropped.into_iter().collect::<Vec<_>>().join(" "), 300)
+            ));
+        }
+    }
+
     /// Plans the folder, or refuses (a side emptied while state knows its messages).
     fn plan(
         &self,
@@ -480,13 +503,20 @@ impl FolderSync<'_> {
         far: &BTreeMap<u32, FlagSet>,
         near: &HashMap<&str, Near<'_>>,
         keywords: &Keywords,
+        allowed: &Option<Vec<String>>,
     ) -> anyhow::Result<Vec<Action>> {
         let pairs: Vec<Pair> = known
             .iter()
-            .map(|r| Pair {
-                uid: r.uid,
-                local: r.local_name.as_deref(),
-                base: Some(synced_flags(r, keywords)),
+            .map(|r| {
+                let base = synced_flags(r, keywords);
+                Pair {
+                    uid: r.uid,
+                    local: r.local_name.as_deref(),
+                    base: Some(match allowed {
+                        Some(allowed) => base.only_keywords(allowed),
+                        None => base,
+                    }),
+                }
             })
             .collect();
         let refused = |refusal| Refused {

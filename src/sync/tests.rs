@@ -629,3 +629,28 @@ fn a_uidvalidity_change_doubles_no_message_without_a_message_id() {
         (3, 3)
     );
 }
+
+#[test]
+fn keywords_the_server_cannot_keep_are_not_pushed_nor_taken_as_removed() {
+    let lab = seeded(Server::Full, "");
+    lab.server.borrow_mut().keywords = Some(vec!["$Junk".into()]);
+    // A local keyword the server drops, and one it keeps.
+    let f = lab.local(&[]);
+    let mut keywords = crate::maildir::keywords::Keywords::load(f.path()).unwrap();
+    keywords.admit(&FlagSet::parse(" $Junk work"));
+    keywords.save().unwrap();
+    let e = near_entry(&lab, &[], &id(0)).unwrap();
+    let letters = keywords.letters(e.flags(), &FlagSet::parse("S $Junk work"));
+    f.set_flags(&e, &letters).unwrap();
+    for _ in 0..3 {
+        sync(&lab).unwrap();
+    }
+    let (near, far) = copies(&lab, &id(0));
+    assert_eq!(far, ["S $Junk"]);
+    let e = near_entry(&lab, &[], &id(0)).unwrap();
+    assert_eq!(
+        keywords.flags(e.flags()).to_string(),
+        "S $Junk work",
+        "{near:?}"
+    );
+}
