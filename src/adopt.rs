@@ -37,9 +37,10 @@ fn crlf_size(data: &[u8]) -> u64 {
 fn locals(local: &Folder, entries: &[Entry], hash_all: bool) -> anyhow::Result<Vec<Local>> {
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let Some(stored) = local.read(e)? else {
+        let Some(mut stored) = local.read(e)? else {
             continue;
         };
+        without_tuid(&mut stored.data);
         let message_id = message_id(header(&stored.data));
         let hash = (hash_all || message_id.is_none()).then(|| sha256_hex(&to_crlf(&stored.data)));
         out.push(Local {
@@ -113,6 +114,21 @@ pub async fn adopt<S: Store, L: Deliveries>(
     Ok(records.len() as u64)
 }
 
+/// Takes out the `X-TUID:` header line mbsync adds to the messages it stores (it pairs by
+/// it), so that a Maildir mbsync made compares with the server's copies.
+fn without_tuid(data: &mut Vec<u8>) {
+    let head = header(data).len();
+    let mut start = 0;
+    while start < head {
+        let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i + 1);
+        if data[start..end].starts_with(b"X-TUID: ") {
+            data.drain(start..end);
+            return;
+        }
+        start = end;
+    }
+}
+
 /// A server message as pairing sees it.
 struct Far {
     uid: u32,
@@ -178,6 +194,16 @@ async fn by_content<S: Store>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mbsyncs_tuid_line_is_not_part_of_the_message() {
+        let mut m = b"From: a\nX-TUID: CjX8BOs4jfgb\nSubject: s\n\nX-TUID: in the body\n".to_vec();
+        without_tuid(&mut m);
+        assert_eq!(m, b"From: a\nSubject: s\n\nX-TUID: in the body\n");
+        let mut plain = b"From: a\n\nbody\n".to_vec();
+        without_tuid(&mut plain);
+        assert_eq!(plain, b"From: a\n\nbody\n");
+    }
 
     #[test]
     fn sizes_count_crlf_line_ends() {

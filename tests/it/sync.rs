@@ -816,3 +816,65 @@ fn lost_state_doubles_nothing_in_fetch_or_sync() {
     let again = env.run(&["-v", "sync"]);
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
 }
+
+#[test]
+fn a_maildir_made_by_mbsync_is_paired_whole_and_nothing_is_copied() {
+    // Switching from mbsync: mailferry's first sync over the Maildir mbsync built (its file
+    // names carry ",U=N", its own state files lie beside) pairs every message and copies
+    // nothing either way. mbsync is Debian's isync, installed by scripts/test.
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-from-mbsync", "");
+    server.put_flagged(
+        &user,
+        "",
+        &corpus("mbs", 12)
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (m, if i % 3 == 0 { "S" } else { "" }))
+            .collect::<Vec<_>>(),
+    );
+    server.put(&user, "Work", &corpus("mbswork", 4));
+    let rc = env.path("mbsyncrc");
+    fs::write(
+        &rc,
+        format!(
+            "IMAPAccount a\nHost localhost\nPort {}\nUser {}\nPass {}\nSSLType IMAPS\nCertificateFile {}\n\n\
+             IMAPStore remote\nAccount a\n\n\
+             MaildirStore local\nInbox {}\nSubFolders Maildir++\n\n\
+             Channel ch\nFar :remote:\nNear :local:\nPatterns *\nCreate Near\nSync All\nSyncState *\n",
+            server.imaps,
+            user.name,
+            user.password,
+            server.ca.display(),
+            maildir.display()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new("mbsync")
+        .arg("-c")
+        .arg(&rc)
+        .arg("-q")
+        .arg("ch")
+        .output()
+        .expect("mbsync (Debian's isync) is installed by scripts/test");
+    assert!(
+        out.status.success(),
+        "mbsync: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(local_messages(&maildir).len(), 12, "mbsync did not fetch");
+    let run = env.run(&["-v", "sync"]);
+    run.expect(0);
+    assert!(
+        run.stdout.contains("16 already on both sides, paired")
+            && !run.stdout.contains("downloaded")
+            && !run.stdout.contains("uploaded"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(server.count(&user, "INBOX"), 12);
+    assert_eq!(server.count(&user, "Work"), 4);
+    assert_eq!(local_messages(&maildir).len(), 12);
+    let again = env.run(&["-v", "sync"]);
+    assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
+}
