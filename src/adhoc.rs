@@ -189,6 +189,7 @@ pub fn account(url: &str, opts: &Adhoc) -> Result<Account, ConfigError> {
         password,
         maildir,
         layout: opts.layout.unwrap_or_default(),
+        folder_names: Default::default(),
         inbox_at_root: true,
         compress: CompressMode::Auto,
         mode: Mode::Keep,

@@ -88,6 +88,22 @@ pub enum Layout {
     Fs,
 }
 
+/// How non-ASCII folder names are spelled on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum FolderNames {
+    /// UTF-7 where the Maildir already has such names (mbsync 1.4, Dovecot without `:UTF-8`),
+    /// else UTF-8.
+    #[default]
+    #[serde(rename = "auto")]
+    Auto,
+    /// UTF-8 (`.Entwürfe`; Dovecot with `:UTF-8`).
+    #[serde(rename = "utf8")]
+    Utf8,
+    /// IMAP's modified UTF-7 (`.Entw&APw-rfe`).
+    #[serde(rename = "utf7")]
+    Utf7,
+}
+
 /// Whether to use IMAP COMPRESS=DEFLATE when the server offers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -246,6 +262,8 @@ pub struct Account {
     pub maildir: PathBuf,
     /// Folder layout of that tree.
     pub layout: Layout,
+    /// How non-ASCII folder names are spelled there.
+    pub folder_names: FolderNames,
     /// IMAP INBOX is the Maildir root (true) or a folder like the others.
     pub inbox_at_root: bool,
     /// IMAP COMPRESS=DEFLATE.
@@ -358,6 +376,8 @@ struct RawAccount {
     maildir: Spanned<String>,
     #[serde(default)]
     layout: Layout,
+    #[serde(default)]
+    folder_names: FolderNames,
     #[serde(default)]
     inbox: InboxPlace,
     #[serde(default)]
@@ -628,6 +648,7 @@ impl Source<'_> {
             password,
             maildir: expand_path(maildir_text, base),
             layout: raw.layout,
+            folder_names: raw.folder_names,
             inbox_at_root: raw.inbox == InboxPlace::Root,
             compress: raw.compress,
             mode: raw.mode,

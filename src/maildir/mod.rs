@@ -69,6 +69,9 @@ pub struct Maildir {
     root: PathBuf,
     layout: Layout,
     inbox_at_root: bool,
+    /// Folder names are spelled in IMAP's modified UTF-7 on disk (as mbsync 1.4 and Dovecot
+    /// without `:UTF-8` keep them), not UTF-8.
+    utf7: bool,
 }
 
 impl Maildir {
@@ -78,6 +81,55 @@ impl Maildir {
             root: root.into(),
             layout,
             inbox_at_root: true,
+            utf7: false,
+        }
+    }
+
+    /// Spells non-ASCII folder names as `names` says; `auto` takes UTF-7 where the tree has
+    /// a folder so named already (so that a Maildir mbsync or Dovecot made gets no second,
+    /// UTF-8 folder beside each of its own).
+    pub fn with_folder_names(mut self, names: crate::config::FolderNames) -> Maildir {
+        use crate::config::FolderNames;
+        self.utf7 = match names {
+            FolderNames::Utf7 => true,
+            FolderNames::Utf8 => false,
+            FolderNames::Auto => self.has_utf7_names(),
+        };
+        self
+    }
+
+    /// Whether a folder on disk has a name with a modified UTF-7 escape (`&APw-`).
+    fn has_utf7_names(&self) -> bool {
+        let Ok(entries) = fs::read_dir(&self.root) else {
+            return false;
+        };
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            let shifted = name
+                .match_indices('&')
+                .any(|(i, _)| !name[i..].starts_with("&-"));
+            shifted
+                && e.path().is_dir()
+                && crate::imap::codec::utf7_decode(name.as_bytes()).is_some_and(|d| d != name)
+        })
+    }
+
+    /// A level's name as spelled on disk, before escaping.
+    fn spelled(&self, name: &str) -> String {
+        if self.utf7 {
+            crate::imap::codec::utf7_encode(name)
+        } else {
+            name.to_string()
+        }
+    }
+
+    /// A level's name as read from disk, after unescaping.
+    fn unspelled(&self, text: &str) -> String {
+        let name = decode_component(text);
+        match self.utf7 {
+            true => crate::imap::codec::utf7_decode(name.as_bytes()).unwrap_or(name),
+            false => name,
         }
     }
 
@@ -116,7 +168,7 @@ impl Maildir {
                     why: "it has an empty hierarchy level",
                 });
             }
-            encoded.push(encode_component(c, self.layout));
+            encoded.push(encode_component(&self.spelled(c), self.layout));
         }
         match self.layout {
             Layout::MaildirPlusPlus => {
@@ -184,7 +236,7 @@ impl Maildir {
                     if rest.is_empty() || rest == "." || !entry.path().join("cur").is_dir() {
                         continue;
                     }
-                    out.push(rest.split('.').map(decode_component).collect());
+                    out.push(rest.split('.').map(|c| self.unspelled(c)).collect());
                 }
             }
             Layout::Fs => self.walk_fs(&self.root, &mut Vec::new(), &mut out)?,
@@ -215,7 +267,7 @@ impl Maildir {
             if !path.is_dir() {
                 continue;
             }
-            prefix.push(decode_component(name));
+            prefix.push(self.unspelled(name));
             if path.join("cur").is_dir() {
                 out.push(prefix.clone());
             }
@@ -228,7 +280,8 @@ impl Maildir {
 
 /// The Maildir tree of an account, as its config describes it.
 pub fn account_maildir(account: &crate::config::Account) -> Maildir {
-    let maildir = Maildir::new(&account.maildir, account.layout);
+    let maildir =
+        Maildir::new(&account.maildir, account.layout).with_folder_names(account.folder_names);
     if account.inbox_at_root {
         maildir
     } else {
@@ -929,6 +982,45 @@ mod tests {
         drop(tmp);
         assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
         assert!(inbox.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn folder_names_in_utf7_are_recognised_and_kept() {
+        use crate::config::FolderNames;
+        let dir = tempfile::tempdir().unwrap();
+        let made =
+            Maildir::new(dir.path(), Layout::MaildirPlusPlus).with_folder_names(FolderNames::Utf7);
+        let f = made.open_folder(&["Entwürfe", "Alt"]).unwrap();
+        assert_eq!(f.path(), dir.path().join(".Entw&APw-rfe.Alt"));
+        // Another tool's tree: auto sees the spelling and uses it; utf8 is told otherwise.
+        let auto =
+            Maildir::new(dir.path(), Layout::MaildirPlusPlus).with_folder_names(FolderNames::Auto);
+        assert_eq!(
+            auto.list_folders().unwrap(),
+            vec![vec!["Entwürfe".to_string(), "Alt".to_string()]]
+        );
+        assert_eq!(
+            auto.folder_path(&["Entwürfe"]).unwrap(),
+            dir.path().join(".Entw&APw-rfe")
+        );
+        let utf8 =
+            Maildir::new(dir.path(), Layout::MaildirPlusPlus).with_folder_names(FolderNames::Utf8);
+        assert_eq!(
+            utf8.folder_path(&["Entwürfe"]).unwrap(),
+            dir.path().join(".Entwürfe")
+        );
+        // A plain "&" (written "&-") does not make a tree UTF-7.
+        let other = tempfile::tempdir().unwrap();
+        Maildir::new(other.path(), Layout::MaildirPlusPlus)
+            .open_folder(&["R&D"])
+            .unwrap();
+        fs::rename(other.path().join(".R&D"), other.path().join(".R&-D")).unwrap();
+        let auto = Maildir::new(other.path(), Layout::MaildirPlusPlus)
+            .with_folder_names(FolderNames::Auto);
+        assert_eq!(
+            auto.folder_path(&["Été"]).unwrap(),
+            other.path().join(".Été")
+        );
     }
 
     #[test]

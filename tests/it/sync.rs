@@ -834,6 +834,7 @@ fn a_maildir_made_by_mbsync_is_paired_whole_and_nothing_is_copied() {
             .collect::<Vec<_>>(),
     );
     server.put(&user, "Work", &corpus("mbswork", 4));
+    server.put(&user, "Entwürfe", &corpus("mbsdraft", 2));
     let rc = env.path("mbsyncrc");
     fs::write(
         &rc,
@@ -866,7 +867,7 @@ fn a_maildir_made_by_mbsync_is_paired_whole_and_nothing_is_copied() {
     let run = env.run(&["-v", "sync"]);
     run.expect(0);
     assert!(
-        run.stdout.contains("16 already on both sides, paired")
+        run.stdout.contains("18 already on both sides, paired")
             && !run.stdout.contains("downloaded")
             && !run.stdout.contains("uploaded"),
         "{}",
@@ -874,7 +875,14 @@ fn a_maildir_made_by_mbsync_is_paired_whole_and_nothing_is_copied() {
     );
     assert_eq!(server.count(&user, "INBOX"), 12);
     assert_eq!(server.count(&user, "Work"), 4);
+    assert_eq!(server.count(&user, "Entwürfe"), 2);
     assert_eq!(local_messages(&maildir).len(), 12);
+    // mbsync spells the folder in modified UTF-7 on disk; no UTF-8 twin appears beside it.
+    assert!(maildir.join(".Entw&APw-rfe").is_dir());
+    assert!(
+        !maildir.join(".Entwürfe").exists(),
+        "a second folder was made"
+    );
     let again = env.run(&["-v", "sync"]);
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
 }
