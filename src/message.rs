@@ -65,6 +65,18 @@ pub fn to_crlf(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// CRLF line ends to LF.
+pub fn to_lf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len());
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\r' && data.get(i + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -87,6 +99,7 @@ mod tests {
     fn crlf() {
         assert_eq!(to_crlf(b"a\nb\r\nc\n"), b"a\r\nb\r\nc\r\n");
         assert_eq!(to_crlf(b""), b"");
+        assert_eq!(to_lf(b"a\r\nb\rc\n"), b"a\nb\rc\n");
     }
 
     #[test]

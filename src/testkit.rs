@@ -132,24 +132,15 @@ pub fn server_snapshot(server: &MemServer) -> Snapshot {
         .map(|(name, messages)| {
             let mut messages: Vec<(String, String)> = messages
                 .into_iter()
-                .map(|(flags, data)| (flags, String::from_utf8_lossy(&lf(&data)).into_owned()))
+                .map(|(flags, data)| {
+                    let text = String::from_utf8_lossy(&crate::message::to_lf(&data)).into_owned();
+                    (flags, text)
+                })
                 .collect();
             messages.sort();
             (name, messages)
         })
         .collect()
-}
-
-/// CRLF line ends to LF.
-fn lf(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len());
-    for (i, &b) in data.iter().enumerate() {
-        if b == b'\r' && data.get(i + 1) == Some(&b'\n') {
-            continue;
-        }
-        out.push(b);
-    }
-    out
 }
 
 /// Output that prints nothing but warnings and errors.

@@ -161,7 +161,10 @@ async fn find<S: Store>(
         .filter(|(_, i)| i.floor.is_some() && i.hash.is_some())
         .collect();
     if let Some(low) = by_content.iter().filter_map(|(_, i)| i.floor).min() {
-        let sizes: HashSet<u64> = by_content.iter().map(|(_, i)| i.size).collect();
+        let sizes: Vec<u64> = by_content.iter().map(|(_, i)| i.size).collect();
+        // The size sent, or less down to half of it: a server that keeps bare LF counts the
+        // message without its CRs (the content hash, line ends made CRLF, then decides).
+        let may_be = |size: u64| sizes.iter().any(|&sent| size <= sent && 2 * size >= sent);
         let mut candidates: Vec<u32> = Vec::new();
         let items = Items {
             size: true,
@@ -169,7 +172,7 @@ async fn find<S: Store>(
         };
         store
             .list(Uids::From(low), items, &mut |m| {
-                if !claimed.contains(&m.uid) && sizes.contains(&m.size) {
+                if !claimed.contains(&m.uid) && may_be(m.size) {
                     candidates.push(m.uid);
                 }
             })
@@ -210,11 +213,25 @@ async fn find<S: Store>(
     Ok(found)
 }
 
-/// SHA-256 (hex) of the messages with these UIDs, streamed (nothing held in memory).
+/// SHA-256 (hex) of the messages with these UIDs, line ends made CRLF, streamed (nothing
+/// held in memory).
 pub async fn content_hashes<S: Store>(
     store: &mut S,
     uids: &[u32],
 ) -> anyhow::Result<Vec<(u32, String)>> {
+    Ok(both_hashes(store, uids)
+        .await?
+        .into_iter()
+        .map(|(uid, crlf, _)| (uid, crlf))
+        .collect())
+}
+
+/// SHA-256 (hex) of the messages with these UIDs: with line ends made CRLF, and of the bytes
+/// as the store keeps them.
+pub async fn both_hashes<S: Store>(
+    store: &mut S,
+    uids: &[u32],
+) -> anyhow::Result<Vec<(u32, String, String)>> {
     let mut sink = HashSink::default();
     store.fetch(uids, Bodies::Plain, &mut sink).await?;
     Ok(sink.done)
@@ -255,23 +272,25 @@ async fn by_message_id<S: Store>(
 /// stores the same message; its copy must hash as what was sent).
 #[derive(Default)]
 struct HashSink {
-    current: Option<Sha256>,
+    /// (line ends made CRLF, as stored).
+    current: Option<(Sha256, Sha256)>,
     /// The last byte of the previous chunk was CR.
     after_cr: bool,
-    done: Vec<(u32, String)>,
+    done: Vec<(u32, String, String)>,
 }
 
 impl Sink for HashSink {
     fn begin(&mut self) -> anyhow::Result<()> {
-        self.current = Some(Sha256::new());
+        self.current = Some((Sha256::new(), Sha256::new()));
         self.after_cr = false;
         Ok(())
     }
 
     fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()> {
-        let Some(h) = &mut self.current else {
+        let Some((h, raw)) = &mut self.current else {
             return Ok(());
         };
+        raw.update(chunk);
         let mut start = 0;
         for lf in memchr::memchr_iter(b'\n', chunk) {
             let cr = if lf == 0 {
@@ -293,9 +312,10 @@ impl Sink for HashSink {
     }
 
     fn end(&mut self, fetched: Fetched) -> anyhow::Result<()> {
-        if let Some(h) = self.current.take() {
+        if let Some((h, raw)) = self.current.take() {
+            let (h, raw) = (h.finalize(), raw.finalize());
             self.done
-                .push((fetched.uid, crate::text::hex(&h.finalize())));
+                .push((fetched.uid, crate::text::hex(&h), crate::text::hex(&raw)));
         }
         Ok(())
     }
@@ -322,6 +342,7 @@ mod tests {
                 }
                 sink.end(Fetched::default()).unwrap();
                 assert_eq!(sink.done[0].1, want, "{data:?} in pieces of {piece}");
+                assert_eq!(sink.done[0].2, sha256_hex(data), "as stored");
             }
         }
     }

@@ -467,12 +467,13 @@ impl<S: Store, T: Store> Pass<'_, S, T> {
             .iter()
             .filter_map(|i| uid_of.get(&i.key).copied())
             .collect();
-        let target: HashMap<u32, String> = if uids.is_empty() {
+        let target: HashMap<u32, (String, String)> = if uids.is_empty() {
             HashMap::new()
         } else {
-            upload::content_hashes(self.target, &uids)
+            upload::both_hashes(self.target, &uids)
                 .await?
                 .into_iter()
+                .map(|(uid, crlf, raw)| (uid, (crlf, raw)))
                 .collect()
         };
         let mut v = Verification::default();
@@ -480,13 +481,16 @@ impl<S: Store, T: Store> Pass<'_, S, T> {
         for batch in chunks(&all, BATCH_MESSAGES, BATCH_BYTES, |i| i.size) {
             for m in self.load(batch).await? {
                 v.checked += 1;
-                let hash = sha256_hex(&to_crlf(&m.data));
+                // What was sent: the message with CRLF line ends.
+                let sent = sha256_hex(&to_crlf(&m.data));
                 let problem = match uid_of.get(&m.key).and_then(|uid| target.get(uid)) {
                     None => Some(("is not on the target", &mut v.missing)),
-                    Some(h) if *h != hash => {
-                        Some(("differs from its copy on the target", &mut v.differ))
-                    }
-                    Some(_) => None,
+                    Some((_, raw)) if *raw == sent => None,
+                    Some((crlf, _)) if *crlf == sent => Some((
+                        "differs from its copy on the target only in line endings",
+                        &mut v.line_endings,
+                    )),
+                    Some(_) => Some(("differs from its copy on the target", &mut v.differ)),
                 };
                 if let Some((what, count)) = problem {
                     *count += 1;

@@ -101,6 +101,8 @@ pub struct Verification {
     pub missing: u64,
     /// Source messages whose copy on the target has other bytes.
     pub differ: u64,
+    /// Source messages whose copy differs only in its line ends (the server keeps bare LF).
+    pub line_endings: u64,
 }
 
 /// `--verify` found differences.
@@ -136,6 +138,7 @@ impl MigrateOutcome {
             total.checked += v.checked;
             total.missing += v.missing;
             total.differ += v.differ;
+            total.line_endings += v.line_endings;
         }
     }
 }
@@ -166,6 +169,9 @@ impl Summary for MigrateOutcome {
                 "verified {}: {} missing, {} differ",
                 v.checked, v.missing, v.differ
             ));
+            if v.line_endings > 0 {
+                parts.push(format!("{} differ only in line endings", v.line_endings));
+            }
         }
         format!("{} -> {}: {}", self.from, self.to, parts.join(", "))
     }

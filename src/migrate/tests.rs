@@ -243,3 +243,39 @@ fn a_target_copy_with_the_same_message_id_but_other_bytes_is_not_taken_as_there(
         "the real copy went up beside the other one"
     );
 }
+
+#[test]
+fn a_target_that_keeps_bare_lf_verifies_as_differing_only_in_line_endings() {
+    let lab = maildir_lab();
+    lab.server.borrow_mut().bare_lf = true;
+    let done = migrate(&lab, &maildir_source(&lab), &options(false, true)).unwrap();
+    let v = done.verified.clone().unwrap();
+    // The one copied before by other means has CRLF; the four sent now came back bare LF.
+    assert_eq!(
+        (v.checked, v.missing, v.differ, v.line_endings),
+        (5, 0, 0, 4)
+    );
+    assert!(
+        done.line().contains("4 differ only in line endings"),
+        "{}",
+        done.line()
+    );
+    // And a rerun copies nothing again.
+    let again = migrate(&lab, &maildir_source(&lab), &options(false, false)).unwrap();
+    assert_eq!(again.copied, 0);
+}
+
+#[test]
+fn uploads_to_a_bare_lf_server_without_appenduid_are_found_again_after_a_crash() {
+    let setup = || {
+        let lab = maildir_lab();
+        lab.server.borrow_mut().bare_lf = true;
+        lab.server.borrow_mut().appenduid = false;
+        lab
+    };
+    crash_matrix(
+        setup,
+        |lab| migrate(lab, &maildir_source(lab), &options(false, false)).map(|_| ()),
+        |lab| (lab.near(), lab.far()),
+    );
+}

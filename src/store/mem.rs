@@ -100,6 +100,8 @@ pub struct MemServer {
     pub appenduid: bool,
     /// The only keywords it keeps (PERMANENTFLAGS without `\*`); None: any.
     pub keywords: Option<Vec<String>>,
+    /// It keeps what is appended with bare LF line ends (as pymap does).
+    pub bare_lf: bool,
     /// Calls made, as `op` or `op folder`.
     pub calls: Vec<String>,
     /// Connections opened.
@@ -124,6 +126,7 @@ impl MemServer {
             qresync: true,
             appenduid: true,
             keywords: None,
+            bare_lf: false,
             calls: Vec::new(),
             connections: 0,
             failures: Vec::new(),
@@ -558,6 +561,10 @@ impl Store for MemStore {
             self.step("append")?;
             let mut server = self.server.borrow_mut();
             let answer = server.appenduid;
+            let data = match server.bare_lf {
+                true => crate::message::to_lf(m.data),
+                false => m.data.to_vec(),
+            };
             let Some(b) = server.boxes.get_mut(&mailbox.raw) else {
                 return Err(StoreError::new(
                     Scope::Folder(mailbox.name.clone()),
@@ -565,7 +572,7 @@ impl Store for MemStore {
                     MemError(format!("no mailbox {}", mailbox.name)),
                 ));
             };
-            let uid = b.add(m.data.to_vec(), m.flags.clone(), m.date.map(str::to_string));
+            let uid = b.add(data, m.flags.clone(), m.date.map(str::to_string));
             out.push(answer.then_some((b.uidvalidity, uid)));
             drop(server);
             crate::failpoint::hit("upload-after-append")?;

@@ -484,3 +484,28 @@ fn a_pop3_and_an_imap_account_can_share_one_maildir() {
     );
     assert!(!pop_mail.is_empty());
 }
+
+#[test]
+fn two_pop3_and_two_imap_accounts_feed_one_maildir_at_once() {
+    let server = dovecot();
+    let mut sections = String::new();
+    let mut all = Vec::new();
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    for (i, kind) in ["imap", "imap", "pop3", "pop3"].iter().enumerate() {
+        let user = server.user(&format!("four-writers-{i}"));
+        let mail = corpus(&format!("fw{i}"), 150);
+        server.put(&user, "", &mail);
+        all.extend(mail);
+        sections.push_str(&match *kind {
+            "imap" => imap_account(&format!("a{i}"), &user, "implicit", &maildir, ""),
+            _ => crate::support::pop3_account(&format!("a{i}"), &user, "implicit", &maildir, ""),
+        });
+    }
+    env.config(&sections);
+    // All four at once (--jobs 4), twice: every message once.
+    env.run(&["fetch", "--jobs", "4"]).expect(0);
+    env.run(&["fetch", "--jobs", "4"]).expect(0);
+    assert_same(local_messages(&maildir), &all, "four writers");
+}
