@@ -32,6 +32,8 @@ pub struct Client {
     conn: Conn,
     greeting: String,
     scratch: Vec<u8>,
+    /// The server's last status line ended in CRLF: its bodies are framed by CRLF lines.
+    crlf: bool,
 }
 
 type Result<T> = std::result::Result<T, Pop3Error>;
@@ -43,6 +45,7 @@ impl Client {
             conn: Conn::new(io, timeout),
             greeting: String::new(),
             scratch: Vec::with_capacity(64 * 1024),
+            crlf: true,
         };
         match client.read_reply("the greeting").await? {
             Reply::Ok { text, .. } => client.greeting = text,
@@ -76,6 +79,7 @@ impl Client {
     /// Reads one status line.
     pub async fn read_reply(&mut self, what: &str) -> Result<Reply> {
         let line = self.read_line(what).await?;
+        self.crlf = line.ends_with(b"\r\n");
         crate::report::trace("S", &line);
         codec::parse_reply(&line)
             .map_err(|e| Pop3Error::Protocol(format!("{} in {what}", sanitize(&e.0, 200))))
@@ -122,7 +126,13 @@ impl Client {
     where
         F: FnMut(&[u8]) -> anyhow::Result<()>,
     {
-        let mut decoder = BodyDecoder::new();
+        // A server that ends its own lines in CRLF frames bodies so (RFC 1939): a bare LF is
+        // data; one that does not is read the tolerant way.
+        let mut decoder = if self.crlf {
+            BodyDecoder::crlf_lines()
+        } else {
+            BodyDecoder::new()
+        };
         loop {
             if !self.conn.buffered().is_empty() {
                 self.scratch.clear();
@@ -231,6 +241,7 @@ impl Client {
             conn: Conn::new(io, timeout),
             greeting: self.greeting,
             scratch: self.scratch,
+            crlf: self.crlf,
         };
         Ok((client, fingerprint))
     }

@@ -103,20 +103,38 @@ enum BodyState {
 #[derive(Debug, Clone)]
 pub struct BodyDecoder {
     state: BodyState,
+    /// Lines end in CRLF only: a bare LF is data, so a `.` after it starts no line (and so
+    /// ends no body).
+    crlf_only: bool,
+    /// The last byte given was CR.
+    after_cr: bool,
 }
 
 impl Default for BodyDecoder {
     fn default() -> Self {
         BodyDecoder {
             state: BodyState::LineStart,
+            crlf_only: false,
+            after_cr: false,
         }
     }
 }
 
 impl BodyDecoder {
-    /// A decoder at the start of a body.
+    /// A decoder at the start of a body, which also takes bare LF as a line end (for a
+    /// server whose own lines end so).
     pub fn new() -> BodyDecoder {
         BodyDecoder::default()
+    }
+
+    /// A decoder at the start of a body whose lines end in CRLF, as RFC 1939 says: what a
+    /// server that ends its own lines in CRLF sends. A message with a bare LF followed by
+    /// `.` and CRLF is then read whole instead of cut there.
+    pub fn crlf_lines() -> BodyDecoder {
+        BodyDecoder {
+            crlf_only: true,
+            ..BodyDecoder::default()
+        }
     }
 
     /// Whether the terminating line has been seen.
@@ -145,12 +163,15 @@ impl BodyDecoder {
                         self.state = BodyState::DotCr;
                         i += 1;
                     }
-                    b'\n' => {
+                    b'\n' if !self.crlf_only => {
                         // A bare-LF terminator from a sloppy server.
                         self.state = BodyState::Done;
                         i += 1;
                     }
-                    _ => self.state = BodyState::Middle,
+                    _ => {
+                        self.after_cr = false;
+                        self.state = BodyState::Middle;
+                    }
                 },
                 BodyState::DotCr => {
                     if input[i] == b'\n' {
@@ -159,17 +180,26 @@ impl BodyDecoder {
                     } else {
                         // ".\rX": not a terminator; the '.' was stuffing, the CR is data.
                         out.push(b'\r');
+                        self.after_cr = true;
                         self.state = BodyState::Middle;
                     }
                 }
                 BodyState::Middle => match memchr::memchr(b'\n', &input[i..]) {
                     Some(pos) => {
+                        let cr = match pos {
+                            0 => self.after_cr,
+                            _ => input[i + pos - 1] == b'\r',
+                        };
                         out.extend_from_slice(&input[i..=i + pos]);
                         i += pos + 1;
-                        self.state = BodyState::LineStart;
+                        self.after_cr = false;
+                        if cr || !self.crlf_only {
+                            self.state = BodyState::LineStart;
+                        }
                     }
                     None => {
                         out.extend_from_slice(&input[i..]);
+                        self.after_cr = input.last() == Some(&b'\r');
                         i = input.len();
                     }
                 },
@@ -343,7 +373,10 @@ mod tests {
     }
 
     fn decode_all(chunks: &[&[u8]]) -> (Vec<u8>, usize, bool) {
-        let mut d = BodyDecoder::new();
+        decode_with(BodyDecoder::new(), chunks)
+    }
+
+    fn decode_with(mut d: BodyDecoder, chunks: &[&[u8]]) -> (Vec<u8>, usize, bool) {
         let mut out = Vec::new();
         let mut consumed = 0;
         for c in chunks {
@@ -378,6 +411,27 @@ mod tests {
                 assert_eq!(consumed, wire.len(), "split {a},{b}");
             }
         }
+    }
+
+    #[test]
+    fn with_crlf_lines_a_bare_lf_then_a_dot_is_data_at_every_split_point() {
+        // The poison message: a bare LF followed by ".\r\n" inside the body.
+        // A server that frames by CRLF stuffs only dots after CRLF, so the wire holds it as is.
+        let body = b"Subject: x\r\n\r\nbefore\n.\r\nafter\r\n";
+        let wire = b"Subject: x\r\n\r\nbefore\n.\r\nafter\r\n.\r\n";
+        for a in 0..=wire.len() {
+            for b in a..=wire.len() {
+                let chunks = [&wire[..a], &wire[a..b], &wire[b..]];
+                let (out, consumed, done) = decode_with(BodyDecoder::crlf_lines(), &chunks);
+                assert!(done, "split {a},{b}");
+                assert_eq!(out, body, "split {a},{b}");
+                assert_eq!(consumed, wire.len(), "split {a},{b}");
+            }
+        }
+        let (out, _, _) = decode_with(BodyDecoder::crlf_lines(), &[WIRE]);
+        assert_eq!(&out[..], b"From: a\r\n\r\n.dot\r\n");
+        // A sloppy server's bare-LF framing is still read by the tolerant decoder.
+        assert_eq!(decode_all(&[b"a\n.\n"]), (b"a\n".to_vec(), 4, true));
     }
 
     #[test]

@@ -312,3 +312,44 @@ fn a_server_that_lies_about_deleting_is_caught() {
     assert_eq!(local.len(), 64);
     assert!(local.iter().all(|m| mail.contains(m)));
 }
+
+#[test]
+fn a_message_with_a_bare_lf_before_a_dot_line_is_fetched_whole_with_the_others() {
+    // RFC 1939 lines end in CRLF: "\n.\r\n" inside a message is data, not the end of it.
+    let crlf = |m: Vec<u8>| {
+        String::from_utf8_lossy(&m)
+            .replace('\n', "\r\n")
+            .into_bytes()
+    };
+    let mut poison = crlf(message("poison", 1, 300));
+    let body = poison.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    poison.splice(body..body, b"before\n.\r\nafter\r\n".iter().copied());
+    let mail = vec![
+        crlf(message("poison", 0, 300)),
+        poison.clone(),
+        crlf(message("poison", 2, 300)),
+    ];
+    let script = Script {
+        uidls: vec![Some("a".into()), Some("b".into()), Some("c".into())],
+        uidl: true,
+        top: true,
+        raw_line_ends: true,
+        ..Script::default()
+    };
+    let server = FakePop3::start(script, &mail);
+    let (env, maildir) = env_for(server.port, "");
+    env.run(&["fetch"]).expect(0);
+    let local = local_messages(&maildir);
+    assert_eq!(
+        local.len(),
+        3,
+        "every message, the one with the bare LF too"
+    );
+    let whole = String::from_utf8_lossy(&poison).replace("\r\n", "\n");
+    assert!(
+        local.iter().any(|m| *m == whole.as_bytes()),
+        "the poison message, whole"
+    );
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir).len(), 3);
+}

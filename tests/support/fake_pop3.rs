@@ -32,6 +32,9 @@ pub struct Script {
     pub single_use_tokens: bool,
     /// Answer QUIT +OK but keep the messages marked for deletion (a lying server).
     pub ignore_deletes: bool,
+    /// Keep the messages' line ends as given (CRLF lines, a bare LF inside one is data) and
+    /// stuff only after CRLF, as a server that frames by CRLF does.
+    pub raw_line_ends: bool,
 }
 
 /// The messages on the server: (UIDL, body with CRLF line ends).
@@ -65,9 +68,12 @@ impl FakePop3 {
             .iter()
             .enumerate()
             .map(|(i, m)| {
-                let crlf = String::from_utf8_lossy(m)
-                    .replace('\n', "\r\n")
-                    .into_bytes();
+                let crlf = match script.raw_line_ends {
+                    true => m.clone(),
+                    false => String::from_utf8_lossy(m)
+                        .replace('\n', "\r\n")
+                        .into_bytes(),
+                };
                 (script.uidls.get(i).cloned().flatten(), crlf)
             })
             .collect();
@@ -90,13 +96,16 @@ impl FakePop3 {
     }
 }
 
+/// Dot-stuffing: a dot at the start of a line (after CRLF) is doubled.
 fn stuff(body: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    for line in body.split_inclusive(|&b| b == b'\n') {
-        if line.starts_with(b".") {
+    let mut line_start = true;
+    for (i, &b) in body.iter().enumerate() {
+        if line_start && b == b'.' {
             out.push(b'.');
         }
-        out.extend_from_slice(line);
+        out.push(b);
+        line_start = b == b'\n' && i > 0 && body[i - 1] == b'\r';
     }
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
