@@ -10,6 +10,8 @@ pub enum Exit {
     Ok = 0,
     /// `migrate --verify` found messages missing or different on the target.
     Differs = 1,
+    /// Some folders failed (each is named); the rest was done.
+    Partial = 2,
     /// Bad command line.
     Usage = 64,
     /// A safety check stopped the run (a side emptied while state knows its messages).
@@ -44,6 +46,10 @@ impl Exit {
         (
             Exit::Differs,
             "migrate --verify found messages missing or different on the target",
+        ),
+        (
+            Exit::Partial,
+            "some folders failed (each is named, with the server's words); the rest was done",
         ),
         (Exit::Usage, "bad command line"),
         (

@@ -17,6 +17,7 @@
 //! - `upload`: the durable upload loop (intent -> append -> pair or find again).
 //! - `reconcile`: re-matching after a UIDVALIDITY change; exact removal with its record.
 //! - `adopt`: pairing what both sides hold already when state knows nothing of a folder.
+//! - `failures`: folders that failed while the rest of the run went on (exit code 2).
 //!
 //! Stores and local storage: the only I/O with mail.
 //! - `store`: the `Store` trait and its implementations (IMAP, POP3, a Maildir source, and an
@@ -47,6 +48,7 @@ pub mod date;
 pub mod deliver;
 pub mod exit;
 pub mod failpoint;
+pub mod failures;
 pub mod fetch;
 pub mod flags;
 pub mod imap;

@@ -178,6 +178,14 @@ impl Output {
     }
 }
 
+/// Prints a folder's failure to stderr, whatever the output (the folder's mail was not
+/// copied), and logs it.
+pub fn failure(account: &str, failure: &crate::failures::FolderFailure) {
+    let line = format!("{}: error: {}", sanitize(account, 100), failure.error);
+    eprintln!("mailferry: {line}");
+    log(&line);
+}
+
 /// Prints an error and its causes to stderr (each cause once), and logs them.
 pub fn error(account: Option<&str>, e: &anyhow::Error) {
     let prefix = match account {

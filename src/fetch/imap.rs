@@ -15,7 +15,6 @@ use super::{FetchOptions, FolderPlan, Outcome, Planned};
 use crate::adopt::adopt;
 use crate::config::{Account, Mode};
 use crate::deliver::{self, Download};
-use crate::join;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Folder, Maildir, account_maildir};
 use crate::reconcile::{self, expunge};
@@ -25,6 +24,7 @@ use crate::store::{
     Access, Connect, Deletes, Items, Mailbox, Need, Search, Selected, Store, Uids, selected_by,
 };
 use crate::text::sanitize;
+use crate::{failures, join};
 
 /// Fetches every selected folder of one IMAP account.
 pub async fn run<C: Connect>(
@@ -67,12 +67,15 @@ pub async fn run<C: Connect>(
                 maildir: &maildir,
                 fetched_before: fetched.get(),
             };
-            let outcome = job
+            let done = job
                 .run(store, state)
                 .await
-                .with_context(|| format!("folder {}", sanitize(&mailbox.name, 100)))?;
-            fetched.set(fetched.get() + outcome.fetched);
-            Ok(outcome)
+                .with_context(|| format!("folder {}", sanitize(&mailbox.name, 100)));
+            let done = failures::of_folder(&mailbox.name, done)?;
+            if let Ok(outcome) = &done {
+                fetched.set(fetched.get() + outcome.fetched);
+            }
+            Ok(done)
         },
         async |(store, _): (C::Store, (State, Option<DryRunDir>))| Ok(store.close().await?),
     )
@@ -84,7 +87,10 @@ pub async fn run<C: Connect>(
         ..Outcome::default()
     };
     for o in outcomes {
-        total.add(&o);
+        match o {
+            Ok(o) => total.add(&o),
+            Err(failure) => total.failed.push(failure),
+        }
     }
     Ok(total)
 }

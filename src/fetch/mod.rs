@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Mode;
+use crate::failures::FolderFailure;
 use crate::report::Summary;
 
 /// Per-run options of a fetch, from the account and the command line.
@@ -106,6 +107,9 @@ pub struct Outcome {
     /// A dry run's plan, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<FolderPlan>,
+    /// Folders that failed while the others were fetched.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FolderFailure>,
     /// The size limit, for the summary.
     #[serde(skip)]
     pub max_size: Option<u64>,
@@ -121,6 +125,7 @@ impl Outcome {
         self.too_large += other.too_large;
         self.deferred += other.deferred;
         self.plan.extend(other.plan.iter().cloned());
+        self.failed.extend(other.failed.iter().cloned());
     }
 
     /// Counts what a plan will do, as a dry run reports it, and keeps the plan.
@@ -140,7 +145,12 @@ impl Summary for Outcome {
         let mut parts = Vec::new();
         let verb = if o.dry_run { "would fetch" } else { "fetched" };
         if o.fetched == 0 && o.deleted == 0 && !o.dry_run {
-            parts.push("no new mail".to_string());
+            let nothing = if o.failed.is_empty() {
+                "no new mail"
+            } else {
+                "nothing fetched"
+            };
+            parts.push(nothing.to_string());
         } else {
             parts.push(format!(
                 "{verb} {} message{} ({})",
@@ -171,6 +181,9 @@ impl Summary for Outcome {
                 "{} left for the next run (max_messages)",
                 o.deferred
             ));
+        }
+        if !o.failed.is_empty() {
+            parts.push(crate::failures::counted(&o.failed));
         }
         format!("{}: {}", o.account, parts.join(", "))
     }

@@ -121,6 +121,50 @@ fn imap_delete_mode_empties_the_server_after_a_crash_at_any_step() {
 }
 
 #[test]
+fn a_folder_the_server_refuses_is_named_and_the_others_are_fetched() {
+    use crate::store::{Retry, Scope};
+    for op in ["select", "fetch_receive", "set_flags", "expunge"] {
+        let lab = imap_lab("connections = 2");
+        let work = Scope::Folder("Work".into());
+        lab.server
+            .borrow_mut()
+            .fail(op, Some("Work"), work, Retry::Never);
+        let done = fetch(&lab, &options(&lab, Mode::Delete)).unwrap();
+        let named: Vec<&str> = done.failed.iter().map(|f| f.folder.as_str()).collect();
+        assert_eq!(named, ["Work"], "{op}");
+        assert!(
+            done.failed[0].error.contains("Work"),
+            "{op}: {:?}",
+            done.failed
+        );
+        assert_eq!(lab.near()["INBOX"].len(), 70, "{op}");
+        assert!(
+            !lab.far().contains_key("INBOX") || lab.far()["INBOX"].is_empty(),
+            "{op}"
+        );
+        // Whatever Work got to, nothing of it was deleted without its copy.
+        let (near, far) = (lab.near(), lab.far());
+        let texts = |s: &crate::testkit::Snapshot| -> Vec<String> {
+            s.get("Work")
+                .into_iter()
+                .flatten()
+                .map(|(_, t)| t.clone())
+                .collect()
+        };
+        let mut kept = texts(&near);
+        kept.extend(texts(&far));
+        kept.sort();
+        kept.dedup();
+        assert_eq!(kept.len(), 4, "{op}");
+        lab.server.borrow_mut().clear_failures();
+        let rerun = fetch(&lab, &options(&lab, Mode::Delete)).unwrap();
+        assert!(rerun.failed.is_empty(), "{op}");
+        assert_eq!(count(&lab.far()), 0, "{op}");
+        assert_eq!(count(&lab.near()), 74, "{op}");
+    }
+}
+
+#[test]
 fn imap_keep_mode_survives_a_crash_at_any_step() {
     crash_after_every_step(
         || imap_lab(""),

@@ -43,6 +43,9 @@ impl FetchSink for NoBodies {
 pub struct Client {
     conn: Conn,
     next_tag: u32,
+    /// Tags sent whose completion has not been read, oldest first: what a failed pipeline
+    /// left behind is read off before the next command (see [`Client::settle`]).
+    in_flight: Vec<String>,
     /// Capabilities, upper case.
     pub caps: Vec<String>,
 }
@@ -55,6 +58,7 @@ impl Client {
         let mut client = Client {
             conn: Conn::new(io, timeout),
             next_tag: 1,
+            in_flight: Vec::new(),
             caps: Vec::new(),
         };
         match client.read(&mut NoBodies).await? {
@@ -158,11 +162,36 @@ impl Client {
         }
     }
 
-    /// A fresh command tag.
-    pub fn tag(&mut self) -> String {
+    /// A fresh command tag, counted in flight until its completion is read.
+    fn tag(&mut self) -> String {
         let tag = format!("m{}", self.next_tag);
         self.next_tag += 1;
+        self.in_flight.push(tag.clone());
         tag
+    }
+
+    /// Notes that the completion of `tag` was read (by a caller that reads replies itself).
+    pub fn completed(&mut self, tag: &str) {
+        self.in_flight.retain(|t| t != tag);
+    }
+
+    /// Reads off the completions of commands whose caller stopped waiting (a pipeline cut
+    /// short by a refusal), dropping what they return, so that the next command's replies
+    /// are its own.
+    pub async fn settle(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            match self.read(&mut NoBodies).await? {
+                Response::Tagged { tag, .. } if self.in_flight.contains(&tag) => {
+                    self.completed(&tag);
+                }
+                Response::Tagged { tag, .. } => return Err(not_sent(&tag)),
+                Response::Status(s) if s.status == Status::Bye => {
+                    return Err(ImapError::Bye(sanitize(&s.text, 300)));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Writes bytes and flushes, within the timeout.
@@ -197,6 +226,7 @@ impl Client {
         loop {
             match self.read(sink).await? {
                 Response::Tagged { tag: t, status } if t == tag => {
+                    self.completed(tag);
                     return match status.status {
                         Status::Ok => Ok(status),
                         s => Err(ImapError::Refused {
@@ -210,12 +240,7 @@ impl Client {
                         }),
                     };
                 }
-                Response::Tagged { tag: t, .. } => {
-                    return Err(ImapError::Protocol(format!(
-                        "a reply for command {} that was not sent",
-                        sanitize(&t, 40)
-                    )));
-                }
+                Response::Tagged { tag: t, .. } => return Err(not_sent(&t)),
                 Response::Status(s) if s.status == Status::Bye => {
                     return Err(ImapError::Bye(sanitize(&s.text, 300)));
                 }
@@ -297,6 +322,7 @@ impl Client {
         let mut client = Client {
             conn: Conn::new(io, timeout),
             next_tag: self.next_tag,
+            in_flight: Vec::new(),
             caps: Vec::new(),
         };
         // Capabilities learnt before TLS are not to be trusted (RFC 3501 §6.2.1).
@@ -314,6 +340,7 @@ impl Client {
         Ok(Client {
             conn: Conn::new(Box::new(Deflate::new(io)), timeout),
             next_tag: self.next_tag,
+            in_flight: Vec::new(),
             caps: self.caps,
         })
     }
@@ -342,6 +369,7 @@ impl Client {
             match self.read(&mut NoBodies).await? {
                 Response::Continue(_) => {}
                 Response::Tagged { status, .. } => {
+                    self.completed(&tag);
                     return Err(ImapError::Refused {
                         command: "APPEND".into(),
                         status: status.status,
@@ -376,6 +404,7 @@ impl Client {
 
     /// LOGOUT, ignoring what a server does after saying BYE.
     pub async fn logout(mut self) -> Result<()> {
+        self.settle().await?;
         let tag = self.send("LOGOUT").await?;
         match self
             .complete(&tag, "LOGOUT", &mut NoBodies, &mut |_| {})
@@ -386,6 +415,14 @@ impl Client {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The error for a completion of a command this client never sent.
+pub fn not_sent(tag: &str) -> ImapError {
+    ImapError::Protocol(format!(
+        "a reply for command {} that was not sent",
+        sanitize(tag, 40)
+    ))
 }
 
 #[cfg(test)]
@@ -440,6 +477,44 @@ mod tests {
             matches!(refused, Err(ImapError::Refused { ref command, .. }) if command == "UID FETCH"),
             "{refused:?}"
         );
+        script.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn what_a_refused_pipeline_left_in_flight_is_read_off_before_the_next_command() {
+        let (ours, mut server) = tokio::io::duplex(1 << 16);
+        let script = tokio::spawn(async move {
+            server.write_all(b"* OK ready\r\n").await.unwrap();
+            let mut got = Vec::new();
+            while !got.ends_with(b"m2 UID FETCH 2 (UID)\r\n") {
+                let mut buf = [0u8; 64];
+                let n = server.read(&mut buf).await.unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            server
+                .write_all(b"m1 NO [LIMIT] too many\r\n* 2 FETCH (UID 2)\r\nm2 OK done\r\n")
+                .await
+                .unwrap();
+            let mut command = vec![0u8; 32];
+            let n = server.read(&mut command).await.unwrap();
+            assert_eq!(&command[..n], b"m3 NOOP\r\n");
+            server.write_all(b"m3 OK noop\r\n").await.unwrap();
+        });
+        let (mut client, _) = Client::start(Box::new(ours), Duration::from_secs(5))
+            .await
+            .unwrap();
+        let first = client.send("UID FETCH 1 (UID)").await.unwrap();
+        client.send("UID FETCH 2 (UID)").await.unwrap();
+        let refused = client
+            .complete(&first, "UID FETCH", &mut NoBodies, &mut |_| {})
+            .await;
+        assert!(
+            matches!(refused, Err(ImapError::Refused { .. })),
+            "{refused:?}"
+        );
+        client.settle().await.unwrap();
+        let (untagged, status) = client.run("NOOP").await.unwrap();
+        assert_eq!((untagged.len(), status.status), (0, Status::Ok));
         script.await.unwrap();
     }
 }

@@ -224,6 +224,7 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
                 client.write(format!("{abort}\r\n").as_bytes()).await?
             }
             Response::Tagged { tag: t, status } if t == tag => {
+                client.completed(&tag);
                 return match status.status {
                     Status::Ok => {
                         match status.code {
@@ -239,12 +240,7 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
                     }
                 };
             }
-            Response::Tagged { tag: t, .. } => {
-                return Err(ImapError::Protocol(format!(
-                    "a reply for command {} that was not sent",
-                    sanitize(&t, 40)
-                )));
-            }
+            Response::Tagged { tag: t, .. } => return Err(client::not_sent(&t)),
             Response::Capability(c) => client.caps = c,
             Response::Status(s) if s.status == Status::Bye => {
                 return Err(ImapError::Bye(sanitize(&s.text, 300)));

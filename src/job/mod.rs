@@ -103,7 +103,13 @@ pub fn run(cli: Cli) -> Exit {
     let mut worst = Exit::Ok;
     for (name, result) in done {
         match result {
-            Ok(done) => done.report(&out),
+            Ok(done) => {
+                done.report(&out);
+                for failure in done.failures() {
+                    report::failure(&name, failure);
+                }
+                worst = worst.max(done.exit());
+            }
             Err(e) => {
                 report::error(
                     Some(&name).filter(|a| !a.is_empty()).map(|a| a.as_str()),

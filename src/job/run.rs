@@ -11,6 +11,7 @@ use crate::cli::KeyringAction;
 use crate::config::{Account, Channel, Protocol};
 use crate::date::now;
 use crate::exit::Exit;
+use crate::failures::FolderFailure;
 use crate::fetch::{self, FetchOptions, Outcome};
 use crate::migrate::{self, MigrateOutcome, SourceConnect};
 use crate::report::{self, Output};
@@ -46,6 +47,33 @@ impl Done {
             Done::Shown => {}
         }
     }
+
+    /// The folders that failed while the rest went on.
+    pub fn failures(&self) -> &[FolderFailure] {
+        match self {
+            Done::Fetched(o) => &o.failed,
+            Done::Synced(o) => &o.failed,
+            Done::Migrated(_) | Done::Shown => &[],
+        }
+    }
+
+    /// The exit code of a job that went through: partial where a folder failed.
+    pub fn exit(&self) -> Exit {
+        match self.failures() {
+            [] => Exit::Ok,
+            _ => Exit::Partial,
+        }
+    }
+}
+
+/// How a run that went through is recorded: "partial" (with what failed) where a folder
+/// failed.
+fn finished(failed: &[FolderFailure]) -> (&'static str, Option<String>) {
+    if failed.is_empty() {
+        return ("ok", None);
+    }
+    let what: Vec<String> = failed.iter().map(|f| f.error.clone()).collect();
+    ("partial", Some(what.join("; ")))
 }
 
 /// Runs `attempt`, and again after a temporary failure (exit code 75) as often as the account
@@ -160,7 +188,10 @@ impl Setup {
         let run = state.run_started(now())?;
         let result = run_fetch(Some(&mut state)).await;
         let recorded = match &result {
-            Ok(o) => state.run_finished(run, now(), "ok", o.fetched, o.deleted, None),
+            Ok(o) => {
+                let (status, error) = finished(&o.failed);
+                state.run_finished(run, now(), status, o.fetched, o.deleted, error.as_deref())
+            }
             Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
         };
         let outcome = result?;
@@ -187,7 +218,11 @@ impl Setup {
         let run = state.run_started(now())?;
         let result = sync::run(&connect, channel, account, opts, &mut state, out).await;
         let recorded = match &result {
-            Ok(o) => state.run_finished(run, now(), "ok", o.downloaded, o.far_deleted, None),
+            Ok(o) => {
+                let (status, error) = finished(&o.failed);
+                let (downloaded, deleted) = (o.downloaded, o.far_deleted);
+                state.run_finished(run, now(), status, downloaded, deleted, error.as_deref())
+            }
             Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
         };
         let outcome = result?;

@@ -312,8 +312,16 @@ impl Store for ImapStore {
     }
 
     async fn create(&mut self, mailbox: &Mailbox) -> Result<()> {
-        self.run(&format!("CREATE {}", quoted(mailbox))).await?;
-        Ok(())
+        let command = format!("CREATE {}", quoted(mailbox));
+        match self.session.client.run(&command).await {
+            Ok(_) => Ok(()),
+            // A refused name is that folder's failure, whatever folder is open.
+            Err(e @ ImapError::Refused { .. }) => {
+                let scope = Scope::Folder(mailbox.name.clone());
+                Err(StoreError::new(scope, retry_of(&e), e))
+            }
+            Err(e) => Err(self.err(e)),
+        }
     }
 
     async fn select(
@@ -331,6 +339,10 @@ impl Store for ImapStore {
             _ if self.session.condstore => " (CONDSTORE)".to_string(),
             _ => String::new(),
         };
+        // A folder before this one may have stopped at a refusal with commands in flight.
+        if let Err(e) = self.session.client.settle().await {
+            return Err(self.err(e));
+        }
         self.open = Some((mailbox.name.clone(), false));
         let command = format!("{verb} {}{params}", quoted(mailbox));
         let (untagged, status) = match self.session.client.run(&command).await {

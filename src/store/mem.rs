@@ -284,8 +284,14 @@ pub struct MemStore {
 }
 
 impl MemStore {
-    /// Counts a step, and fails it if the test asked for that.
+    /// Counts a step in the open folder, and fails it if the test asked for that.
     fn step(&mut self, op: &'static str) -> Result<()> {
+        let folder = self.open.as_ref().map(|(n, _)| n.clone());
+        self.step_in(op, folder)
+    }
+
+    /// Counts a step that concerns `folder`, and fails it if the test asked for that.
+    fn step_in(&mut self, op: &'static str, folder: Option<String>) -> Result<()> {
         crate::failpoint::hit(&format!("mem-{op}"))?;
         let hook = {
             let mut server = self.server.borrow_mut();
@@ -295,7 +301,6 @@ impl MemStore {
         if let Some(hook) = hook {
             hook();
         }
-        let folder = self.open.as_ref().map(|(n, _)| n.clone());
         let mut server = self.server.borrow_mut();
         server.calls.push(match &folder {
             Some(f) => format!("{op} {f}"),
@@ -394,7 +399,7 @@ impl Store for MemStore {
     }
 
     async fn create(&mut self, mailbox: &Mailbox) -> Result<()> {
-        self.step("create")?;
+        self.step_in("create", Some(mailbox.raw.clone()))?;
         self.server.borrow_mut().create(&mailbox.raw);
         Ok(())
     }

@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::adopt::adopt;
 use crate::config::{Account, Channel, Sides, SyncDirection};
 use crate::exit::{Classify, Exit};
+use crate::failures::{self, FolderFailure};
 use crate::flags::FlagSet;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir, account_maildir};
@@ -95,6 +96,9 @@ pub struct SyncOutcome {
     /// A dry run's plan, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<FolderActions>,
+    /// Folders that failed while the others synced.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failed: Vec<FolderFailure>,
 }
 
 impl SyncOutcome {
@@ -109,6 +113,7 @@ impl SyncOutcome {
         self.folders_created += other.folders_created;
         self.paired += other.paired;
         self.plan.extend(other.plan.iter().cloned());
+        self.failed.extend(other.failed.iter().cloned());
     }
 
     /// Counts what a dry run's actions would do, and keeps them.
@@ -150,11 +155,14 @@ impl Summary for SyncOutcome {
             (self.folders_created, "folders created"),
             (self.paired, "already on both sides, paired"),
         ];
-        let parts: Vec<String> = counts
+        let mut parts: Vec<String> = counts
             .iter()
             .filter(|(n, _)| *n > 0)
             .map(|(n, what)| format!("{n} {what}"))
             .collect();
+        if !self.failed.is_empty() {
+            parts.push(failures::counted(&self.failed));
+        }
         if parts.is_empty() {
             format!("{}: in sync, nothing to do", self.channel)
         } else {
@@ -203,6 +211,7 @@ pub async fn run<C: Connect>(
     }
     let folders = pair_folders(&mut store, channel, account, &maildir, opts, out).await?;
     outcome.folders_created += folders.created;
+    outcome.failed = folders.failed;
     // Every worker has its own connection to the state database (SQLite serialises writers).
     let state_path = state.path().to_path_buf();
     let parts = join::work_queue(
@@ -223,15 +232,20 @@ pub async fn run<C: Connect>(
                 mailbox: &mailbox,
                 maildir: &maildir,
             };
-            job.run(store, state)
+            let done = job
+                .run(store, state)
                 .await
-                .with_context(|| format!("folder {}", sanitize(&mailbox.name, 100)))
+                .with_context(|| format!("folder {}", sanitize(&mailbox.name, 100)));
+            failures::of_folder(&mailbox.name, done)
         },
         async |(store, _): (C::Store, State)| Ok(store.close().await?),
     )
     .await?;
     for part in parts {
-        outcome.add(&part);
+        match part {
+            Ok(part) => outcome.add(&part),
+            Err(failure) => outcome.failed.push(failure),
+        }
     }
     Ok(outcome)
 }
@@ -240,6 +254,8 @@ pub async fn run<C: Connect>(
 struct Paired {
     mailboxes: Vec<Mailbox>,
     created: u64,
+    /// Folders the server would not create: left out, the others go on.
+    failed: Vec<FolderFailure>,
 }
 
 /// Pairs the server's folders with the Maildir's by name: a folder on one side only is
@@ -277,6 +293,7 @@ async fn pair_folders<S: Store>(
     let mut paired = Paired {
         mailboxes: Vec::new(),
         created: 0,
+        failed: Vec::new(),
     };
     for (components, far) in folders {
         let name = components.join("/");
@@ -295,15 +312,16 @@ async fn pair_folders<S: Store>(
         }
         let mailbox = match far {
             Some(m) => m,
-            None => {
-                let m = store.mailbox(&components).await?;
-                if !opts.dry_run {
-                    store.create(&m).await?;
-                    failpoint::hit("sync-after-create")?;
+            None => match create_on_server(store, &components, opts.dry_run).await? {
+                Ok(m) => {
+                    paired.created += 1;
+                    m
                 }
-                paired.created += 1;
-                m
-            }
+                Err(failure) => {
+                    paired.failed.push(failure);
+                    continue;
+                }
+            },
         };
         if !near_exists {
             paired.created += 1;
@@ -311,6 +329,27 @@ async fn pair_folders<S: Store>(
         paired.mailboxes.push(mailbox);
     }
     Ok(paired)
+}
+
+/// Creates on the server a folder the Maildir has; a refusal is that folder's failure.
+async fn create_on_server<S: Store>(
+    store: &mut S,
+    components: &[String],
+    dry_run: bool,
+) -> anyhow::Result<Result<Mailbox, FolderFailure>> {
+    let mailbox = store.mailbox(components).await?;
+    if dry_run {
+        return Ok(Ok(mailbox));
+    }
+    let created = store
+        .create(&mailbox)
+        .await
+        .with_context(|| format!("creating folder {}", sanitize(&mailbox.name, 100)));
+    if let Err(failure) = failures::of_folder(&mailbox.name, created)? {
+        return Ok(Err(failure));
+    }
+    failpoint::hit("sync-after-create")?;
+    Ok(Ok(mailbox))
 }
 
 /// A Maildir message as the planner sees it (its flags as the other side would name them)

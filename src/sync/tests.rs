@@ -498,8 +498,63 @@ fn a_crash_after_any_step_then_a_rerun_ends_as_an_uninterrupted_sync() {
     }
 }
 
+/// Each side's folders but one.
+fn without(snapshot: Snapshot, folder: &str) -> Snapshot {
+    snapshot.into_iter().filter(|(f, _)| f != folder).collect()
+}
+
 #[test]
-fn a_failure_of_any_scope_stops_the_run_and_a_rerun_completes_it() {
+fn a_failure_of_a_folder_leaves_the_others_synced_and_a_rerun_completes_it() {
+    let reference = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
+    sync(&reference).unwrap();
+    let want = (reference.near(), reference.far());
+    for (op, folder) in [
+        ("select", "Work"),
+        ("list", "Notes"),
+        ("fetch_receive", "Work"),
+        ("append", "INBOX"),
+        ("set_flags", "INBOX"),
+        ("expunge", "INBOX"),
+        ("search", "INBOX"),
+        ("create", "Notes"),
+    ] {
+        for scope in [Scope::Message(1), Scope::Folder(folder.into())] {
+            let lab = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
+            let (near, far) = (lab.near(), lab.far());
+            let failing = Some(folder);
+            lab.server
+                .borrow_mut()
+                .fail(op, failing, scope.clone(), Retry::Never);
+            let outcome = sync(&lab).unwrap_or_else(|e| panic!("{op} {scope:?}: {e:#}"));
+            let named: Vec<&str> = outcome.failed.iter().map(|f| f.folder.as_str()).collect();
+            assert_eq!(named, [folder], "{op} {scope:?}");
+            assert!(
+                outcome.failed[0].error.contains("as the test asked"),
+                "{op}"
+            );
+            // Every other folder is where the reference got; the failed one is no further
+            // than where it was, or on its way there (never past it, never anything else).
+            let others = |s: Snapshot| without(s, folder);
+            assert_eq!(others(lab.near()), others(want.0.clone()), "{op} {scope:?}");
+            assert_eq!(others(lab.far()), others(want.1.clone()), "{op} {scope:?}");
+            if op == "select" {
+                assert_eq!(lab.near().get(folder), near.get(folder), "{op}");
+                assert_eq!(lab.far().get(folder), far.get(folder), "{op}");
+            }
+            lab.server.borrow_mut().clear_failures();
+            let rerun = sync(&lab).unwrap_or_else(|e| panic!("{op} {scope:?}: rerun: {e:#}"));
+            assert!(
+                rerun.failed.is_empty(),
+                "{op} {scope:?}: {:?}",
+                rerun.failed
+            );
+            assert_eq!((lab.near(), lab.far()), want, "{op} {scope:?}");
+        }
+    }
+}
+
+#[test]
+fn a_failure_of_the_account_stops_the_run_and_a_rerun_completes_it() {
     let reference = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
     sync(&reference).unwrap();
     let want = (reference.near(), reference.far());
@@ -513,25 +568,24 @@ fn a_failure_of_any_scope_stops_the_run_and_a_rerun_completes_it() {
         "search",
         "create",
     ] {
-        for (scope, retry) in [
-            (Scope::Message(1), Retry::Never),
-            (Scope::Folder("INBOX".into()), Retry::Never),
-            (Scope::Account, Retry::Later),
-        ] {
-            let lab = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
-            lab.server.borrow_mut().fail(op, None, scope.clone(), retry);
-            let e = sync(&lab).expect_err(op);
-            let store = e
-                .chain()
-                .find_map(|c| c.downcast_ref::<StoreError>())
-                .unwrap_or_else(|| panic!("{op}: not a store error: {e:#}"));
-            assert_eq!((&store.scope, store.retry), (&scope, retry), "{op}");
-            let code = crate::job::classify(&e);
-            assert_eq!(code, Exit::Protocol, "{op} {scope:?}: {e:#}");
-            lab.server.borrow_mut().clear_failures();
-            sync(&lab).unwrap_or_else(|e| panic!("{op} {scope:?}: rerun: {e:#}"));
-            assert_eq!((lab.near(), lab.far()), want, "{op} {scope:?}");
-        }
+        let lab = busy(Server::Full, "expunge = \"both\"\ncreate = \"both\"");
+        lab.server
+            .borrow_mut()
+            .fail(op, None, Scope::Account, Retry::Later);
+        let e = sync(&lab).expect_err(op);
+        let store = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<StoreError>())
+            .unwrap_or_else(|| panic!("{op}: not a store error: {e:#}"));
+        assert_eq!(
+            (&store.scope, store.retry),
+            (&Scope::Account, Retry::Later),
+            "{op}"
+        );
+        assert_eq!(crate::job::classify(&e), Exit::Protocol, "{op}: {e:#}");
+        lab.server.borrow_mut().clear_failures();
+        sync(&lab).unwrap_or_else(|e| panic!("{op}: rerun: {e:#}"));
+        assert_eq!((lab.near(), lab.far()), want, "{op}");
     }
 }
 

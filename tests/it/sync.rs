@@ -886,3 +886,35 @@ fn a_maildir_made_by_mbsync_is_paired_whole_and_nothing_is_copied() {
     let again = env.run(&["-v", "sync"]);
     assert!(again.stdout.contains("nothing to do"), "{}", again.stdout);
 }
+#[test]
+fn a_folder_the_server_refuses_to_create_is_named_and_the_others_sync() {
+    let server = dovecot();
+    let (user, env, maildir) = setup("sync-refused", "create = \"both\"");
+    let inbox = corpus("srin", 3);
+    server.put(&user, "", &inbox);
+    let drafts = message("srdraft", 0, 700);
+    deliver_local(&maildir, &["Drafts"], &[(drafts.clone(), "D")]);
+    // Dovecot refuses a name that begins with '~'.
+    deliver_local(&maildir, &["~Old"], &[(message("srold", 0, 600), "S")]);
+
+    for _ in 0..2 {
+        let run = env.run(&["-v", "sync"]);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("~Old") && run.stderr.contains("Begins with '~'"),
+            "{}",
+            run.stderr
+        );
+        assert!(run.stdout.contains("1 folder failed"), "{}", run.stdout);
+        assert_same(local_messages(&maildir), &inbox, "INBOX");
+        assert_eq!(server.count(&user, "Drafts"), 1);
+        // Still only here, and still here.
+        assert_eq!(local_messages(&maildir.join(".~Old")).len(), 1);
+    }
+    let run = env.run(&["--json", "sync"]);
+    run.expect(2);
+    let json: serde_json::Value = serde_json::from_str(run.stdout.trim()).expect(&run.stdout);
+    assert_eq!(json["failed"][0]["folder"], "~Old", "{json}");
+    let status = env.run(&["status", "acct"]);
+    assert!(status.stdout.contains("partial"), "{}", status.stdout);
+}
