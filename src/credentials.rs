@@ -3,7 +3,9 @@
 
 use std::fmt;
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::config::{Account, AuthMech, ConfigError, PasswordSource};
 use crate::keyring::{self, KeyringError};
@@ -40,27 +42,27 @@ pub struct Credentials<'a> {
 
 impl<'a> Credentials<'a> {
     /// Reads a password now (so that a bad source fails before any connection).
-    pub fn new(account: &'a Account) -> Result<Credentials<'a>, ConfigError> {
+    pub async fn new(account: &'a Account) -> Result<Credentials<'a>, ConfigError> {
         let oauth = matches!(account.auth, AuthMech::Xoauth2 | AuthMech::Oauthbearer);
         let password = if oauth {
             None
         } else {
-            Some(password(account)?)
+            Some(password(account).await?)
         };
         Ok(Credentials { account, password })
     }
 
     /// The secret for the next login.
-    pub fn secret(&self) -> Result<Secret, ConfigError> {
+    pub async fn secret(&self) -> Result<Secret, ConfigError> {
         match &self.password {
             Some(p) => Ok(p.clone()),
-            None => password(self.account),
+            None => password(self.account).await,
         }
     }
 }
 
 /// Reads the password of an account from its source.
-pub fn password(account: &Account) -> Result<Secret, ConfigError> {
+pub async fn password(account: &Account) -> Result<Secret, ConfigError> {
     let name = &account.name;
     let value = match &account.password {
         PasswordSource::Missing => {
@@ -79,7 +81,7 @@ pub fn password(account: &Account) -> Result<Secret, ConfigError> {
                 )));
             }
         },
-        PasswordSource::Command(cmd) => run_command(name, cmd)?,
+        PasswordSource::Command(cmd) => run_command(name, cmd, account.timeout).await?,
         PasswordSource::Keyring(entry) => keyring::get(entry).map_err(|e| match e {
             KeyringError::NoEntry => ConfigError::config(format!(
                 "account {name}: the keyring holds no password under service {}, username {entry}; \
@@ -122,27 +124,44 @@ pub fn password(account: &Account) -> Result<Secret, ConfigError> {
     Ok(Secret(value))
 }
 
-fn run_command(name: &str, cmd: &str) -> Result<String, ConfigError> {
-    let output = Command::new("/bin/sh")
+/// Runs a password command in a process group of its own, in a thread of its own (the other
+/// accounts of the run go on meanwhile), for at most `timeout`: a command that hangs (a
+/// pinentry nobody answers, a stuck network call) is killed with everything it started.
+async fn run_command(name: &str, cmd: &str, timeout: Duration) -> Result<String, ConfigError> {
+    let failed = |what: String| ConfigError::config(format!("account {name}: {what}"));
+    let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| {
-            ConfigError::config(format!("account {name}: cannot run password_command: {e}"))
-        })?;
+        .process_group(0)
+        .spawn()
+        .map_err(|e| failed(format!("cannot run password_command: {e}")))?;
+    let group = child.id() as libc::pid_t;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    let output = match tokio::time::timeout(timeout, rx).await {
+        Ok(Ok(output)) => output.map_err(|e| failed(format!("password_command: {e}")))?,
+        Ok(Err(_)) => return Err(failed("password_command: its waiter went away".into())),
+        Err(_) => {
+            // Not reaped yet (its waiter is still waiting), so the group is still its own.
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+            return Err(failed(format!(
+                "password_command did not finish within {} (the account's timeout); killed it",
+                crate::units::format_duration(timeout)
+            )));
+        }
+    };
     if !output.status.success() {
-        return Err(ConfigError::config(format!(
-            "account {name}: password_command failed ({})",
+        return Err(failed(format!(
+            "password_command failed ({})",
             output.status
         )));
     }
-    let text = String::from_utf8(output.stdout).map_err(|_| {
-        ConfigError::config(format!(
-            "account {name}: password_command printed something that is not UTF-8"
-        ))
-    })?;
+    let text = String::from_utf8(output.stdout)
+        .map_err(|_| failed("password_command printed something that is not UTF-8".into()))?;
     Ok(first_line(&text).to_string())
 }
 
@@ -219,6 +238,44 @@ mod tests {
         .unwrap();
         a.password = source;
         a
+    }
+
+    fn password(a: &Account) -> Result<Secret, ConfigError> {
+        crate::testkit::block_on(super::password(a))
+    }
+
+    #[test]
+    fn a_hanging_password_command_is_killed_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        let mut a = with(PasswordSource::Command(format!(
+            "sleep 30 & echo $! > {}; wait",
+            pid_file.display()
+        )));
+        a.timeout = Duration::from_millis(300);
+        let started = std::time::Instant::now();
+        let e = password(&a).unwrap_err().to_string();
+        assert!(e.contains("did not finish within"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // The grandchild is gone too, or a zombie its new parent has not reaped yet.
+        let gone = (0..50).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
+            matches!(state, None | Some('Z' | 'X'))
+        });
+        assert!(gone, "sleep {pid} outlived its password command");
     }
 
     #[test]

@@ -174,11 +174,11 @@ impl Setup {
         let _lock = self.lock(&account.name).await?;
         let run_fetch = async |state: Option<&mut State>| match account.protocol {
             Protocol::Pop3 => {
-                let connect = Pop3Connect::new(account)?;
+                let connect = Pop3Connect::new(account).await?;
                 fetch::pop3::run(&connect, account, opts, state, out).await
             }
             Protocol::Imap => {
-                fetch::imap::run(&ImapConnect::new(account)?, account, opts, out).await
+                fetch::imap::run(&ImapConnect::new(account).await?, account, opts, out).await
             }
         };
         if opts.dry_run {
@@ -208,7 +208,7 @@ impl Setup {
     ) -> anyhow::Result<SyncOutcome> {
         let _lock = self.lock(&account.name).await?;
         let state_path = self.state_path(&account.name);
-        let connect = ImapConnect::new(account)?;
+        let connect = ImapConnect::new(account).await?;
         if opts.dry_run {
             // Plan against a copy, so that nothing of the dry run reaches the state.
             let (mut copy, _dir) = State::dry_run_copy(&state_path)?;
@@ -234,9 +234,9 @@ impl Setup {
         let _lock = self.lock(&m.name).await?;
         let source = match &m.source {
             MigrateSource::Maildir(path) => SourceConnect::Maildir(path.clone()),
-            MigrateSource::Account(a) => SourceConnect::account(a)?,
+            MigrateSource::Account(a) => SourceConnect::account(a).await?,
         };
-        let connect = ImapConnect::new(&m.target)?;
+        let connect = ImapConnect::new(&m.target).await?;
         let state_path = self.state_path(&m.name);
         let (state, _dir) = if m.opts.dry_run {
             let (copy, dir) = State::dry_run_copy(&state_path)?;
@@ -263,7 +263,7 @@ impl Setup {
 async fn check(account: &Account, out: &Output) -> anyhow::Result<()> {
     let check = match account.protocol {
         Protocol::Imap => {
-            let mut store = ImapConnect::new(account)?.connect().await?;
+            let mut store = ImapConnect::new(account).await?.connect().await?;
             let folders = store.mailboxes().await?;
             let check = report::Check {
                 account,
@@ -278,7 +278,7 @@ async fn check(account: &Account, out: &Output) -> anyhow::Result<()> {
             check
         }
         Protocol::Pop3 => {
-            let mut store = Pop3Connect::new(account)?.connect().await?;
+            let mut store = Pop3Connect::new(account).await?.connect().await?;
             let sizes = store.sizes().await?;
             let check = report::Check {
                 account,
@@ -300,13 +300,13 @@ async fn check(account: &Account, out: &Output) -> anyhow::Result<()> {
 /// `mailferry list`: folders with message counts.
 async fn list(account: &Account, out: &Output) -> anyhow::Result<()> {
     if account.protocol == Protocol::Pop3 {
-        let mut store = Pop3Connect::new(account)?.connect().await?;
+        let mut store = Pop3Connect::new(account).await?.connect().await?;
         let n = store.sizes().await?.len() as u64;
         store.close().await?;
         report::folder_counts(out, "INBOX", n, None);
         return Ok(());
     }
-    let mut store = ImapConnect::new(account)?.connect().await?;
+    let mut store = ImapConnect::new(account).await?.connect().await?;
     let folders = store.mailboxes().await?;
     for folder in &folders.mailboxes {
         let (messages, unseen) = store.counts(folder).await?;

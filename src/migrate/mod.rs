@@ -189,10 +189,10 @@ pub enum SourceConnect<'a> {
 
 impl<'a> SourceConnect<'a> {
     /// The source an account is (its password source read once).
-    pub fn account(account: &'a Account) -> anyhow::Result<SourceConnect<'a>> {
+    pub async fn account(account: &'a Account) -> anyhow::Result<SourceConnect<'a>> {
         Ok(match account.protocol {
-            Protocol::Pop3 => SourceConnect::Pop3(Pop3Connect::new(account)?),
-            Protocol::Imap => SourceConnect::Imap(ImapConnect::new(account)?),
+            Protocol::Pop3 => SourceConnect::Pop3(Pop3Connect::new(account).await?),
+            Protocol::Imap => SourceConnect::Imap(ImapConnect::new(account).await?),
         })
     }
 }

@@ -38,10 +38,10 @@ pub struct ImapConnect<'a> {
 
 impl<'a> ImapConnect<'a> {
     /// Reads the account's password source once (tokens are asked for per connection).
-    pub fn new(account: &'a Account) -> anyhow::Result<ImapConnect<'a>> {
+    pub async fn new(account: &'a Account) -> anyhow::Result<ImapConnect<'a>> {
         Ok(ImapConnect {
             account,
-            login: Credentials::new(account)?,
+            login: Credentials::new(account).await?,
         })
     }
 }
@@ -53,6 +53,7 @@ impl Connect for ImapConnect<'_> {
         let secret = self
             .login
             .secret()
+            .await
             .map_err(|e| StoreError::new(Scope::Account, Retry::Never, e))?;
         let session = imap::open(self.account, &secret)
             .await

@@ -41,10 +41,10 @@ pub struct Pop3Connect<'a> {
 
 impl<'a> Pop3Connect<'a> {
     /// Reads the account's password source once (tokens are asked for per connection).
-    pub fn new(account: &'a Account) -> anyhow::Result<Pop3Connect<'a>> {
+    pub async fn new(account: &'a Account) -> anyhow::Result<Pop3Connect<'a>> {
         Ok(Pop3Connect {
             account,
-            login: Credentials::new(account)?,
+            login: Credentials::new(account).await?,
         })
     }
 }
@@ -56,6 +56,7 @@ impl Connect for Pop3Connect<'_> {
         let secret = self
             .login
             .secret()
+            .await
             .map_err(|e| StoreError::new(Scope::Account, Retry::Never, e))?;
         let session = pop3::open(self.account, &secret)
             .await

@@ -467,3 +467,47 @@ fn status_of_the_other_accounts_works_when_one_state_is_corrupt() {
         run.stdout
     );
 }
+
+#[test]
+fn a_hanging_password_command_times_out_and_the_other_accounts_are_fetched() {
+    let server = dovecot();
+    let hang = server.user("pwhang");
+    let good = server.user("pwgood");
+    server.put(&good, "", &corpus("pwg", 3));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let hanging = pop3_account(
+        "hang",
+        &hang,
+        "implicit",
+        &env.path("MailH"),
+        "timeout = \"2s\"",
+    );
+    let hanging: String = hanging
+        .lines()
+        .map(|l| match l.starts_with("password_command") {
+            true => "password_command = \"sleep 600\"\n".to_string(),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    env.config(&format!(
+        "{hanging}{}",
+        pop3_account("good", &good, "implicit", &env.path("MailG"), "")
+    ));
+    for jobs in ["1", "4"] {
+        let started = std::time::Instant::now();
+        let run = env.run(&["fetch", "--jobs", jobs]);
+        run.expect(78);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(
+            run.stderr.contains("hang") && run.stderr.contains("did not finish within 2s"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(local_messages(&env.path("MailG")).len(), 3, "--jobs {jobs}");
+    }
+}
