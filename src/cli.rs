@@ -61,7 +61,7 @@ Exit codes:
   2   some folders failed (each is named, with the server's words); the rest was done
   64  bad command line
   65  a safety check stopped the run: a folder emptied while state knows many of its messages
-  69  feature not available (the server lacks what it needs)
+  69  the server refused a command (in its own words) or lacks what it needs
   70  internal error (a bug: please report it)
   74  local I/O error (disk full, read-only Maildir, state database)
   75  temporary failure: network, timeout, server busy or mailbox in use; retry later

@@ -16,7 +16,7 @@ pub enum Exit {
     Usage = 64,
     /// A safety check stopped the run (a side emptied while state knows its messages).
     Refused = 65,
-    /// The feature is not available: or the server lacks what it needs.
+    /// The server refused a command (NO, -ERR) or lacks what it needs.
     Unavailable = 69,
     /// A bug in mailferry.
     Software = 70,
@@ -58,7 +58,7 @@ impl Exit {
         ),
         (
             Exit::Unavailable,
-            "feature not available (the server lacks what it needs)",
+            "the server refused a command (in its own words) or lacks what it needs",
         ),
         (Exit::Software, "internal error (a bug: please report it)"),
         (

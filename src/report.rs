@@ -1,6 +1,7 @@
 //! What the user sees: progress bars on a terminal, a summary line per account, or JSON.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -176,6 +177,20 @@ impl Output {
         }
         log(&o.line());
     }
+}
+
+/// Shows a server's `[ALERT]` (RFC 3501 says the user must see it) on stderr, under `-q`
+/// too, sanitised, each text once per run; and logs it.
+pub fn alert(text: &str) {
+    static SHOWN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let text = sanitize(text, 300);
+    let Ok(mut shown) = SHOWN.lock() else { return };
+    if shown.contains(&text) {
+        return;
+    }
+    eprintln!("mailferry: the server says: {text}");
+    log(&format!("server alert: {text}"));
+    shown.push(text);
 }
 
 /// Prints a folder's failure to stderr, whatever the output (the folder's mail was not

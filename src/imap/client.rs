@@ -110,6 +110,9 @@ impl Client {
                     assembled.extend_from_slice(segment);
                     self.conn.consume(seg_len);
                     let response = codec::parse(&assembled)?;
+                    if let Some(text) = response.alert() {
+                        crate::report::alert(text);
+                    }
                     if let Response::Fetch(f) = &response {
                         if f.body != streamed {
                             return Err(ImapError::Protocol(

@@ -200,6 +200,19 @@ pub enum Response {
     Other(String),
 }
 
+impl Response {
+    /// The text of an `[ALERT]`, which a client must show to its user (RFC 3501 7.1).
+    pub fn alert(&self) -> Option<&str> {
+        let (Response::Status(status) | Response::Tagged { status, .. }) = self else {
+            return None;
+        };
+        match &status.code {
+            Some(Code::Other(name, _)) if name == "ALERT" => Some(&status.text),
+            _ => None,
+        }
+    }
+}
+
 struct Lexer<'a> {
     s: &'a [u8],
     pos: usize,
@@ -793,6 +806,21 @@ pub fn quote(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn alerts_are_found_in_untagged_and_tagged_replies() {
+        let alert = |line: &[u8]| parse(line).unwrap().alert().map(str::to_string);
+        assert_eq!(
+            alert(b"* OK [ALERT] Mailbox is at 95% of quota\r\n").as_deref(),
+            Some("Mailbox is at 95% of quota")
+        );
+        assert_eq!(
+            alert(b"a2 NO [ALERT] System going down\r\n").as_deref(),
+            Some("System going down")
+        );
+        assert_eq!(alert(b"* OK [UIDNEXT 4] next\r\n"), None);
+        assert_eq!(alert(b"* 3 EXISTS\r\n"), None);
+    }
 
     #[test]
     fn tagged_and_status_responses() {

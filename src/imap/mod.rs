@@ -75,6 +75,11 @@ impl Classify for ImapError {
             {
                 Exit::TempFail
             }
+            // NO is a refusal (said in the server's words); BAD says a command was not
+            // understood, which mailferry never sends on purpose.
+            ImapError::Refused {
+                status: Status::No, ..
+            } => Exit::Unavailable,
             ImapError::Refused { .. } => Exit::Protocol,
             ImapError::AuthFailed {
                 temporary: true, ..
@@ -247,5 +252,29 @@ async fn login(client: &mut Client, account: &Account, secret: &Secret) -> Resul
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: Status, code: Option<&str>) -> Exit {
+        let e = ImapError::Refused {
+            command: "LIST".into(),
+            status,
+            code: code.map(str::to_string),
+            text: "no".into(),
+        };
+        e.exit()
+    }
+
+    #[test]
+    fn a_refusal_is_not_a_broken_protocol_but_bad_is() {
+        assert_eq!(refused(Status::No, None), Exit::Unavailable);
+        assert_eq!(refused(Status::No, Some("NOPERM")), Exit::Unavailable);
+        assert_eq!(refused(Status::No, Some("UNAVAILABLE")), Exit::TempFail);
+        assert_eq!(refused(Status::No, Some("OVERQUOTA")), Exit::TempFail);
+        assert_eq!(refused(Status::Bad, None), Exit::Protocol);
     }
 }

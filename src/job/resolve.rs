@@ -202,6 +202,24 @@ impl Setup {
             .display()
     }
 
+    /// Whether the config has an account or a channel of this name.
+    fn knows(&self, name: &str) -> bool {
+        self.config
+            .as_ref()
+            .is_some_and(|c| c.accounts.contains_key(name) || c.channels.contains_key(name))
+    }
+
+    /// The error for a name the config does not have.
+    fn unknown(&self, name: &str) -> ConfigError {
+        let names = self.config.as_ref().map(|c| known(c.accounts.keys()));
+        ConfigError::usage(format!(
+            "there is no account \"{}\" in {} (known: {})",
+            sanitize(name, 100),
+            self.config_name(),
+            names.as_deref().unwrap_or("none")
+        ))
+    }
+
     /// The accounts named on the command line (names or URLs), or all configured ones.
     pub fn accounts(
         &self,
@@ -239,14 +257,11 @@ impl Setup {
                     .config
                     .as_ref()
                     .ok_or_else(|| ConfigError::usage(missing_config()))?;
-                config.accounts.get(w).cloned().ok_or_else(|| {
-                    ConfigError::usage(format!(
-                        "there is no account \"{}\" in {} (known: {})",
-                        sanitize(w, 100),
-                        self.config_name(),
-                        known(config.accounts.keys())
-                    ))
-                })
+                config
+                    .accounts
+                    .get(w)
+                    .cloned()
+                    .ok_or_else(|| self.unknown(w))
             })
             .collect()
     }
@@ -403,14 +418,16 @@ impl Setup {
         Ok(names
             .into_iter()
             .map(|name| {
-                let job = if config::valid_account_name(&name) {
-                    Ok(Job::Status { name: name.clone() })
-                } else {
+                let job = if !config::valid_account_name(&name) {
                     Err(ConfigError::usage(format!(
                         "\"{}\" is not an account name",
                         sanitize(&name, 100)
                     ))
                     .into())
+                } else if self.knows(&name) || self.state_path(&name).exists() {
+                    Ok(Job::Status { name: name.clone() })
+                } else {
+                    Err(self.unknown(&name).into())
                 };
                 (String::new(), job)
             })

@@ -63,7 +63,7 @@ impl Classify for Pop3Error {
             Pop3Error::Net(e) => e.exit(),
             Pop3Error::Refused { code, .. } if temporary(code) => Exit::TempFail,
             Pop3Error::Refused { code, .. } if code.as_deref() == Some("AUTH") => Exit::Auth,
-            Pop3Error::Refused { .. } => Exit::Protocol,
+            Pop3Error::Refused { .. } => Exit::Unavailable,
             Pop3Error::AuthFailed { code, .. } if temporary(code) => Exit::TempFail,
             Pop3Error::AuthFailed { .. } => Exit::Auth,
             Pop3Error::Missing(_) => Exit::Unavailable,
@@ -119,4 +119,26 @@ pub async fn open(account: &Account, secret: &Secret) -> Result<Session, Pop3Err
         caps,
         fingerprint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: Option<&str>) -> Exit {
+        let e = Pop3Error::Refused {
+            command: "RETR".into(),
+            code: code.map(str::to_string),
+            text: "no".into(),
+        };
+        e.exit()
+    }
+
+    #[test]
+    fn an_err_is_a_refusal_temporary_or_of_the_login_by_its_code() {
+        assert_eq!(refused(None), Exit::Unavailable);
+        assert_eq!(refused(Some("IN-USE")), Exit::TempFail);
+        assert_eq!(refused(Some("SYS/TEMP")), Exit::TempFail);
+        assert_eq!(refused(Some("AUTH")), Exit::Auth);
+    }
 }

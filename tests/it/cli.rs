@@ -181,6 +181,16 @@ fn status_of_an_account_never_run() {
     let run = env.run(&["status"]);
     run.expect(0);
     assert!(run.stdout.contains("home: never run"), "{}", run.stdout);
+    // A name neither the config nor the state knows is the same error as for fetch.
+    for command in ["status", "fetch"] {
+        let run = env.run(&[command, "nosuch"]);
+        run.expect(64);
+        assert!(
+            run.stderr.contains("no account \"nosuch\"") && run.stderr.contains("known: home"),
+            "{command}: {}",
+            run.stderr
+        );
+    }
 }
 
 #[test]

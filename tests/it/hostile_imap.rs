@@ -174,3 +174,27 @@ fn a_stripped_starttls_is_refused_before_the_password_is_sent() {
         "{commands:?}"
     );
 }
+
+#[test]
+fn a_server_alert_is_shown_once_even_under_quiet() {
+    let server = FakeImap::start(Script {
+        folders: vec![r#"() "/" "INBOX""#.into(), r#"() "/" "Work""#.into()],
+        messages: mail("alert", 2),
+        alert: Some("Mailbox at 95% of quota \u{1b}[31m".into()),
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    let run = env.run(&["-q", "fetch"]);
+    run.expect(0);
+    let shown: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("95% of quota"))
+        .collect();
+    assert_eq!(shown.len(), 1, "{}", run.stderr);
+    assert!(
+        shown[0].contains("the server says") && !shown[0].contains('\u{1b}'),
+        "{shown:?}"
+    );
+    assert_eq!(local_messages(&maildir).len(), 2);
+}

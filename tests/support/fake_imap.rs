@@ -25,6 +25,8 @@ pub struct Script {
     pub long_line: Option<usize>,
     /// LOGIN is answered with a tag that was never sent.
     pub wrong_tag: bool,
+    /// An `[ALERT]` sent with every LOGIN and SELECT/EXAMINE completion.
+    pub alert: Option<String>,
 }
 
 /// A running fake server.
@@ -114,7 +116,10 @@ fn session(stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std
         let reply = match verb.as_str() {
             "CAPABILITY" => format!("* CAPABILITY {caps}\r\n{tag} OK done\r\n"),
             "LOGIN" if script.wrong_tag => "zz99 OK logged in\r\n".to_string(),
-            "LOGIN" => format!("{tag} OK logged in\r\n"),
+            "LOGIN" => match &script.alert {
+                Some(text) => format!("* OK [ALERT] {text}\r\n{tag} OK logged in\r\n"),
+                None => format!("{tag} OK logged in\r\n"),
+            },
             "LIST" if args.ends_with("\"\"") => {
                 format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n")
             }
@@ -128,9 +133,14 @@ fn session(stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std
                 r
             }
             "SELECT" | "EXAMINE" => format!(
-                "* {} EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT {}] ok\r\n{tag} OK [READ-ONLY] done\r\n",
+                "* {} EXISTS\r\n* OK [UIDVALIDITY 7] ok\r\n* OK [UIDNEXT {}] ok\r\n{}{tag} OK [READ-ONLY] done\r\n",
                 uids.len(),
-                uids.iter().max().map_or(1, |u| u + 1)
+                uids.iter().max().map_or(1, |u| u + 1),
+                script
+                    .alert
+                    .as_ref()
+                    .map(|a| format!("* OK [ALERT] {a}\r\n"))
+                    .unwrap_or_default()
             ),
             "UID" if args.to_ascii_uppercase().starts_with("FETCH") => {
                 let set = args.split(' ').nth(1).unwrap_or("");
