@@ -68,7 +68,9 @@ Exit codes:
   76  the server broke the protocol
   77  authentication failed or server certificate not trusted
   78  configuration error (file, key or password source)
-  80  another mailferry run holds this account's lock"
+  80  another mailferry run holds this account's lock
+  130 stopped by SIGINT (Ctrl-C): what was durable is kept, the rest comes next run
+  143 stopped by SIGTERM, as SIGINT"
 );
 
 const SYNC_SEMANTICS: &str = "Sync semantics (mbsync's model; state pairs each server message (UIDVALIDITY, UID)

@@ -138,16 +138,16 @@ async fn run_command(name: &str, cmd: &str, timeout: Duration) -> Result<String,
         .process_group(0)
         .spawn()
         .map_err(|e| failed(format!("cannot run password_command: {e}")))?;
-    let group = child.id() as libc::pid_t;
+    let mut group = Group(Some(child.id() as libc::pid_t));
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || tx.send(child.wait_with_output()));
     let output = match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(output)) => output.map_err(|e| failed(format!("password_command: {e}")))?,
+        Ok(Ok(output)) => {
+            group.0 = None;
+            output.map_err(|e| failed(format!("password_command: {e}")))?
+        }
         Ok(Err(_)) => return Err(failed("password_command: its waiter went away".into())),
         Err(_) => {
-            // Not reaped yet (its waiter is still waiting), so the group is still its own.
-            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
-            unsafe { libc::kill(-group, libc::SIGKILL) };
             return Err(failed(format!(
                 "password_command did not finish within {} (the account's timeout); killed it",
                 crate::units::format_duration(timeout)
@@ -163,6 +163,20 @@ async fn run_command(name: &str, cmd: &str, timeout: Duration) -> Result<String,
     let text = String::from_utf8(output.stdout)
         .map_err(|_| failed("password_command printed something that is not UTF-8".into()))?;
     Ok(first_line(&text).to_string())
+}
+
+/// A password command's process group, killed whole when dropped before the command ended
+/// (a timeout, or a signal that stopped the run while it waited).
+struct Group(Option<libc::pid_t>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if let Some(group) = self.0 {
+            // Not reaped yet (its waiter is still waiting), so the group is still its own.
+            // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+            unsafe { libc::kill(-group, libc::SIGKILL) };
+        }
+    }
 }
 
 /// Reads a password from standard input: asked for with echo off on a terminal, else the

@@ -32,6 +32,10 @@ pub enum Exit {
     Config = 78,
     /// Another mailferry run holds the lock of this account.
     Locked = 80,
+    /// Stopped by SIGINT (128 + 2, as a shell reports it).
+    Interrupted = 130,
+    /// Stopped by SIGTERM (128 + 15).
+    Terminated = 143,
 }
 
 impl Exit {
@@ -82,6 +86,11 @@ impl Exit {
             Exit::Locked,
             "another mailferry run holds this account's lock",
         ),
+        (
+            Exit::Interrupted,
+            "stopped by SIGINT (Ctrl-C): what was durable is kept, the rest comes next run",
+        ),
+        (Exit::Terminated, "stopped by SIGTERM, as SIGINT"),
     ];
 }
 

@@ -7,6 +7,7 @@
 //! - `job`: resolve (config + command line + environment -> jobs), run (locks, retries, run
 //!   records), and the one place where errors of every subsystem become exit codes.
 //! - `cli`: the clap definitions (also the source of man/ and completions/).
+//! - `signals`: SIGINT and SIGTERM stop jobs where they wait (exit 130/143).
 //! - `report`: everything printed: progress, summaries, JSON, errors, the protocol trace, the
 //!   log file.
 //!
@@ -63,6 +64,7 @@ pub mod net;
 pub mod pop3;
 pub mod reconcile;
 pub mod report;
+pub mod signals;
 pub mod state;
 pub mod store;
 pub mod sync;

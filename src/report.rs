@@ -193,6 +193,17 @@ pub fn alert(text: &str) {
     shown.push(text);
 }
 
+/// Says once that a signal stopped jobs, and what that means for the mail.
+pub fn interrupted(signal: &crate::signals::Interrupted, jobs: &[String]) {
+    let names: Vec<String> = jobs.iter().map(|j| sanitize(j, 100)).collect();
+    let line = format!(
+        "{signal}: stopped {}; what was durable is kept, the rest comes next run",
+        names.join(", ")
+    );
+    eprintln!("mailferry: {line}");
+    log(&line);
+}
+
 /// Prints a folder's failure to stderr, whatever the output (the folder's mail was not
 /// copied), and logs it.
 pub fn failure(account: &str, failure: &crate::failures::FolderFailure) {

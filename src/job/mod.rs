@@ -36,7 +36,8 @@ pub fn classify(err: &anyhow::Error) -> Exit {
             crate::maildir::MaildirError,
             crate::sync::Refused,
             crate::migrate::Mismatch,
-            crate::failpoint::Crash
+            crate::failpoint::Crash,
+            crate::signals::Interrupted
         );
         // A bare I/O error that reaches the top is local: network errors arrive wrapped in
         // `NetError`, which comes first in the chain.
@@ -98,11 +99,21 @@ pub fn run(cli: Cli) -> Exit {
         Command::Fetch(_) => setup.jobs,
         _ => 1,
     };
-    let done = runtime.block_on(run_all(&setup, jobs, at_once, &out));
-    // Summaries and errors come in the order the jobs were named.
+    let done = runtime.block_on(async {
+        if let Err(e) = crate::signals::listen() {
+            out.warn(&format!("cannot take over SIGINT and SIGTERM: {e}"));
+        }
+        run_all(&setup, jobs, at_once, &out).await
+    });
+    // Summaries and errors come in the order the jobs were named; a signal is said once.
     let mut worst = Exit::Ok;
+    let mut stopped = Vec::new();
     for (name, result) in done {
         match result {
+            Err(e) if e.is::<crate::signals::Interrupted>() => {
+                worst = worst.max(classify(&e));
+                stopped.push(name);
+            }
             Ok(done) => {
                 done.report(&out);
                 for failure in done.failures() {
@@ -118,6 +129,9 @@ pub fn run(cli: Cli) -> Exit {
                 worst = worst.max(classify(&e));
             }
         }
+    }
+    if let Some(signal) = crate::signals::caught().filter(|_| !stopped.is_empty()) {
+        report::interrupted(&signal, &stopped);
     }
     worst
 }
@@ -137,7 +151,7 @@ async fn run_all(
         async || Ok(()),
         async |_: &mut (), (i, (name, job)): (usize, resolve::Resolved)| {
             let result = match job {
-                Ok(job) => setup.run(job, out).await,
+                Ok(job) => crate::signals::interruptible(setup.run(job, out)).await,
                 Err(e) => Err(e),
             };
             Ok((i, name, result))

@@ -66,6 +66,14 @@ impl Done {
     }
 }
 
+/// How a run that ended in an error is recorded.
+fn failed(e: &anyhow::Error) -> &'static str {
+    match e.is::<crate::signals::Interrupted>() {
+        true => "interrupted",
+        false => "failed",
+    }
+}
+
 /// How a run that went through is recorded: "partial" (with what failed) where a folder
 /// failed.
 fn finished(failed: &[FolderFailure]) -> (&'static str, Option<String>) {
@@ -186,13 +194,13 @@ impl Setup {
         }
         let mut state = State::open(&opts.state_path)?;
         let run = state.run_started(now())?;
-        let result = run_fetch(Some(&mut state)).await;
+        let result = crate::signals::interruptible(run_fetch(Some(&mut state))).await;
         let recorded = match &result {
             Ok(o) => {
                 let (status, error) = finished(&o.failed);
                 state.run_finished(run, now(), status, o.fetched, o.deleted, error.as_deref())
             }
-            Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
+            Err(e) => state.run_finished(run, now(), failed(e), 0, 0, Some(&format!("{e:#}"))),
         };
         let outcome = result?;
         recorded?;
@@ -216,14 +224,15 @@ impl Setup {
         }
         let mut state = State::open(&state_path)?;
         let run = state.run_started(now())?;
-        let result = sync::run(&connect, channel, account, opts, &mut state, out).await;
+        let syncing = sync::run(&connect, channel, account, opts, &mut state, out);
+        let result = crate::signals::interruptible(syncing).await;
         let recorded = match &result {
             Ok(o) => {
                 let (status, error) = finished(&o.failed);
                 let (downloaded, deleted) = (o.downloaded, o.far_deleted);
                 state.run_finished(run, now(), status, downloaded, deleted, error.as_deref())
             }
-            Err(e) => state.run_finished(run, now(), "failed", 0, 0, Some(&format!("{e:#}"))),
+            Err(e) => state.run_finished(run, now(), failed(e), 0, 0, Some(&format!("{e:#}"))),
         };
         let outcome = result?;
         recorded?;

@@ -16,5 +16,6 @@ mod keyring;
 mod migrate;
 mod ops;
 mod pop3;
+mod signals;
 mod sync;
 mod tls;
