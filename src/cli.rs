@@ -167,6 +167,22 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The command's name, as typed (the `kind` of its `--json` objects).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Fetch(_) => "fetch",
+            Command::Sync(_) => "sync",
+            Command::Migrate(_) => "migrate",
+            Command::Check(_) => "check",
+            Command::List(_) => "list",
+            Command::Status(_) => "status",
+            Command::Keyring(_) => "keyring",
+            Command::Completions { .. } => "completions",
+        }
+    }
+}
+
 /// An account given on the command line instead of the config file (ad-hoc mode).
 #[derive(Debug, Args, Default, Clone)]
 pub struct AdhocArgs {

@@ -5,7 +5,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
 
 use crate::text::sanitize;
 
@@ -84,8 +83,8 @@ pub struct Output {
     pub summaries: bool,
 }
 
-/// What a finished run reports: a line of text, or its fields as JSON.
-pub trait Summary: Serialize {
+/// What a finished run reports: a line of text (its fields are serialised for `--json`).
+pub trait Summary {
     /// The summary line.
     fn line(&self) -> String;
 }
@@ -167,15 +166,9 @@ impl Output {
         log(line);
     }
 
-    /// Prints what a finished run did: JSON under --json, else a line (see [`Output::note`]).
+    /// Prints what a finished run did (see [`Output::note`]).
     pub fn summary(&self, o: &impl Summary) {
-        if !self.json {
-            return self.note(&o.line());
-        }
-        if let Ok(text) = serde_json::to_string(o) {
-            println!("{text}");
-        }
-        log(&o.line());
+        self.note(&o.line());
     }
 }
 
@@ -204,12 +197,33 @@ pub fn interrupted(signal: &crate::signals::Interrupted, jobs: &[String]) {
     log(&line);
 }
 
-/// Prints a folder's failure to stderr, whatever the output (the folder's mail was not
-/// copied), and logs it.
-pub fn failure(account: &str, failure: &crate::failures::FolderFailure) {
-    let line = format!("{}: error: {}", sanitize(account, 100), failure.error);
+/// Prints what went wrong in a job that went on (a folder that failed, a verification that
+/// found differences) to stderr, whatever the output, and logs it.
+pub fn problem(job: &str, text: &str) {
+    let line = format!("{}: error: {text}", sanitize(job, 100));
     eprintln!("mailferry: {line}");
     log(&line);
+}
+
+/// Prints one job's `--json` object: its kind, name, exit code, error (null when it went
+/// well), the folders that failed, and the summary's own fields.
+pub fn json(
+    kind: &str,
+    name: &str,
+    exit: crate::exit::Exit,
+    error: Option<String>,
+    failed: &[crate::failures::FolderFailure],
+    mut fields: serde_json::Value,
+) {
+    let Some(object) = fields.as_object_mut() else {
+        return;
+    };
+    object.insert("kind".into(), kind.into());
+    object.insert("name".into(), name.into());
+    object.insert("exit".into(), exit.code().into());
+    object.insert("error".into(), error.into());
+    object.insert("failed".into(), serde_json::json!(failed));
+    println!("{fields}");
 }
 
 /// Prints an error and its causes to stderr (each cause once), and logs them.

@@ -107,8 +107,8 @@ pub struct Outcome {
     /// A dry run's plan, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<FolderPlan>,
-    /// Folders that failed while the others were fetched.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Folders that failed while the others were fetched (under `failed` of the job).
+    #[serde(skip)]
     pub failed: Vec<FolderFailure>,
     /// The size limit, for the summary.
     #[serde(skip)]

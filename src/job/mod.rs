@@ -109,31 +109,48 @@ pub fn run(cli: Cli) -> Exit {
     let mut worst = Exit::Ok;
     let mut stopped = Vec::new();
     for (name, result) in done {
+        let exit = match &result {
+            Ok(done) => done.exit(),
+            Err(e) => classify(e),
+        };
+        worst = worst.max(exit);
+        if out.json {
+            json_line(cli.command.name(), &name, exit, &result);
+        }
         match result {
-            Err(e) if e.is::<crate::signals::Interrupted>() => {
-                worst = worst.max(classify(&e));
-                stopped.push(name);
-            }
+            Err(e) if e.is::<crate::signals::Interrupted>() => stopped.push(name),
             Ok(done) => {
-                done.report(&out);
-                for failure in done.failures() {
-                    report::failure(&name, failure);
+                if !out.json {
+                    done.report(&out);
                 }
-                worst = worst.max(done.exit());
+                for problem in done.problems() {
+                    report::problem(&name, &problem);
+                }
             }
-            Err(e) => {
-                report::error(
-                    Some(&name).filter(|a| !a.is_empty()).map(|a| a.as_str()),
-                    &e,
-                );
-                worst = worst.max(classify(&e));
-            }
+            Err(e) => report::error(
+                Some(&name).filter(|a| !a.is_empty()).map(|a| a.as_str()),
+                &e,
+            ),
         }
     }
     if let Some(signal) = crate::signals::caught().filter(|_| !stopped.is_empty()) {
         report::interrupted(&signal, &stopped);
     }
     worst
+}
+
+/// Prints a job's `--json` object: the same keys for every kind of job and outcome (see
+/// `doc/report.schema.json`), with the summary's own fields beside them.
+fn json_line(kind: &str, name: &str, exit: Exit, result: &anyhow::Result<run::Done>) {
+    let (fields, error, failed) = match result {
+        Ok(done) => match done.fields() {
+            Some(fields) => (fields, done.problems().first().cloned(), done.failures()),
+            None if exit == Exit::Ok => return,
+            None => (serde_json::json!({}), None, done.failures()),
+        },
+        Err(e) => (serde_json::json!({}), Some(format!("{e:#}")), &[][..]),
+    };
+    report::json(kind, name, exit, error, failed, fields);
 }
 
 /// Runs every job, at most `at_once` at a time; returns their results in order.

@@ -429,7 +429,7 @@ impl Setup {
                 } else {
                     Err(self.unknown(&name).into())
                 };
-                (String::new(), job)
+                (sanitize(&name, 100), job)
             })
             .collect())
     }

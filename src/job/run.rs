@@ -10,7 +10,7 @@ use super::resolve::{Job, MigrateJob, MigrateSource, Setup};
 use crate::cli::KeyringAction;
 use crate::config::{Account, Channel, Protocol};
 use crate::date::now;
-use crate::exit::Exit;
+use crate::exit::{Classify, Exit};
 use crate::failures::FolderFailure;
 use crate::fetch::{self, FetchOptions, Outcome};
 use crate::migrate::{self, MigrateOutcome, SourceConnect};
@@ -38,13 +38,23 @@ pub enum Done {
 }
 
 impl Done {
-    /// Prints the summary (text or JSON, as the output wants).
+    /// Prints the summary line.
     pub fn report(&self, out: &Output) {
         match self {
             Done::Fetched(o) => out.summary(o),
             Done::Synced(o) => out.summary(o),
             Done::Migrated(o) => out.summary(o),
             Done::Shown => {}
+        }
+    }
+
+    /// The summary's fields, for `--json` (none for what was shown as it ran).
+    pub fn fields(&self) -> Option<serde_json::Value> {
+        match self {
+            Done::Fetched(o) => serde_json::to_value(o).ok(),
+            Done::Synced(o) => serde_json::to_value(o).ok(),
+            Done::Migrated(o) => serde_json::to_value(o).ok(),
+            Done::Shown => None,
         }
     }
 
@@ -57,8 +67,23 @@ impl Done {
         }
     }
 
-    /// The exit code of a job that went through: partial where a folder failed.
+    /// What went wrong although the job went through: each failed folder, or what
+    /// `--verify` found.
+    pub fn problems(&self) -> Vec<String> {
+        match self {
+            Done::Migrated(o) => o.mismatch().map(|m| m.to_string()).into_iter().collect(),
+            _ => self.failures().iter().map(|f| f.error.clone()).collect(),
+        }
+    }
+
+    /// The exit code of a job that went through: 2 where a folder failed, 1 where
+    /// `--verify` found messages missing or different.
     pub fn exit(&self) -> Exit {
+        if let Done::Migrated(o) = self
+            && let Some(m) = o.mismatch()
+        {
+            return m.exit();
+        }
         match self.failures() {
             [] => Exit::Ok,
             _ => Exit::Partial,

@@ -124,6 +124,16 @@ impl Classify for Mismatch {
 }
 
 impl MigrateOutcome {
+    /// What `--verify` found missing or different, if anything.
+    pub fn mismatch(&self) -> Option<Mismatch> {
+        let v = self.verified.as_ref()?;
+        (v.missing > 0 || v.differ > 0).then_some(Mismatch {
+            checked: v.checked,
+            missing: v.missing,
+            differ: v.differ,
+        })
+    }
+
     /// Adds one folder's part.
     fn add(&mut self, part: &MigrateOutcome) {
         self.copied += part.copied;
@@ -277,17 +287,6 @@ pub async fn run<C: Connect, D: Connect>(
     .await?;
     for part in parts {
         outcome.add(&part);
-    }
-    if let Some(v) = &outcome.verified
-        && (v.missing > 0 || v.differ > 0)
-    {
-        out.summary(&outcome);
-        return Err(Mismatch {
-            checked: v.checked,
-            missing: v.missing,
-            differ: v.differ,
-        }
-        .into());
     }
     Ok(outcome)
 }

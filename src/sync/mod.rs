@@ -96,8 +96,8 @@ pub struct SyncOutcome {
     /// A dry run's plan, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<FolderActions>,
-    /// Folders that failed while the others synced.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// Folders that failed while the others synced (under `failed` of the job).
+    #[serde(skip)]
     pub failed: Vec<FolderFailure>,
 }
 

@@ -11,6 +11,7 @@ mod generated;
 mod hostile;
 mod hostile_imap;
 mod imap;
+mod json;
 #[cfg(feature = "keyring")]
 mod keyring;
 mod migrate;

@@ -5,6 +5,7 @@ pub mod dovecot;
 pub mod fake_imap;
 pub mod fake_pop3;
 pub mod proxy;
+pub mod schema;
 #[cfg(feature = "keyring")]
 pub mod secret_service;
 
