@@ -4,7 +4,8 @@
 
 use serde::Serialize;
 
-use crate::store::{Scope, StoreError};
+use crate::maildir::MaildirError;
+use crate::store::{Scope, Skipped, StoreError};
 
 /// A folder that failed while the rest of the run went on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -13,6 +14,15 @@ pub struct FolderFailure {
     pub folder: String,
     /// What went wrong, in the server's words where it refused.
     pub error: String,
+}
+
+impl From<Skipped> for FolderFailure {
+    fn from(skipped: Skipped) -> FolderFailure {
+        FolderFailure {
+            error: skipped.to_string(),
+            folder: skipped.folder,
+        }
+    }
 }
 
 /// Takes one folder's result: an error that concerns only that folder (the server refused
@@ -40,11 +50,16 @@ pub fn counted(failed: &[FolderFailure]) -> String {
     }
 }
 
-/// Whether an error stops only the folder it happened in.
+/// Whether an error stops only the folder it happened in: the server refused something of
+/// it, or its name cannot be stored here.
 fn of_one_folder(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<StoreError>())
-        .any(|s| matches!(s.scope, Scope::Folder(_) | Scope::Message(_)))
+    e.chain().any(|c| {
+        let refused = c
+            .downcast_ref::<StoreError>()
+            .is_some_and(|s| matches!(s.scope, Scope::Folder(_) | Scope::Message(_)));
+        let unstorable = matches!(c.downcast_ref(), Some(MaildirError::BadName { .. }));
+        refused || unstorable
+    })
 }
 
 #[cfg(test)]
@@ -70,9 +85,20 @@ mod tests {
     }
 
     #[test]
-    fn an_error_of_the_account_or_link_stops_the_run() {
+    fn an_error_of_the_account_or_link_stops_the_run_and_a_bad_name_only_its_folder() {
         assert!(of_folder::<()>("Shared", Err(refusal(Scope::Account))).is_err());
         assert!(of_folder::<()>("Shared", Err(anyhow::anyhow!("disk full"))).is_err());
+        let unstorable = MaildirError::BadName {
+            name: "n".repeat(300),
+            why: "it is longer than a file name may be",
+        };
+        let failure = of_folder::<()>("nnn", Err(unstorable.into())).unwrap();
+        assert!(
+            failure
+                .unwrap_err()
+                .error
+                .contains("longer than a file name")
+        );
         assert_eq!(of_folder("Shared", Ok(3)).unwrap(), Ok(3));
     }
 }

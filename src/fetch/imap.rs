@@ -15,6 +15,8 @@ use super::{FetchOptions, FolderPlan, Outcome, Planned};
 use crate::adopt::adopt;
 use crate::config::{Account, Mode};
 use crate::deliver::{self, Download};
+use crate::failures::{self, FolderFailure};
+use crate::join;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Folder, Maildir, account_maildir};
 use crate::reconcile::{self, expunge};
@@ -24,7 +26,6 @@ use crate::store::{
     Access, Connect, Deletes, Items, Mailbox, Need, Search, Selected, Store, Uids, selected_by,
 };
 use crate::text::sanitize;
-use crate::{failures, join};
 
 /// Fetches every selected folder of one IMAP account.
 pub async fn run<C: Connect>(
@@ -35,7 +36,7 @@ pub async fn run<C: Connect>(
 ) -> anyhow::Result<Outcome> {
     let maildir = account_maildir(account);
     let mut store = connect.connect().await?;
-    let folders = selected_folders(&mut store, account, opts, out).await?;
+    let (folders, unusable) = selected_folders(&mut store, account, opts, out).await?;
     // max_messages counts over the whole run, so it is kept on one connection.
     let connections = if opts.max_messages.is_some() {
         1
@@ -84,6 +85,7 @@ pub async fn run<C: Connect>(
         account: account.name.clone(),
         dry_run: opts.dry_run,
         max_size: opts.max_size,
+        failed: unusable,
         ..Outcome::default()
     };
     for o in outcomes {
@@ -102,7 +104,7 @@ async fn selected_folders<S: Store>(
     account: &Account,
     opts: &FetchOptions,
     out: &Output,
-) -> anyhow::Result<Vec<Mailbox>> {
+) -> anyhow::Result<(Vec<Mailbox>, Vec<FolderFailure>)> {
     if opts.mode == Mode::Delete && store.caps().deletes != Deletes::Marked {
         return Err(store
             .missing(
@@ -112,9 +114,12 @@ async fn selected_folders<S: Store>(
             .into());
     }
     let listing = store.mailboxes().await?;
-    for warning in listing.skipped {
-        out.warn(&format!("{}: {warning}", account.name));
-    }
+    // A server folder that cannot be used is a failure of that folder: its mail is not copied.
+    let unusable = listing
+        .skipped
+        .into_iter()
+        .filter(|s| selected_by(&s.folder, &account.folders));
+    let unusable: Vec<FolderFailure> = unusable.map(FolderFailure::from).collect();
     let folders: Vec<Mailbox> = listing
         .mailboxes
         .into_iter()
@@ -128,7 +133,7 @@ async fn selected_folders<S: Store>(
         store.security(),
         folders.len()
     ));
-    Ok(folders)
+    Ok((folders, unusable))
 }
 
 struct FolderJob<'a> {

@@ -136,7 +136,7 @@ async fn with_retries<T>(
             .unwrap_or(delay)
             .min(MAX_RETRY_DELAY);
         out.warn(&format!(
-            "{}: {e}; trying again in {} ({tries} of {})",
+            "{}: {e:#}; trying again in {} ({tries} of {})",
             account.name,
             crate::units::format_duration(wait),
             account.retries
@@ -306,7 +306,7 @@ async fn check(account: &Account, out: &Output) -> anyhow::Result<()> {
                 capabilities: store.notable_capabilities(),
                 folders: Some(folders.mailboxes.len()),
                 messages: None,
-                warnings: folders.skipped,
+                warnings: folders.skipped.iter().map(ToString::to_string).collect(),
             };
             store.close().await?;
             check

@@ -303,7 +303,12 @@ async fn units<S: Store, T: Store>(
     if !listed.skipped.is_empty() {
         anyhow::bail!(
             "source folders that cannot be named safely: {}",
-            listed.skipped.join("; ")
+            listed
+                .skipped
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
         );
     }
     let mut existing: HashMap<Vec<String>, Mailbox> = dst

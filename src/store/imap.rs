@@ -10,8 +10,8 @@ use crate::net::NetError;
 
 use super::{
     Access, Bodies, Caps, Change, Changes, Connect, Deletes, Fetched, Items, Listed, Mailbox,
-    Mailboxes, Need, Outgoing, Pending, Result, Retry, Scope, Search, Selected, Sink, Store,
-    StoreError, Uids,
+    Mailboxes, Need, Outgoing, Pending, Result, Retry, Scope, Search, Selected, Sink, Skipped,
+    Store, StoreError, Uids,
 };
 
 /// What is fetched with each body to deliver or copy it (ENVELOPE and BODYSTRUCTURE never).
@@ -191,20 +191,16 @@ fn mailboxes_of(untagged: Vec<Response>) -> Mailboxes {
             continue;
         }
         let shown = crate::text::sanitize_bytes(&entry.name, 100);
-        let Some(utf8) = codec::utf7_decode(&entry.name) else {
-            out.skipped.push(format!(
-                "folder \"{shown}\" skipped: its name is not valid modified UTF-7"
-            ));
-            continue;
+        let levels: Vec<&[u8]> = match entry.delimiter {
+            Some(d) if d.is_ascii() => entry.name.split(|&b| b == d as u8).collect(),
+            _ => vec![&entry.name[..]],
         };
-        let components: Vec<String> = match entry.delimiter {
-            Some(d) => utf8.split(d).map(str::to_string).collect(),
-            None => vec![utf8.clone()],
-        };
+        let components: Vec<String> = levels.into_iter().map(level_name).collect();
         if components.iter().any(|c| c.is_empty()) {
-            out.skipped.push(format!(
-                "folder \"{shown}\" skipped: it has an empty hierarchy level"
-            ));
+            out.skipped.push(Skipped {
+                folder: shown,
+                why: "it has an empty hierarchy level".into(),
+            });
             continue;
         }
         let raw = String::from_utf8_lossy(&entry.name).into_owned();
@@ -217,8 +213,27 @@ fn mailboxes_of(untagged: Vec<Response>) -> Mailboxes {
             .push(Mailbox::new(components.join("/"), components, raw, false));
     }
     out.mailboxes.sort_by(|a, b| a.name.cmp(&b.name));
-    out.mailboxes.dedup_by(|a, b| a.name == b.name);
+    out.mailboxes.dedup_by(|later, kept| {
+        let same = later.name == kept.name;
+        if same {
+            out.skipped.push(Skipped {
+                folder: crate::text::sanitize(&later.raw, 100),
+                why: format!(
+                    "its name reads as that of folder \"{}\"",
+                    crate::text::sanitize(&kept.raw, 100)
+                ),
+            });
+        }
+        same
+    });
     out
+}
+
+/// A hierarchy level's name: decoded from modified UTF-7, or, where it is not valid modified
+/// UTF-7 (a client that wrote the name raw), its text as the server sent it, so that its
+/// mail is archived all the same (the raw name still goes back to the server).
+fn level_name(level: &[u8]) -> String {
+    codec::utf7_decode(level).unwrap_or_else(|| String::from_utf8_lossy(level).into_owned())
 }
 
 /// What SELECT or EXAMINE reported.
@@ -575,5 +590,63 @@ impl FetchSink for BodySink<'_> {
             message_id: fetch.header.as_deref().and_then(crate::message::message_id),
             key: None,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imap::codec::ListEntry;
+
+    fn listing(names: &[&str]) -> Mailboxes {
+        let entries = names.iter().map(|n| {
+            Response::List(ListEntry {
+                attributes: Vec::new(),
+                delimiter: Some('/'),
+                name: n.as_bytes().to_vec(),
+            })
+        });
+        mailboxes_of(entries.collect())
+    }
+
+    #[test]
+    fn names_that_are_not_modified_utf7_are_kept_under_their_raw_text() {
+        let raw = ["&AGE-", "Work/&Jjo", "&2AA-", "&AGEAYgBj-", "Caf&AOk-/&Jjo"];
+        let got = listing(&raw);
+        assert_eq!(got.skipped, Vec::<Skipped>::new());
+        let mut pairs: Vec<(String, String)> = got
+            .mailboxes
+            .iter()
+            .map(|m| (m.raw.clone(), m.components.join("|")))
+            .collect();
+        pairs.sort();
+        let mut want: Vec<(String, String)> = [
+            ("&2AA-", "&2AA-"),
+            ("&AGE-", "&AGE-"),
+            ("&AGEAYgBj-", "&AGEAYgBj-"),
+            // Each level on its own: the valid one decoded, the other kept raw.
+            ("Caf&AOk-/&Jjo", "Café|&Jjo"),
+            ("Work/&Jjo", "Work|&Jjo"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        want.sort();
+        assert_eq!(pairs, want);
+    }
+
+    #[test]
+    fn two_names_that_read_the_same_keep_one_and_say_so() {
+        // "R&-D" is "R&D" in modified UTF-7; "R&D" is the same text written raw.
+        let got = listing(&["R&-D", "R&D", "Other"]);
+        let names: Vec<&str> = got.mailboxes.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["Other", "R&D"]);
+        assert_eq!(got.skipped.len(), 1, "{:?}", got.skipped);
+        assert_eq!(got.skipped[0].folder, "R&D");
+        assert!(
+            got.skipped[0].why.contains("reads as that of"),
+            "{:?}",
+            got.skipped
+        );
     }
 }

@@ -228,13 +228,23 @@ impl Mailbox {
     }
 }
 
-/// The mailboxes of a store, and the names it has that cannot be used (as warnings).
+/// The mailboxes of a store, and the names it has that cannot be used.
 #[derive(Debug, Clone, Default)]
 pub struct Mailboxes {
     /// Usable mailboxes, sorted by name.
     pub mailboxes: Vec<Mailbox>,
-    /// One warning per mailbox left out.
-    pub skipped: Vec<String>,
+    /// The mailboxes left out.
+    pub skipped: Vec<Skipped>,
+}
+
+/// A mailbox a store has that cannot be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("folder \"{folder}\" skipped: {why}")]
+pub struct Skipped {
+    /// Its name as the server sent it (sanitised).
+    pub folder: String,
+    /// Why.
+    pub why: String,
 }
 
 /// How a mailbox is opened.

@@ -272,9 +272,6 @@ async fn pair_folders<S: Store>(
     let create_far = matches!(channel.create, Sides::Far | Sides::Both);
     let create_near = matches!(channel.create, Sides::Near | Sides::Both);
     let far = store.mailboxes().await?;
-    for warning in far.skipped {
-        out.warn(&format!("{}: {warning}", channel.name));
-    }
     let mut folders: BTreeMap<Vec<String>, Option<Mailbox>> = far
         .mailboxes
         .into_iter()
@@ -290,15 +287,28 @@ async fn pair_folders<S: Store>(
             folders.entry(components).or_insert(None);
         }
     }
+    // A server folder that cannot be used is a failure of that folder: its mail is not copied.
+    let unusable = far
+        .skipped
+        .into_iter()
+        .filter(|s| crate::store::selected_by(&s.folder, &account.folders));
     let mut paired = Paired {
         mailboxes: Vec::new(),
         created: 0,
-        failed: Vec::new(),
+        failed: unusable.map(FolderFailure::from).collect(),
     };
     for (components, far) in folders {
         let name = components.join("/");
         let levels: Vec<&str> = components.iter().map(String::as_str).collect();
-        let near_exists = Folder::at(maildir.folder_path(&levels)?).exists();
+        let near_path =
+            failures::of_folder(&name, maildir.folder_path(&levels).map_err(Into::into))?;
+        let near_exists = match near_path {
+            Ok(path) => Folder::at(path).exists(),
+            Err(failure) => {
+                paired.failed.push(failure);
+                continue;
+            }
+        };
         let (side, allowed) = match &far {
             Some(_) => ("in the Maildir", near_exists || create_near),
             None => ("on the server", create_far),
