@@ -58,7 +58,7 @@ State: $XDG_STATE_HOME/mailferry/ACCOUNT.sqlite (one SQLite database and one loc
 Exit codes:
   0   success, including \"no new mail\"
   1   migrate --verify found messages missing or different on the target
-  2   some folders failed (each is named, with the server's words); the rest was done
+  2   some folders or messages failed (each named, in the server's words); the rest was done
   64  bad command line
   65  a safety check stopped the run: a folder emptied while state knows many of its messages
   69  the server refused a command (in its own words) or lacks what it needs

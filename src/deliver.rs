@@ -3,7 +3,7 @@
 //! one batch at a time (DESIGN.md §3), so that a crash at any point loses nothing and, after
 //! [`recover`], duplicates nothing. Removing what landed is the caller's, after the batch.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use anyhow::Context;
 
@@ -54,6 +54,45 @@ pub struct Landed {
     pub size: u64,
 }
 
+/// What a download brought: the messages that landed, and the store's words for those it
+/// refused to send.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// In the Maildir, recorded.
+    pub landed: Vec<Landed>,
+    /// Refusals of one message, by its number.
+    refused: HashMap<u32, String>,
+    /// A refusal of some of those asked for, not named (IMAP's tagged NO).
+    refused_some: Option<String>,
+}
+
+impl Received {
+    /// Adds what a later download brought.
+    pub fn add(&mut self, other: Received) {
+        self.landed.extend(other.landed);
+        self.refused.extend(other.refused);
+        self.refused_some = self.refused_some.take().or(other.refused_some);
+    }
+
+    /// The numbers of `asked` that did not land.
+    pub fn missing(&self, asked: &[(u32, u64)]) -> Vec<u32> {
+        let landed: HashSet<u32> = self.landed.iter().map(|l| l.uid).collect();
+        asked
+            .iter()
+            .map(|&(uid, _)| uid)
+            .filter(|uid| !landed.contains(uid))
+            .collect()
+    }
+
+    /// Why message `uid` did not land, as far as the store said.
+    pub fn why(&self, uid: u32) -> String {
+        match (self.refused.get(&uid), &self.refused_some) {
+            (Some(why), _) | (None, Some(why)) => why.clone(),
+            (None, None) => "the server did not send it".to_string(),
+        }
+    }
+}
+
 /// Settles records of a batch that was interrupted: keeps those whose file is in the Maildir,
 /// forgets the others (and their tmp/ leftovers) so that they are fetched again.
 pub fn recover(ledger: &mut impl Deliveries, local: &Folder) -> anyhow::Result<()> {
@@ -91,22 +130,22 @@ impl<L: Deliveries> Download<'_, L> {
         &mut self,
         store: &mut S,
         messages: &[(u32, u64)],
-    ) -> anyhow::Result<Vec<Landed>> {
+    ) -> anyhow::Result<Received> {
         let (mut sink, ledger) = self.parts();
-        let mut landed = Vec::with_capacity(messages.len());
+        let mut received = Received::default();
         let mut in_flight: Option<(Pending, Vec<u32>)> = None;
         for batch in batches(messages) {
             let uids: Vec<u32> = batch.iter().map(|&(u, _)| u).collect();
             sink.wanted.extend(&uids);
             let pending = store.fetch_send(&uids, Bodies::Whole).await?;
             if let Some((pending, uids)) = in_flight.replace((pending, uids)) {
-                landed.extend(receive(store, pending, &mut sink, ledger, &uids).await?);
+                received.add(receive(store, pending, &mut sink, ledger, &uids).await?);
             }
         }
         if let Some((pending, uids)) = in_flight {
-            landed.extend(receive(store, pending, &mut sink, ledger, &uids).await?);
+            received.add(receive(store, pending, &mut sink, ledger, &uids).await?);
         }
-        Ok(landed)
+        Ok(received)
     }
 
     /// Downloads one batch and makes it durable (delete modes remove each batch before the
@@ -115,7 +154,7 @@ impl<L: Deliveries> Download<'_, L> {
         &mut self,
         store: &mut S,
         batch: &[(u32, u64)],
-    ) -> anyhow::Result<Vec<Landed>> {
+    ) -> anyhow::Result<Received> {
         let (mut sink, ledger) = self.parts();
         let uids: Vec<u32> = batch.iter().map(|&(u, _)| u).collect();
         sink.wanted.extend(&uids);
@@ -131,6 +170,8 @@ impl<L: Deliveries> Download<'_, L> {
             current: None,
             done: Vec::new(),
             wanted: HashSet::new(),
+            refused: HashMap::new(),
+            refused_some: None,
             progress: self.progress,
             step: L::STEPS,
         };
@@ -146,7 +187,7 @@ async fn receive<S: Store, L: Deliveries>(
     sink: &mut DeliverySink<'_>,
     ledger: &mut L,
     uids: &[u32],
-) -> anyhow::Result<Vec<Landed>> {
+) -> anyhow::Result<Received> {
     store.fetch_receive(pending, sink).await?;
     let batch: HashSet<u32> = uids.iter().copied().collect();
     let (mut arrived, early): (Vec<Arrived>, Vec<Arrived>) = std::mem::take(&mut sink.done)
@@ -189,7 +230,11 @@ async fn receive<S: Store, L: Deliveries>(
         .collect();
     sink.local.commit(files)?;
     failpoint::hit(L::STEPS.rename)?;
-    Ok(landed)
+    Ok(Received {
+        landed,
+        refused: std::mem::take(&mut sink.refused),
+        refused_some: sink.refused_some.take(),
+    })
 }
 
 /// A fetched message, written into tmp/.
@@ -213,11 +258,23 @@ struct DeliverySink<'a> {
     current: Option<TmpMessage>,
     done: Vec<Arrived>,
     wanted: HashSet<u32>,
+    refused: HashMap<u32, String>,
+    refused_some: Option<String>,
     progress: &'a mut Progress,
     step: Steps,
 }
 
 impl Sink for DeliverySink<'_> {
+    // A message the store will not send is left where it is; the engine reports it and the
+    // next run asks again.
+    fn refused(&mut self, uid: Option<u32>, why: &str) -> bool {
+        match uid {
+            Some(uid) => self.refused.insert(uid, why.to_string()),
+            None => self.refused_some.replace(why.to_string()),
+        };
+        true
+    }
+
     fn begin(&mut self) -> anyhow::Result<()> {
         self.current = Some(self.local.create_tmp()?);
         Ok(())

@@ -53,7 +53,7 @@ impl Exit {
         ),
         (
             Exit::Partial,
-            "some folders failed (each is named, with the server's words); the rest was done",
+            "some folders or messages failed (each named, in the server's words); the rest was done",
         ),
         (Exit::Usage, "bad command line"),
         (

@@ -212,7 +212,7 @@ pub fn json(
     name: &str,
     exit: crate::exit::Exit,
     error: Option<String>,
-    failed: &[crate::failures::FolderFailure],
+    failed: &[crate::failures::Failure],
     mut fields: serde_json::Value,
 ) {
     let Some(object) = fields.as_object_mut() else {

@@ -14,8 +14,8 @@ use anyhow::Context;
 use super::{FetchOptions, FolderPlan, Outcome, Planned};
 use crate::adopt::adopt;
 use crate::config::{Account, Mode};
-use crate::deliver::{self, Download};
-use crate::failures::{self, FolderFailure};
+use crate::deliver::{self, Download, Received};
+use crate::failures::{self, Failure};
 use crate::join;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Folder, Maildir, account_maildir};
@@ -104,7 +104,7 @@ async fn selected_folders<S: Store>(
     account: &Account,
     opts: &FetchOptions,
     out: &Output,
-) -> anyhow::Result<(Vec<Mailbox>, Vec<FolderFailure>)> {
+) -> anyhow::Result<(Vec<Mailbox>, Vec<Failure>)> {
     if opts.mode == Mode::Delete && store.caps().deletes != Deletes::Marked {
         return Err(store
             .missing(
@@ -119,7 +119,7 @@ async fn selected_folders<S: Store>(
         .skipped
         .into_iter()
         .filter(|s| selected_by(&s.folder, &account.folders));
-    let unusable: Vec<FolderFailure> = unusable.map(FolderFailure::from).collect();
+    let unusable: Vec<Failure> = unusable.map(Failure::from).collect();
     let folders: Vec<Mailbox> = listing
         .mailboxes
         .into_iter()
@@ -360,11 +360,11 @@ impl FolderJob<'_> {
         let mut progress = self.out.progress(&label, plan.fetch.len() as u64, total);
         let mut keywords = Keywords::load(local.path())?;
         let pairs: Vec<(u32, u64)> = plan.fetch.iter().map(|c| (c.uid, c.size)).collect();
-        let mut missing = Vec::new();
+        let mut received = Received::default();
         if self.opts.mode == Mode::Delete {
             // Each batch is removed once durable, so batches are not pipelined.
             for batch in deliver::batches(&pairs) {
-                let landed = Download {
+                let got = Download {
                     local,
                     keywords: &mut keywords,
                     ledger,
@@ -372,15 +372,13 @@ impl FolderJob<'_> {
                 }
                 .batch(store, batch)
                 .await?;
-                outcome.fetched += landed.len() as u64;
-                outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
-                missing.extend(unlanded(batch, &landed));
                 ledger.settle()?;
-                let uids: Vec<u32> = landed.iter().map(|l| l.uid).collect();
+                let uids: Vec<u32> = got.landed.iter().map(|l| l.uid).collect();
                 outcome.deleted += expunge(store, ledger, &uids).await?;
+                received.add(got);
             }
         } else {
-            let landed = Download {
+            received = Download {
                 local,
                 keywords: &mut keywords,
                 ledger,
@@ -388,27 +386,22 @@ impl FolderJob<'_> {
             }
             .pipelined(store, &pairs)
             .await?;
-            outcome.fetched += landed.len() as u64;
-            outcome.bytes += landed.iter().map(|l| l.size).sum::<u64>();
-            missing = unlanded(&pairs, &landed);
         }
+        outcome.fetched += received.landed.len() as u64;
+        outcome.bytes += received.landed.iter().map(|l| l.size).sum::<u64>();
         drop(progress);
         ledger.settle()?;
         ledger.folder.uidvalidity = Some(selected.uidvalidity);
-        // The pass is complete, and its UIDNEXT the next run's floor, only when every message
-        // planned landed (or is gone) and none was left for later.
+        // What did not land and is still there failed (the next run asks again); what did not
+        // land and is gone was removed meanwhile. The pass is complete, and its UIDNEXT the
+        // next run's floor, only when nothing failed and nothing was left for later.
+        let missing = received.missing(&pairs);
         let still_there = store.search(Search::Present(&missing)).await?;
-        if still_there.is_empty() && plan.deferred == 0 {
+        let failed = failures::of_messages(&self.mailbox.name, &still_there, &received, |_| None);
+        if failed.is_empty() && plan.deferred == 0 {
             ledger.folder.uidnext = selected.uidnext.or(plan.next_floor);
-        } else if !still_there.is_empty() {
-            self.out.warn(&format!(
-                "{}: folder {}: the server did not send {} of the messages asked for; the next \
-                 run asks again",
-                self.account.name,
-                sanitize(&self.mailbox.name, 100),
-                still_there.len()
-            ));
         }
+        outcome.failed.extend(failed);
         // A fetch does not follow flag changes, so it must not claim a mod-sequence that sync
         // would take as "everything before this is known".
         ledger.folder.highestmodseq = None;
@@ -470,14 +463,4 @@ async fn candidates<S: Store>(
     out.sort_by_key(|c| c.uid);
     out.dedup_by_key(|c| c.uid);
     Ok((out, highest.map(|h| h.saturating_add(1))))
-}
-
-/// The messages of `planned` that did not land.
-fn unlanded(planned: &[(u32, u64)], landed: &[deliver::Landed]) -> Vec<u32> {
-    let landed: HashSet<u32> = landed.iter().map(|l| l.uid).collect();
-    planned
-        .iter()
-        .map(|&(uid, _)| uid)
-        .filter(|uid| !landed.contains(uid))
-        .collect()
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::Mode;
-use crate::failures::FolderFailure;
+use crate::failures::Failure;
 use crate::report::Summary;
 
 /// Per-run options of a fetch, from the account and the command line.
@@ -109,7 +109,7 @@ pub struct Outcome {
     pub plan: Vec<FolderPlan>,
     /// Folders that failed while the others were fetched (under `failed` of the job).
     #[serde(skip)]
-    pub failed: Vec<FolderFailure>,
+    pub failed: Vec<Failure>,
     /// The size limit, for the summary.
     #[serde(skip)]
     pub max_size: Option<u64>,

@@ -6,7 +6,7 @@
 //! ends well, and they are recorded only after that. A dry run shows the plan and changes
 //! nothing (the session ends with nothing marked).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::plan::{self, Plan, Policy};
 use super::{FetchOptions, FolderPlan, Outcome, Planned};
@@ -15,6 +15,7 @@ use crate::config::{Account, Mode};
 use crate::date::now;
 use crate::deliver::{self, Download};
 use crate::failpoint;
+use crate::failures;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Folder, Maildir};
 use crate::report::Output;
@@ -138,7 +139,17 @@ impl Job<'_> {
                 .map(|m| m.saturating_sub(outcome.fetched)),
             ..self.policy
         };
-        let plan = plan::plan(&listing, &known, &policy);
+        let mut plan = plan::plan(&listing, &known, &policy);
+        // A message the server refused in an earlier session of this run is not asked again.
+        let refused: HashSet<&str> = outcome
+            .failed
+            .iter()
+            .filter_map(|f| f.id.as_deref())
+            .collect();
+        plan.fetch.retain(|&i| {
+            let key = listing[i].key.as_deref();
+            key.is_none_or(|k| !refused.contains(uidl(k)))
+        });
         describe(self.account, &store, &listing, &plan, self.out);
         outcome.too_large = plan.too_large.len() as u64;
         outcome.deferred = plan.deferred as u64;
@@ -187,6 +198,11 @@ pub async fn listing<S: Store>(store: &mut S, mode: Mode) -> anyhow::Result<Vec<
             .into());
     }
     Ok(listing)
+}
+
+/// A message's identity as the user sees it on the server: its UIDL, where it has one.
+fn uidl(key: &str) -> &str {
+    key.strip_prefix("uidl:").unwrap_or(key)
 }
 
 /// The `-v` lines: where we are connected and what the plan is.
@@ -342,7 +358,7 @@ impl Round<'_> {
                 .iter()
                 .map(|&(i, size)| (self.listing[i].uid, size))
                 .collect();
-            let landed = Download {
+            let received = Download {
                 local: inbox,
                 keywords: &mut keywords,
                 ledger: &mut state.pop3(now()),
@@ -350,10 +366,29 @@ impl Round<'_> {
             }
             .batch(store, &numbered)
             .await?;
-            outcome.fetched += landed.len() as u64;
-            outcome.bytes += batch.iter().map(|&(_, size)| size).sum::<u64>();
+            // Nothing else removes messages during a POP3 session: what did not land, the
+            // server would not send.
+            let index: HashMap<u32, usize> = batch
+                .iter()
+                .map(|&(i, _)| (self.listing[i].uid, i))
+                .collect();
+            // Named by the UIDL, as the user sees it on the server.
+            let key = |n: u32| {
+                let key = self.listing[*index.get(&n)?].key.as_deref()?;
+                Some(uidl(key).to_string())
+            };
+            let missing = received.missing(&numbered);
+            let failed = failures::of_messages("INBOX", &missing, &received, key);
+            outcome.failed.extend(failed);
+            outcome.fetched += received.landed.len() as u64;
+            outcome.bytes += received.landed.iter().map(|l| l.size).sum::<u64>();
             if mode == Mode::Delete {
-                let indexes: Vec<usize> = batch.iter().map(|&(i, _)| i).collect();
+                let landed: HashSet<u32> = received.landed.iter().map(|l| l.uid).collect();
+                let indexes: Vec<usize> = batch
+                    .iter()
+                    .map(|&(i, _)| i)
+                    .filter(|&i| landed.contains(&self.listing[i].uid))
+                    .collect();
                 deleted_ids.extend(self.dele(store, &indexes).await?);
                 failpoint::hit("pop3-after-dele")?;
             }

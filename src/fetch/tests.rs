@@ -406,3 +406,62 @@ fn a_uidvalidity_change_rematches_messages_without_a_message_id_by_content() {
     assert_eq!(again.fetched, 0);
     assert_eq!(lab.near()["INBOX"].len(), 72);
 }
+
+#[test]
+fn a_message_the_server_will_not_send_is_reported_kept_there_and_asked_for_again() {
+    for mode in [Mode::Keep, Mode::Delete] {
+        let lab = pop3_lab();
+        let words = "-ERR message is corrupt";
+        lab.server.borrow_mut().refuse(&["INBOX"], 4, words);
+        let done = fetch(&lab, &options(&lab, mode)).unwrap();
+        assert_eq!(done.fetched, 7, "{mode:?}");
+        let failed: Vec<(Option<&str>, &str)> = done
+            .failed
+            .iter()
+            .map(|f| (f.id.as_deref(), f.error.as_str()))
+            .collect();
+        assert_eq!(failed, [(Some("4"), words)], "{mode:?}");
+        assert!(done.line().contains("1 message could not be fetched"));
+        // Delete mode removed what it has, and only that.
+        let left = if mode == Mode::Delete { 1 } else { 8 };
+        assert_eq!(lab.far()["INBOX"].len(), left, "{mode:?}");
+        assert_eq!(lab.near()["INBOX"].len(), 7, "{mode:?}");
+        // Reported on every run until the server sends it; then fetched once.
+        let again = fetch(&lab, &options(&lab, mode)).unwrap();
+        assert_eq!((again.fetched, again.failed.len()), (0, 1), "{mode:?}");
+        lab.server.borrow_mut().clear_failures();
+        let mended = fetch(&lab, &options(&lab, mode)).unwrap();
+        assert_eq!((mended.fetched, mended.failed.len()), (1, 0), "{mode:?}");
+        assert_eq!(lab.near()["INBOX"].len(), 8, "{mode:?}");
+        let left = if mode == Mode::Delete { 0 } else { 8 };
+        assert_eq!(lab.far()["INBOX"].len(), left, "{mode:?}");
+    }
+}
+
+#[test]
+fn an_imap_message_the_server_will_not_send_is_reported_and_fetched_when_it_can_be() {
+    for mode in [Mode::Keep, Mode::Delete] {
+        let lab = imap_lab("");
+        let words = "NO Some messages could not be FETCHed (Failure)";
+        lab.server.borrow_mut().refuse(&["INBOX"], 30, words);
+        let done = fetch(&lab, &options(&lab, mode)).unwrap();
+        assert_eq!(done.fetched, 73, "{mode:?}");
+        let failed: Vec<(&str, Option<u32>)> = done
+            .failed
+            .iter()
+            .map(|f| (f.folder.as_str(), f.uid))
+            .collect();
+        assert_eq!(failed, [("INBOX", Some(30))], "{mode:?}");
+        assert!(done.failed[0].error.contains("could not be FETCHed"));
+        let left = if mode == Mode::Delete { 1 } else { 70 };
+        assert_eq!(lab.far()["INBOX"].len(), left, "{mode:?}");
+        // New mail meanwhile does not move the next run past the one that failed.
+        lab.server.borrow_mut().put("INBOX", &message("fi", 99), "");
+        let again = fetch(&lab, &options(&lab, mode)).unwrap();
+        assert_eq!((again.fetched, again.failed.len()), (1, 1), "{mode:?}");
+        lab.server.borrow_mut().clear_failures();
+        let mended = fetch(&lab, &options(&lab, mode)).unwrap();
+        assert_eq!((mended.fetched, mended.failed.len()), (1, 0), "{mode:?}");
+        assert_eq!(lab.near()["INBOX"].len(), 71, "{mode:?}");
+    }
+}

@@ -11,7 +11,7 @@ use crate::cli::KeyringAction;
 use crate::config::{Account, Channel, Protocol};
 use crate::date::now;
 use crate::exit::{Classify, Exit};
-use crate::failures::FolderFailure;
+use crate::failures::Failure;
 use crate::fetch::{self, FetchOptions, Outcome};
 use crate::migrate::{self, MigrateOutcome, SourceConnect};
 use crate::report::{self, Output};
@@ -58,8 +58,8 @@ impl Done {
         }
     }
 
-    /// The folders that failed while the rest went on.
-    pub fn failures(&self) -> &[FolderFailure] {
+    /// The folders and messages that failed while the rest went on.
+    pub fn failures(&self) -> &[Failure] {
         match self {
             Done::Fetched(o) => &o.failed,
             Done::Synced(o) => &o.failed,
@@ -67,16 +67,16 @@ impl Done {
         }
     }
 
-    /// What went wrong although the job went through: each failed folder, or what
+    /// What went wrong although the job went through: each failed folder or message, or what
     /// `--verify` found.
     pub fn problems(&self) -> Vec<String> {
         match self {
             Done::Migrated(o) => o.mismatch().map(|m| m.to_string()).into_iter().collect(),
-            _ => self.failures().iter().map(|f| f.error.clone()).collect(),
+            _ => self.failures().iter().map(Failure::to_string).collect(),
         }
     }
 
-    /// The exit code of a job that went through: 2 where a folder failed, 1 where
+    /// The exit code of a job that went through: 2 where a folder or message failed, 1 where
     /// `--verify` found messages missing or different.
     pub fn exit(&self) -> Exit {
         if let Done::Migrated(o) = self
@@ -99,13 +99,13 @@ fn failed(e: &anyhow::Error) -> &'static str {
     }
 }
 
-/// How a run that went through is recorded: "partial" (with what failed) where a folder
-/// failed.
-fn finished(failed: &[FolderFailure]) -> (&'static str, Option<String>) {
+/// How a run that went through is recorded: "partial" (with what failed) where a folder or
+/// message failed.
+fn finished(failed: &[Failure]) -> (&'static str, Option<String>) {
     if failed.is_empty() {
         return ("ok", None);
     }
-    let what: Vec<String> = failed.iter().map(|f| f.error.clone()).collect();
+    let what: Vec<String> = failed.iter().map(Failure::to_string).collect();
     ("partial", Some(what.join("; ")))
 }
 

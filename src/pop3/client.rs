@@ -25,6 +25,9 @@ pub trait RetrSink {
     fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()>;
     /// The message is complete.
     fn end(&mut self, msg: u32) -> anyhow::Result<()>;
+    /// The server refused to send it (`why` in its words); returns whether the sink takes
+    /// that and the others are still read.
+    fn refused(&mut self, msg: u32, why: &str) -> bool;
 }
 
 /// A connected POP3 session.
@@ -72,7 +75,9 @@ impl Client {
                     "a line longer than {MAX_LINE} bytes in {what}"
                 )));
             }
-            self.conn.fill(what).await?;
+            // A Pop3Error, so that a link lost in the middle of a body is told from a local
+            // failure of the sink.
+            self.conn.fill(what).await.map_err(Pop3Error::from)?;
         }
     }
 
@@ -145,7 +150,9 @@ impl Client {
                     return Ok(());
                 }
             }
-            self.conn.fill(what).await?;
+            // A Pop3Error, so that a link lost in the middle of a body is told from a local
+            // failure of the sink.
+            self.conn.fill(what).await.map_err(Pop3Error::from)?;
         }
     }
 
@@ -422,6 +429,15 @@ impl Client {
             let msg = msgs[done];
             match self.read_reply("a RETR reply").await? {
                 Reply::Ok { .. } => {}
+                reply @ Reply::Err { .. } => {
+                    // No body follows a refusal: the next reply is the next message's.
+                    let e = refused(&format!("RETR {msg}"), reply);
+                    if !sink.refused(msg, &e.to_string()) {
+                        return Err(e.into());
+                    }
+                    done += 1;
+                    continue;
+                }
                 reply => return Err(refused(&format!("RETR {msg}"), reply).into()),
             }
             sink.begin(msg)?;

@@ -5,7 +5,7 @@
 use crate::config::Account;
 use crate::credentials::Credentials;
 use crate::flags::FlagSet;
-use crate::imap::{self, Code, FetchSink, ImapError, Response, Session, codec};
+use crate::imap::{self, Code, FetchSink, ImapError, Response, Session, Status, codec};
 use crate::net::NetError;
 
 use super::{
@@ -463,7 +463,16 @@ impl Store for ImapStore {
             .client
             .complete(&tag, "UID FETCH", &mut bodies, &mut |_| {})
             .await;
-        done.map(|_| ()).map_err(|e| self.err(e))
+        match done {
+            // A plain NO: the server would not send some of them (Gmail, Exchange do for
+            // messages they cannot read); those that came are good.
+            Err(
+                e @ ImapError::Refused {
+                    status: Status::No, ..
+                },
+            ) if bodies.sink.refused(None, &e.to_string()) => Ok(()),
+            done => done.map(|_| ()).map_err(|e| self.err(e)),
+        }
     }
 
     async fn append(

@@ -109,6 +109,8 @@ pub struct MemServer {
     failures: Vec<Failure>,
     /// (mailbox, UID) whose body the next fetch of it leaves out, as a buggy server would.
     withheld: Vec<(String, u32)>,
+    /// (mailbox, UID, words) the server refuses to send, every time (a message it cannot read).
+    refused: Vec<(String, u32, String)>,
     /// Run once at the next call of their kind: what others do meanwhile (a mail reader).
     hooks: Vec<(&'static str, Hook)>,
     next_validity: u32,
@@ -131,6 +133,7 @@ impl MemServer {
             connections: 0,
             failures: Vec::new(),
             withheld: Vec::new(),
+            refused: Vec::new(),
             hooks: Vec::new(),
             next_validity: 100,
         };
@@ -232,14 +235,21 @@ impl MemServer {
         self.withheld.push((mailbox.join("/"), uid));
     }
 
+    /// Makes every fetch of `uid` in `mailbox` refused, in these words.
+    pub fn refuse(&mut self, mailbox: &[&str], uid: u32, words: &str) {
+        self.refused
+            .push((mailbox.join("/"), uid, words.to_string()));
+    }
+
     /// Runs `hook` when the next call `op` begins (before the call does anything).
     pub fn before(&mut self, op: &'static str, hook: impl FnOnce() + 'static) {
         self.hooks.push((op, Box::new(hook)));
     }
 
-    /// Forgets the failures asked for.
+    /// Forgets the failures and refusals asked for.
     pub fn clear_failures(&mut self) {
         self.failures.clear();
+        self.refused.clear();
     }
 
     /// Makes every later call `op` (on `folder`, or any) fail with an error of `scope`.
@@ -538,6 +548,19 @@ impl Store for MemStore {
                 Some((uid, m))
             });
             let Some((uid, m)) = message else { continue };
+            let refusal = self
+                .server
+                .borrow()
+                .refused
+                .iter()
+                .find_map(|(b, u, words)| (*b == name && *u == uid).then(|| words.clone()));
+            if let Some(words) = refusal {
+                if sink.refused(Some(n), &words) {
+                    continue;
+                }
+                let refused = MemError(words);
+                return Err(StoreError::new(Scope::Message(n), Retry::Never, refused));
+            }
             sink.begin().map_err(StoreError::from_sink)?;
             // In pieces, as a network delivers them.
             for chunk in m.data.chunks(7) {

@@ -125,6 +125,10 @@ impl StoreError {
 /// The exit code of a sink's error (see [`StoreError::from_sink`]).
 fn sink_exit(error: &anyhow::Error) -> Exit {
     for cause in error.chain() {
+        // Before the I/O errors: a network error wraps one.
+        if let Some(e) = cause.downcast_ref::<crate::net::NetError>() {
+            return e.exit();
+        }
         if cause.is::<crate::maildir::MaildirError>()
             || cause.is::<crate::state::StateError>()
             || cause.is::<std::io::Error>()
@@ -364,6 +368,12 @@ pub trait Sink {
     fn data(&mut self, chunk: &[u8]) -> anyhow::Result<()>;
     /// It is complete.
     fn end(&mut self, fetched: Fetched) -> anyhow::Result<()>;
+    /// The store refused to send message `uid` (None: some of those asked for, unnamed), in
+    /// its words; returns whether the sink takes that and the fetch goes on with the others.
+    /// By default it does not: the fetch fails with the refusal.
+    fn refused(&mut self, _uid: Option<u32>, _why: &str) -> bool {
+        false
+    }
 }
 
 /// A message to add to a mailbox.
@@ -661,6 +671,10 @@ mod tests {
         assert_eq!(StoreError::from_sink(local).exit(), Exit::LocalIo);
         let bug = anyhow::anyhow!("message data before its start");
         assert_eq!(StoreError::from_sink(bug).exit(), Exit::Software);
+        // A link lost in the middle of a body is the network's, though an I/O error is in it.
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "no close_notify");
+        let lost = anyhow::Error::new(crate::net::NetError::Io(eof)).context("message 3");
+        assert_eq!(StoreError::from_sink(lost).exit(), Exit::TempFail);
     }
 
     #[test]

@@ -338,6 +338,10 @@ impl RetrSink for RetrBodies<'_> {
         self.sink.data(chunk)
     }
 
+    fn refused(&mut self, msg: u32, why: &str) -> bool {
+        self.sink.refused(Some(msg), why)
+    }
+
     fn end(&mut self, msg: u32) -> anyhow::Result<()> {
         let entry = self
             .listing

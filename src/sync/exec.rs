@@ -6,13 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 use super::{Near, SyncOutcome};
 use crate::deliver::Download;
 use crate::failpoint;
+use crate::failures;
 use crate::flags::FlagSet;
 use crate::maildir::Folder;
 use crate::maildir::keywords::Keywords;
 use crate::reconcile::expunge;
 use crate::report::Output;
 use crate::state::{Deliveries, FolderLedger};
-use crate::store::{Change, Mailbox, Store};
+use crate::store::{Change, Mailbox, Search, Store};
 use crate::upload::{self, Upload};
 
 use super::plan::Action;
@@ -79,7 +80,7 @@ impl Pass<'_, '_> {
             .collect();
         let label = format!("{}/{}", self.account, self.mailbox.name);
         let mut progress = self.out.progress(&label, downloads.len() as u64, 0);
-        let landed = Download {
+        let received = Download {
             local: self.local,
             keywords: self.keywords,
             ledger: self.ledger,
@@ -87,9 +88,15 @@ impl Pass<'_, '_> {
         }
         .pipelined(store, &downloads)
         .await?;
-        self.outcome.downloaded += landed.len() as u64;
+        self.outcome.downloaded += received.landed.len() as u64;
         drop(progress);
         self.ledger.settle()?;
+        // What did not land and is still there failed; the folder's sync point is then not
+        // moved, so that the next run sees those messages again.
+        let missing = received.missing(&downloads);
+        let still_there = store.search(Search::Present(&missing)).await?;
+        let failed = failures::of_messages(&self.mailbox.name, &still_there, &received, |_| None);
+        self.outcome.failed.extend(failed);
         Ok(())
     }
 

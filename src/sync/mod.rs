@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::adopt::adopt;
 use crate::config::{Account, Channel, Sides, SyncDirection};
 use crate::exit::{Classify, Exit};
-use crate::failures::{self, FolderFailure};
+use crate::failures::{self, Failure};
 use crate::flags::FlagSet;
 use crate::maildir::keywords::Keywords;
 use crate::maildir::{Entry, Folder, Maildir, account_maildir};
@@ -98,7 +98,7 @@ pub struct SyncOutcome {
     pub plan: Vec<FolderActions>,
     /// Folders that failed while the others synced (under `failed` of the job).
     #[serde(skip)]
-    pub failed: Vec<FolderFailure>,
+    pub failed: Vec<Failure>,
 }
 
 impl SyncOutcome {
@@ -255,7 +255,7 @@ struct Paired {
     mailboxes: Vec<Mailbox>,
     created: u64,
     /// Folders the server would not create: left out, the others go on.
-    failed: Vec<FolderFailure>,
+    failed: Vec<Failure>,
 }
 
 /// Pairs the server's folders with the Maildir's by name: a folder on one side only is
@@ -295,7 +295,7 @@ async fn pair_folders<S: Store>(
     let mut paired = Paired {
         mailboxes: Vec::new(),
         created: 0,
-        failed: unusable.map(FolderFailure::from).collect(),
+        failed: unusable.map(Failure::from).collect(),
     };
     for (components, far) in folders {
         let name = components.join("/");
@@ -346,7 +346,7 @@ async fn create_on_server<S: Store>(
     store: &mut S,
     components: &[String],
     dry_run: bool,
-) -> anyhow::Result<Result<Mailbox, FolderFailure>> {
+) -> anyhow::Result<Result<Mailbox, Failure>> {
     let mailbox = store.mailbox(components).await?;
     if dry_run {
         return Ok(Ok(mailbox));
@@ -457,8 +457,10 @@ impl FolderSync<'_> {
             outcome: &mut outcome,
         };
         pass.execute(store, &actions).await?;
-        ledger.folder.uidnext = selected.uidnext;
-        ledger.folder.highestmodseq = selected.highestmodseq;
+        if outcome.failed.is_empty() {
+            ledger.folder.uidnext = selected.uidnext;
+            ledger.folder.highestmodseq = selected.highestmodseq;
+        }
         ledger.passed()?;
         failpoint::hit("sync-after-folder")?;
         Ok(outcome)

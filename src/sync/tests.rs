@@ -708,3 +708,32 @@ fn keywords_the_server_cannot_keep_are_not_pushed_nor_taken_as_removed() {
         "{near:?}"
     );
 }
+
+#[test]
+fn a_message_the_server_will_not_send_is_reported_and_synced_once_it_can_be() {
+    for kind in SERVERS {
+        let lab = busy(kind, "");
+        let uid = far_uid(&lab, "INBOX", "<cmnew.0@example.org>").unwrap();
+        let words = "NO [UNAVAILABLE] the message cannot be read";
+        lab.server.borrow_mut().refuse(&["INBOX"], uid, words);
+        let done = sync(&lab).unwrap();
+        let failed: Vec<(&str, Option<u32>)> = done
+            .failed
+            .iter()
+            .map(|f| (f.folder.as_str(), f.uid))
+            .collect();
+        assert_eq!(failed, [("INBOX", Some(uid))], "{kind:?}");
+        assert!(done.failed[0].error.contains("cannot be read"), "{kind:?}");
+        assert!(near_entry(&lab, &[], "<cmnew.0@example.org>").is_none());
+        // Work's new message came all the same.
+        assert!(near_entry(&lab, &["Work"], "<cmnew.1@example.org>").is_some());
+        // Asked for again (and said again) until the server sends it, then once.
+        assert_eq!(sync(&lab).unwrap().failed.len(), 1, "{kind:?}");
+        lab.server.borrow_mut().clear_failures();
+        let mended = sync(&lab).unwrap();
+        assert!(mended.failed.is_empty(), "{kind:?}: {:?}", mended.failed);
+        assert_eq!(mended.downloaded, 1, "{kind:?}");
+        assert!(near_entry(&lab, &[], "<cmnew.0@example.org>").is_some());
+        assert!(sync(&lab).unwrap().downloaded == 0, "{kind:?}");
+    }
+}

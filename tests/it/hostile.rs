@@ -353,3 +353,39 @@ fn a_message_with_a_bare_lf_before_a_dot_line_is_fetched_whole_with_the_others()
     env.run(&["fetch"]).expect(0);
     assert_eq!(local_messages(&maildir).len(), 3);
 }
+
+#[test]
+fn a_message_the_server_refuses_to_send_is_named_left_there_and_the_others_are_fetched() {
+    let mail: Vec<Vec<u8>> = (0..5).map(|i| message("refused", i, 400)).collect();
+    let script = Script {
+        uidls: (0..5).map(|i| Some(format!("r{i}"))).collect(),
+        uidl: true,
+        top: true,
+        refuse_retr: vec!["r2".into()],
+        ..Script::default()
+    };
+    let server = FakePop3::start(script, &mail);
+    let (env, maildir) = env_for(server.port, "mode = \"delete\"");
+    // Said on every run, -q or not, with the message's UIDL and the server's words; the
+    // others are fetched once and deleted, the refused one stays on the server.
+    for _ in 0..2 {
+        let run = env.run(&["fetch", "-q"]);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("message r2") && run.stderr.contains("message is corrupt"),
+            "{}",
+            run.stderr
+        );
+        let local = local_messages(&maildir);
+        assert_eq!(local.len(), 4);
+        assert!(local.iter().all(|m| mail.contains(m) && *m != mail[2]));
+        let left = server.mailbox.lock().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].0.as_deref(), Some("r2"));
+    }
+    let run = env.run(&["fetch", "--json"]);
+    run.expect(2);
+    let jobs = crate::support::schema::objects(&run.stdout);
+    assert_eq!(jobs[0]["failed"][0]["id"], "r2", "{}", jobs[0]);
+    assert_eq!(jobs[0]["fetched"], 0, "{}", jobs[0]);
+}

@@ -229,3 +229,36 @@ fn folders_whose_names_are_not_modified_utf7_are_archived_and_reruns_are_no_ops(
     run.expect(0);
     assert!(run.stdout.contains("no new mail"), "{}", run.stdout);
 }
+
+#[test]
+fn a_message_the_server_will_not_send_is_named_every_run_and_the_others_are_fetched() {
+    let server = FakeImap::start(Script {
+        folders: vec![r#"() "/" "INBOX""#.into()],
+        messages: mail("unreadable", 5),
+        refuse_fetch: vec![3],
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    for _ in 0..2 {
+        let run = env.run(&["-q", "fetch"]);
+        run.expect(2);
+        assert!(
+            run.stderr.contains("INBOX UID 3") && run.stderr.contains("could not be FETCHed"),
+            "{}",
+            run.stderr
+        );
+        let got = local_messages(&maildir);
+        assert_eq!(got.len(), 4);
+        assert!(!got.contains(&message("unreadable", 3, 400)));
+    }
+    // Asked for again on each run: the run after the first asks for UID 3 (and only it).
+    let commands = server.commands.lock().unwrap();
+    let bodies: Vec<&String> = commands
+        .iter()
+        .filter(|c| c.contains("BODY.PEEK[]"))
+        .collect();
+    assert!(
+        bodies.last().is_some_and(|c| c.contains("FETCH 3 ")),
+        "{bodies:?}"
+    );
+}

@@ -3,23 +3,8 @@
 
 use serde_json::Value;
 
-use crate::support::schema::{report_schema, violation};
+use crate::support::schema::{objects, report_schema, violation};
 use crate::support::{Env, channel, deliver_local, dovecot, imap_account, message, pop3_account};
-
-/// Every line of standard output, each checked against the schema.
-fn objects(stdout: &str) -> Vec<Value> {
-    let schema = report_schema();
-    stdout
-        .lines()
-        .map(|line| {
-            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
-            if let Some(why) = violation(&schema, &schema, &value, "$") {
-                panic!("{why}\n{line}");
-            }
-            value
-        })
-        .collect()
-}
 
 #[test]
 fn the_schema_knows_every_exit_code_and_holds_what_it_says() {

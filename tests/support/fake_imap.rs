@@ -27,6 +27,9 @@ pub struct Script {
     pub wrong_tag: bool,
     /// An `[ALERT]` sent with every LOGIN and SELECT/EXAMINE completion.
     pub alert: Option<String>,
+    /// UIDs whose body is never sent: a body fetch that asks for one completes with NO (as
+    /// Gmail does for a message it cannot read).
+    pub refuse_fetch: Vec<u32>,
 }
 
 /// A running fake server.
@@ -160,11 +163,15 @@ fn session(stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std
                         fetch_body(&mut out, 99, *uid, body)?;
                     }
                     for (i, (uid, body)) in script.messages.iter().enumerate() {
-                        if wanted.contains(uid) {
+                        if wanted.contains(uid) && !script.refuse_fetch.contains(uid) {
                             fetch_body(&mut out, i + 1, *uid, body)?;
                         }
                     }
-                    format!("{tag} OK done\r\n")
+                    if wanted.iter().any(|u| script.refuse_fetch.contains(u)) {
+                        format!("{tag} NO Some messages could not be FETCHed (Failure)\r\n")
+                    } else {
+                        format!("{tag} OK done\r\n")
+                    }
                 } else {
                     let mut r = String::new();
                     for (i, (uid, body)) in script.messages.iter().enumerate() {
@@ -179,6 +186,11 @@ fn session(stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std
                     r.push_str(&format!("{tag} OK done\r\n"));
                     r
                 }
+            }
+            "UID" if args.to_ascii_uppercase().starts_with("SEARCH UID ") => {
+                let found = uid_set(args.split(' ').nth(2).unwrap_or(""), &uids);
+                let found: String = found.iter().map(|u| format!(" {u}")).collect();
+                format!("* SEARCH{found}\r\n{tag} OK done\r\n")
             }
             "LOGOUT" => {
                 out.write_all(format!("* BYE bye\r\n{tag} OK done\r\n").as_bytes())?;

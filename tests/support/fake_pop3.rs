@@ -35,6 +35,8 @@ pub struct Script {
     /// Keep the messages' line ends as given (CRLF lines, a bare LF inside one is data) and
     /// stuff only after CRLF, as a server that frames by CRLF does.
     pub raw_line_ends: bool,
+    /// UIDLs whose RETR is refused, every time (a message the server cannot read).
+    pub refuse_retr: Vec<String>,
 }
 
 /// The messages on the server: (UIDL, body with CRLF line ends).
@@ -249,6 +251,14 @@ fn session(
                 None => b"-ERR no such message\r\n".to_vec(),
             },
             "RETR" => match get(arg) {
+                Some(n)
+                    if msgs[n - 1]
+                        .0
+                        .as_ref()
+                        .is_some_and(|id| script.refuse_retr.contains(id)) =>
+                {
+                    b"-ERR [SYS/PERM] message is corrupt\r\n".to_vec()
+                }
                 Some(n) => {
                     let mut r = b"+OK\r\n".to_vec();
                     r.extend(stuff(&msgs[n - 1].1));

@@ -103,3 +103,18 @@ fn is_type(value: &Value, t: &str) -> bool {
         _ => panic!("unknown type {t}"),
     }
 }
+
+/// Every line of standard output as JSON, each checked against the report schema.
+pub fn objects(stdout: &str) -> Vec<Value> {
+    let schema = report_schema();
+    stdout
+        .lines()
+        .map(|line| {
+            let value: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+            if let Some(why) = violation(&schema, &schema, &value, "$") {
+                panic!("{why}\n{line}");
+            }
+            value
+        })
+        .collect()
+}
