@@ -282,6 +282,8 @@ pub struct Account {
     pub timeout: Duration,
     /// IMAP: folders are worked on over at most this many connections at once.
     pub connections: usize,
+    /// IMAP: the personal namespace prefix (`INBOX.`), instead of what NAMESPACE says.
+    pub namespace: Option<String>,
     /// A run that fails for a temporary reason is tried again this many times.
     pub retries: u32,
     /// The wait before the first retry (doubled for each further one).
@@ -390,6 +392,7 @@ struct RawAccount {
     max_size: Option<Spanned<String>>,
     timeout: Option<Spanned<String>>,
     connections: Option<Spanned<u64>>,
+    namespace: Option<String>,
     retries: Option<Spanned<u64>>,
     retry_delay: Option<Spanned<String>>,
 }
@@ -658,6 +661,7 @@ impl Source<'_> {
             max_size,
             timeout,
             connections,
+            namespace: raw.namespace.clone(),
             retries,
             retry_delay,
             origin: self.at(table_span.start),

@@ -260,6 +260,8 @@ pub struct Check<'a> {
     pub capabilities: Vec<String>,
     /// IMAP: how many folders.
     pub folders: Option<usize>,
+    /// IMAP: the personal namespace prefix and hierarchy delimiter folders are mapped with.
+    pub namespace: Option<(String, char)>,
     /// POP3: messages and bytes on the server.
     pub messages: Option<(usize, u64)>,
     /// Folders left out, and why.
@@ -279,6 +281,12 @@ impl Check<'_> {
             });
             if let Some(n) = self.folders {
                 value["folders"] = n.into();
+            }
+            if let Some((prefix, delimiter)) = &self.namespace {
+                value["namespace"] = serde_json::json!({
+                    "prefix": prefix,
+                    "delimiter": delimiter.to_string(),
+                });
             }
             if let Some(g) = &self.greeting {
                 value["greeting"] = g.as_str().into();
@@ -302,7 +310,13 @@ impl Check<'_> {
         ));
         match self.fingerprint {
             Some(fp) => out.info(&format!("{name}: TLS certificate {fp}")),
-            None => out.info(&format!("{name}: no TLS (plaintext allowed by the config)")),
+            None => {
+                let by = match crate::adhoc::is_url(&a.origin) {
+                    true => "--allow-plaintext",
+                    false => "the config",
+                };
+                out.info(&format!("{name}: no TLS (plaintext allowed by {by})"))
+            }
         }
         out.info(&format!(
             "{name}: logged in as {}; capabilities: {}",
@@ -311,6 +325,18 @@ impl Check<'_> {
         ));
         if let Some(n) = self.folders {
             out.info(&format!("{name}: {n} folders"));
+        }
+        match &self.namespace {
+            Some((prefix, delimiter)) if !prefix.is_empty() => out.info(&format!(
+                "{name}: personal folders are under \"{}\" (separator \"{delimiter}\"): \
+                 server {}Archive is local Archive",
+                sanitize(prefix, 100),
+                sanitize(prefix, 100),
+            )),
+            Some((_, delimiter)) => out.info(&format!(
+                "{name}: personal folders are at the top level (separator \"{delimiter}\")"
+            )),
+            None => {}
         }
         if let Some((n, bytes)) = self.messages {
             out.info(&format!(

@@ -196,6 +196,9 @@ pub enum Response {
         /// The status items.
         items: Vec<(String, u64)>,
     },
+    /// `* NAMESPACE personal other shared` (RFC 2342): the first personal namespace's prefix
+    /// and hierarchy delimiter, if there is one.
+    Namespace(Option<(Vec<u8>, Option<char>)>),
     /// Anything else (`* FLAGS`, `* n RECENT`, ...).
     Other(String),
 }
@@ -648,6 +651,24 @@ pub fn parse(line: &[u8]) -> Result<Response, ParseError> {
                 .collect();
             Response::MailboxStatus { name, items }
         }
+        "NAMESPACE" => {
+            let personal = match lx.value()? {
+                Value::List(spaces) => match spaces.first() {
+                    Some(Value::List(space)) => {
+                        let prefix = space.first().and_then(Value::bytes);
+                        let prefix = prefix.ok_or_else(|| lx.err("bad NAMESPACE prefix"))?;
+                        let delimiter = match space.get(1) {
+                            Some(Value::Str(d)) if d.len() == 1 => Some(d[0] as char),
+                            _ => None,
+                        };
+                        Some((prefix.to_vec(), delimiter))
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            Response::Namespace(personal)
+        }
         "SEARCH" => {
             let mut uids = Vec::new();
             while !lx.at_end() {
@@ -872,6 +893,27 @@ mod tests {
         assert_eq!(parse(b"+").unwrap(), Response::Continue(String::new()));
         assert!(parse(b"a3 MAYBE").is_err());
         assert!(parse(b"").is_err());
+    }
+
+    #[test]
+    fn namespaces() {
+        let cyrus = parse(br#"* NAMESPACE (("INBOX." ".")) (("user." ".")) (("" "."))"#);
+        assert_eq!(
+            cyrus.unwrap(),
+            Response::Namespace(Some((b"INBOX.".to_vec(), Some('.'))))
+        );
+        let dovecot = parse(br#"* NAMESPACE (("" "/" "X-PARAM" ("x"))) NIL NIL"#);
+        assert_eq!(
+            dovecot.unwrap(),
+            Response::Namespace(Some((Vec::new(), Some('/'))))
+        );
+        let flat = parse(br#"* NAMESPACE (("" NIL)) NIL NIL"#).unwrap();
+        assert_eq!(flat, Response::Namespace(Some((Vec::new(), None))));
+        assert_eq!(
+            parse(b"* NAMESPACE NIL NIL NIL").unwrap(),
+            Response::Namespace(None)
+        );
+        assert!(parse(br#"* NAMESPACE ((( "x"))) NIL NIL"#).is_err());
     }
 
     #[test]

@@ -175,14 +175,17 @@ impl Setup {
         match command {
             Command::Fetch(args) => whole(self.fetches(args, knobs)),
             Command::Check(args) => whole(
-                self.accounts(&args.accounts, &args.adhoc)
+                self.accounts(&args.accounts, &self.no_maildir(&args.adhoc))
                     .map(|a| each(a, |a| Ok(Job::Check(Box::new(a)))))
                     .map_err(Into::into),
             ),
             Command::List(args) => whole(
-                self.accounts(std::slice::from_ref(&args.account), &args.adhoc)
-                    .map(|a| each(a, |a| Ok(Job::List(Box::new(a)))))
-                    .map_err(Into::into),
+                self.accounts(
+                    std::slice::from_ref(&args.account),
+                    &self.no_maildir(&args.adhoc),
+                )
+                .map(|a| each(a, |a| Ok(Job::List(Box::new(a)))))
+                .map_err(Into::into),
             ),
             Command::Sync(args) => whole(self.syncs(args)),
             Command::Migrate(args) => vec![(String::new(), self.migration(args))],
@@ -328,6 +331,18 @@ impl Setup {
         Ok(jobs)
     }
 
+    /// The ad-hoc options of a command that delivers into no Maildir (`check`, `list`, a
+    /// migration): a URL account needs no `--maildir` there.
+    fn no_maildir(&self, adhoc: &AdhocArgs) -> AdhocArgs {
+        AdhocArgs {
+            maildir: adhoc
+                .maildir
+                .clone()
+                .or_else(|| Some(self.state_dir.clone())),
+            ..adhoc.clone()
+        }
+    }
+
     /// One account, by name or URL (with these password sources for a URL).
     fn one_account(
         &self,
@@ -335,13 +350,12 @@ impl Setup {
         password_env: &Option<String>,
         password_command: &Option<String>,
     ) -> Result<Account, ConfigError> {
-        let adhoc = AdhocArgs {
-            // A migration delivers into no Maildir; a URL account still names one.
-            maildir: Some(self.state_dir.clone()),
+        // A migration delivers into no Maildir.
+        let adhoc = self.no_maildir(&AdhocArgs {
             password_env: password_env.clone(),
             password_command: password_command.clone(),
             ..AdhocArgs::default()
-        };
+        });
         let mut accounts = self.accounts(&[word.to_string()], &adhoc)?;
         Ok(accounts.remove(0))
     }

@@ -305,6 +305,7 @@ async fn check(account: &Account, out: &Output) -> anyhow::Result<()> {
                 greeting: None,
                 capabilities: store.notable_capabilities(),
                 folders: Some(folders.mailboxes.len()),
+                namespace: Some(store.namespace().await?),
                 messages: None,
                 warnings: folders.skipped.iter().map(ToString::to_string).collect(),
             };
@@ -320,6 +321,7 @@ async fn check(account: &Account, out: &Output) -> anyhow::Result<()> {
                 greeting: Some(store.greeting()),
                 capabilities: store.notable_capabilities(),
                 folders: None,
+                namespace: None,
                 messages: Some((sizes.len(), sizes.iter().sum())),
                 warnings: Vec::new(),
             };

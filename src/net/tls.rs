@@ -210,8 +210,9 @@ pub async fn start_tls(
                         "the certificate of {host} ({fp}) does not match tls_fingerprint {p}"
                     ),
                     None => format!(
-                        "the certificate of {host} is not trusted: {e}; its fingerprint is {fp} \
-                         (if you checked it, set tls_fingerprint = \"{fp}\")"
+                        "the certificate of {host} is not trusted: {}; its fingerprint is {fp} \
+                         (if you checked it, set tls_fingerprint = \"{fp}\")",
+                        tls.map_or_else(|| e.to_string(), |t| in_words(t, host))
                     ),
                 })),
                 _ => Err(NetError::Tls {
@@ -223,9 +224,57 @@ pub async fn start_tls(
     }
 }
 
+/// Why a certificate was refused, in words (the TLS library's own are type names).
+fn in_words(e: &TlsError, host: &str) -> String {
+    use rustls::CertificateError as C;
+    let TlsError::InvalidCertificate(c) = e else {
+        return e.to_string();
+    };
+    match c {
+        C::Expired | C::ExpiredContext { .. } => "it has expired".to_string(),
+        C::NotValidYet | C::NotValidYetContext { .. } => "it is not valid yet".to_string(),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            format!("it is not valid for the name {host}")
+        }
+        C::UnknownIssuer => "no trusted authority signed it (self-signed, or signed by a private \
+                             CA that is not in the system's trust store)"
+            .to_string(),
+        C::Revoked => "its authority revoked it".to_string(),
+        C::BadSignature => "its signature does not verify".to_string(),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            "it is not meant for a server".to_string()
+        }
+        C::BadEncoding => "it cannot be read".to_string(),
+        C::Other(other) if format!("{other:?}").contains("CaUsedAsEndEntity") => {
+            "it is self-signed: a CA certificate used as the server's own".to_string()
+        }
+        other => format!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_refusals_are_said_in_words() {
+        use rustls::CertificateError as C;
+        let said = |c: C| in_words(&TlsError::InvalidCertificate(c), "mail.example.org");
+        assert_eq!(said(C::Expired), "it has expired");
+        assert!(said(C::UnknownIssuer).contains("self-signed"));
+        assert_eq!(
+            said(C::NotValidForName),
+            "it is not valid for the name mail.example.org"
+        );
+        // No variant's name, whatever the library calls it.
+        for c in [C::NotValidYet, C::Revoked, C::BadSignature, C::BadEncoding] {
+            let words = said(c.clone());
+            assert!(
+                words.contains(' ') && !words.contains(&format!("{c:?}")),
+                "{words}"
+            );
+        }
+    }
 
     #[test]
     fn fingerprint_parse_and_display() {

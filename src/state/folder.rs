@@ -18,6 +18,20 @@ pub struct FolderLedger<'s> {
 }
 
 impl State {
+    /// How many messages of a server folder state knows a local copy of (0 for a folder it
+    /// does not know).
+    pub fn kept_locally(&self, name: &str) -> Result<u64> {
+        self.conn
+            .query_row(
+                "SELECT count(*) FROM imap_messages m JOIN imap_folders f ON m.folder_id = f.id
+                     WHERE f.name = ?1 AND m.uid IS NOT NULL AND m.local_name IS NOT NULL",
+                params![name],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(self.sql())
+    }
+
     /// The ledger of a server folder, created (empty) if it is new; `local_path` says where
     /// its messages are kept (for people reading the database).
     pub fn folder(&mut self, name: &str, local_path: &str) -> Result<FolderLedger<'_>> {

@@ -25,6 +25,12 @@ pub struct ImapStore {
     session: Session,
     /// The hierarchy delimiter, once asked for.
     delimiter: Option<char>,
+    /// The personal namespace's prefix as the account sets it (None: as NAMESPACE says).
+    namespace: Option<String>,
+    /// The personal namespace's prefix as hierarchy levels (`INBOX.` on Cyrus and Courier:
+    /// `["INBOX"]`), once known: left out of the names folders get here, put back on the way
+    /// to the server.
+    personal: Option<Vec<String>>,
     /// The open mailbox: its name, and whether it is known to be empty (it was when opened,
     /// and nothing was added since), so that listing it needs no command.
     open: Option<(String, bool)>,
@@ -58,7 +64,7 @@ impl Connect for ImapConnect<'_> {
         let session = imap::open(self.account, &secret)
             .await
             .map_err(account_error)?;
-        Ok(ImapStore::new(session))
+        Ok(ImapStore::new(session, self.account.namespace.clone()))
     }
 }
 
@@ -77,13 +83,58 @@ fn account_error(e: ImapError) -> StoreError {
 }
 
 impl ImapStore {
-    /// A logged-in session as a store.
-    pub fn new(session: Session) -> ImapStore {
+    /// A logged-in session as a store; `namespace` overrides the personal namespace prefix
+    /// the server tells.
+    pub fn new(session: Session, namespace: Option<String>) -> ImapStore {
         ImapStore {
             session,
             delimiter: None,
+            namespace,
+            personal: None,
             open: None,
         }
+    }
+
+    /// The personal namespace prefix, as the server sent it or the account set it, and its
+    /// delimiter (`check` shows them).
+    pub async fn namespace(&mut self) -> Result<(String, char)> {
+        let delimiter = self.delimiter().await?;
+        if let Some(prefix) = &self.namespace {
+            return Ok((prefix.clone(), delimiter));
+        }
+        if !self.session.client.has("NAMESPACE") {
+            return Ok((String::new(), delimiter));
+        }
+        let untagged = self.run("NAMESPACE").await?;
+        let personal = untagged.into_iter().find_map(|r| match r {
+            Response::Namespace(personal) => personal,
+            _ => None,
+        });
+        Ok(match personal {
+            Some((prefix, d)) => (
+                String::from_utf8_lossy(&prefix).into_owned(),
+                d.unwrap_or(delimiter),
+            ),
+            None => (String::new(), delimiter),
+        })
+    }
+
+    /// The personal namespace prefix as levels, asked for once.
+    async fn personal(&mut self) -> Result<Vec<String>> {
+        if let Some(levels) = &self.personal {
+            return Ok(levels.clone());
+        }
+        let (prefix, delimiter) = self.namespace().await?;
+        let prefix = prefix.strip_suffix(delimiter).unwrap_or(&prefix);
+        let levels: Vec<String> = match prefix {
+            "" => Vec::new(),
+            p => p
+                .split(delimiter)
+                .map(|l| level_name(l.as_bytes()))
+                .collect(),
+        };
+        self.personal = Some(levels.clone());
+        Ok(levels)
     }
 
     /// The server certificate's fingerprint, when TLS is used.
@@ -180,8 +231,9 @@ fn quoted(mailbox: &Mailbox) -> String {
     codec::quote(&mailbox.raw).unwrap_or_else(|| "\"\"".to_string())
 }
 
-/// The mailboxes of a LIST reply; names that cannot be used become warnings.
-fn mailboxes_of(untagged: Vec<Response>) -> Mailboxes {
+/// The mailboxes of a LIST reply, named without the personal namespace prefix (`personal`,
+/// as levels); names that cannot be used are said as skipped.
+fn mailboxes_of(untagged: Vec<Response>, personal: &[String]) -> Mailboxes {
     let mut out = Mailboxes::default();
     for r in untagged {
         let Response::List(entry) = r else { continue };
@@ -206,6 +258,8 @@ fn mailboxes_of(untagged: Vec<Response>) -> Mailboxes {
         let raw = String::from_utf8_lossy(&entry.name).into_owned();
         let components = if components.len() == 1 && components[0].eq_ignore_ascii_case("INBOX") {
             vec!["INBOX".to_string()]
+        } else if components.len() > personal.len() && components.starts_with(personal) {
+            components[personal.len()..].to_vec()
         } else {
             components
         };
@@ -308,13 +362,22 @@ impl Store for ImapStore {
     }
 
     async fn mailboxes(&mut self) -> Result<Mailboxes> {
+        let personal = self.personal().await?;
         let untagged = self.run("LIST \"\" \"*\"").await?;
-        Ok(mailboxes_of(untagged))
+        Ok(mailboxes_of(untagged, &personal))
     }
 
     async fn mailbox(&mut self, components: &[String]) -> Result<Mailbox> {
         let delimiter = self.delimiter().await?.to_string();
-        let raw = components
+        let personal = self.personal().await?;
+        // A folder goes under the personal prefix, unless it is INBOX or already there.
+        let inbox = matches!(components, [only] if only.eq_ignore_ascii_case("INBOX"));
+        let prefixed = personal.is_empty() || inbox || components.starts_with(&personal);
+        let levels = match prefixed {
+            true => components.to_vec(),
+            false => [&personal[..], components].concat(),
+        };
+        let raw = levels
             .iter()
             .map(|c| codec::utf7_encode(c))
             .collect::<Vec<_>>()
@@ -608,14 +671,46 @@ mod tests {
     use crate::imap::codec::ListEntry;
 
     fn listing(names: &[&str]) -> Mailboxes {
+        listing_in(names, '/', &[])
+    }
+
+    fn listing_in(names: &[&str], delimiter: char, personal: &[String]) -> Mailboxes {
         let entries = names.iter().map(|n| {
             Response::List(ListEntry {
                 attributes: Vec::new(),
-                delimiter: Some('/'),
+                delimiter: Some(delimiter),
                 name: n.as_bytes().to_vec(),
             })
         });
-        mailboxes_of(entries.collect())
+        mailboxes_of(entries.collect(), personal)
+    }
+
+    #[test]
+    fn folders_under_the_personal_namespace_are_named_without_its_prefix() {
+        // Cyrus and Courier: NAMESPACE (("INBOX." ".")).
+        let personal = ["INBOX".to_string()];
+        let raw = [
+            "INBOX",
+            "INBOX.Archive",
+            "INBOX.Archive.2024",
+            "user.bob.Shared",
+        ];
+        let got = listing_in(&raw, '.', &personal);
+        let pairs: Vec<(&str, &str)> = got
+            .mailboxes
+            .iter()
+            .map(|m| (m.name.as_str(), m.raw.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [
+                ("Archive", "INBOX.Archive"),
+                ("Archive/2024", "INBOX.Archive.2024"),
+                ("INBOX", "INBOX"),
+                // Outside the personal namespace: named as it is.
+                ("user/bob/Shared", "user.bob.Shared"),
+            ]
+        );
     }
 
     #[test]

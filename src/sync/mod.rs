@@ -209,7 +209,7 @@ pub async fn run<C: Connect>(
             )
             .into());
     }
-    let folders = pair_folders(&mut store, channel, account, &maildir, opts, out).await?;
+    let folders = pair_folders(&mut store, channel, account, &maildir, opts, state, out).await?;
     outcome.folders_created += folders.created;
     outcome.failed = folders.failed;
     // Every worker has its own connection to the state database (SQLite serialises writers).
@@ -267,6 +267,7 @@ async fn pair_folders<S: Store>(
     account: &Account,
     maildir: &Maildir,
     opts: &SyncOptions,
+    state: &State,
     out: &Output,
 ) -> anyhow::Result<Paired> {
     let create_far = matches!(channel.create, Sides::Far | Sides::Both);
@@ -302,16 +303,30 @@ async fn pair_folders<S: Store>(
         let levels: Vec<&str> = components.iter().map(String::as_str).collect();
         let near_path =
             failures::of_folder(&name, maildir.folder_path(&levels).map_err(Into::into))?;
-        let near_exists = match near_path {
-            Ok(path) => Folder::at(path).exists(),
+        let near_path = match near_path {
+            Ok(path) => path,
             Err(failure) => {
                 paired.failed.push(failure);
                 continue;
             }
         };
+        let near_exists = Folder::at(near_path.clone()).exists();
+        // A server folder synced before and gone now was deleted there (or renamed): it is
+        // not made again without being asked, and its local copies are kept.
+        let kept = match far {
+            None if near_exists => state.kept_locally(&name)?,
+            _ => 0,
+        };
+        if kept > 0 && !opts.allow_empty.contains(&name) {
+            paired.failed.push(Failure::folder(
+                &name,
+                vanished(&channel.name, &name, kept, &near_path),
+            ));
+            continue;
+        }
         let (side, allowed) = match &far {
             Some(_) => ("in the Maildir", near_exists || create_near),
-            None => ("on the server", create_far),
+            None => ("on the server", create_far || kept > 0),
         };
         if !allowed {
             out.detail(&format!(
@@ -339,6 +354,17 @@ async fn pair_folders<S: Store>(
         paired.mailboxes.push(mailbox);
     }
     Ok(paired)
+}
+
+/// What is said of a server folder that vanished while state knows `kept` of its messages.
+fn vanished(channel: &str, name: &str, kept: u64, local: &std::path::Path) -> String {
+    let (name, local) = (sanitize(name, 100), local.display());
+    format!(
+        "folder {name}: gone from the server since it was last synced; its {kept} messages are \
+         kept in the Maildir ({local}) and the folder is not created again. If it was deleted \
+         on purpose, remove that Maildir folder too; to create it again and copy them back, \
+         run `mailferry sync {channel} --allow-empty {name}` once"
+    )
 }
 
 /// Creates on the server a folder the Maildir has; a refusal is that folder's failure.

@@ -737,3 +737,45 @@ fn a_message_the_server_will_not_send_is_reported_and_synced_once_it_can_be() {
         assert!(sync(&lab).unwrap().downloaded == 0, "{kind:?}");
     }
 }
+
+#[test]
+fn a_server_folder_that_vanished_is_not_made_again_unless_asked() {
+    let lab = busy(Server::Full, "create = \"both\"");
+    sync(&lab).unwrap();
+    let near_work = lab.near()["Work"].clone();
+    lab.server.borrow_mut().boxes.remove("Work");
+    for _ in 0..2 {
+        let done = sync(&lab).unwrap();
+        let named: Vec<&str> = done.failed.iter().map(|f| f.folder.as_str()).collect();
+        assert_eq!(named, ["Work"]);
+        assert!(done.failed[0].error.contains("gone from the server"));
+        assert!(done.failed[0].error.contains("--allow-empty Work"));
+        assert!(!lab.far().contains_key("Work"));
+        assert_eq!(lab.near()["Work"], near_work);
+    }
+    // Asked for: made again, and what the Maildir kept is copied back.
+    let opts = SyncOptions {
+        direction: None,
+        dry_run: false,
+        allow_empty: vec!["Work".into()],
+    };
+    let channel = lab.channel.as_ref().expect("a channel");
+    let done = block_on(async {
+        let mut state = State::open(&lab.state_path())?;
+        run(
+            &lab.connect(),
+            channel,
+            &lab.account,
+            &opts,
+            &mut state,
+            &quiet(),
+        )
+        .await
+    })
+    .unwrap();
+    assert!(done.failed.is_empty(), "{:?}", done.failed);
+    assert_eq!(lab.far()["Work"].len(), near_work.len());
+    let again = sync(&lab).unwrap();
+    assert!(again.failed.is_empty(), "{:?}", again.failed);
+    assert_eq!(lab.far()["Work"].len(), near_work.len());
+}

@@ -197,6 +197,53 @@ fn adhoc_url_with_a_folder_fetches_only_that_folder() {
 }
 
 #[test]
+fn adhoc_url_without_a_folder_fetches_every_folder_and_check_and_list_need_no_maildir() {
+    let server = dovecot();
+    let user = server.user("imapadhocall");
+    let inbox = corpus("adall", 2);
+    server.put(&user, "", &inbox);
+    let work = corpus("adallwork", 3);
+    server.put(&user, "Work", &work);
+    let mut env = Env::new();
+    env.trust_test_ca();
+    env.var("PW", &user.password);
+    let maildir = env.path("Mail");
+    let url = format!("imaps://{}@localhost:{}", user.name, server.imaps);
+    let with_pw = |args: &[&str]| {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--password-env", "PW"]);
+        env.run(&all)
+    };
+    with_pw(&["fetch", &url, "--maildir", maildir.to_str().unwrap()]).expect(0);
+    assert_same(local_messages(&maildir), &inbox, "INBOX");
+    assert_same(local_messages(&maildir.join(".Work")), &work, "Work");
+    let check = with_pw(&["check", &url]);
+    check.expect(0);
+    assert!(check.stdout.contains("2 folders"), "{}", check.stdout);
+    assert!(
+        check
+            .stdout
+            .contains("personal folders are at the top level"),
+        "{}",
+        check.stdout
+    );
+    let list = with_pw(&["list", &url]);
+    list.expect(0);
+    assert!(list.stdout.contains("Work: 3 messages"), "{}", list.stdout);
+    // Plaintext allowed on the command line is said so, not "by the config".
+    let plain = format!("imap://{}@localhost:{}", user.name, server.imap);
+    let check = with_pw(&["check", &plain, "--tls", "none", "--allow-plaintext"]);
+    check.expect(0);
+    assert!(
+        check
+            .stdout
+            .contains("plaintext allowed by --allow-plaintext"),
+        "{}",
+        check.stdout
+    );
+}
+
+#[test]
 fn a_uidvalidity_change_refetches_nothing_twice() {
     let server = dovecot();
     let user = server.user("uidvalidity");
