@@ -232,6 +232,22 @@ impl Client {
         }
     }
 
+    /// UTF8 (RFC 6856): messages are sent as they are, raw UTF-8 headers included.
+    pub async fn utf8(&mut self) -> Result<()> {
+        self.simple("UTF8", "UTF8").await.map(|_| ()).map_err(|e| match e {
+            Pop3Error::Refused { command, code, text } => Pop3Error::Refused {
+                command,
+                code,
+                text: format!(
+                    "{text} (the server offers UTF8 but will not turn it on; without it, it may \
+                     send made-up substitutes for messages with UTF-8 headers, which mailferry \
+                     does not take for the mail)"
+                ),
+            },
+            e => e,
+        })
+    }
+
     /// STLS: upgrades the connection to TLS. Bytes the server sent after its `+OK` would be
     /// read as if they came over TLS, so they are refused (RFC 2595 response injection).
     pub async fn stls(mut self, endpoint: &Endpoint<'_>) -> Result<(Client, Fingerprint)> {

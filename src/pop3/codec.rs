@@ -251,6 +251,9 @@ pub struct Capabilities {
     pub expire: Option<String>,
     /// LOGIN-DELAY seconds.
     pub login_delay: Option<u64>,
+    /// UTF8 (RFC 6856): the server can send messages with raw UTF-8 in their header as they
+    /// are, once asked to.
+    pub utf8: bool,
 }
 
 /// Parses the lines of a CAPA body.
@@ -273,6 +276,7 @@ pub fn parse_capa(body: &[u8]) -> Capabilities {
             "SASL" => caps.sasl = words.map(str::to_ascii_uppercase).collect(),
             "EXPIRE" => caps.expire = words.next().map(str::to_string),
             "LOGIN-DELAY" => caps.login_delay = words.next().and_then(|w| w.parse().ok()),
+            "UTF8" => caps.utf8 = true,
             _ => {}
         }
     }
@@ -473,6 +477,9 @@ mod tests {
         assert_eq!(caps.sasl, vec!["PLAIN", "LOGIN"]);
         assert_eq!(caps.expire.as_deref(), Some("30"));
         assert_eq!(caps.login_delay, Some(900));
+        assert!(!caps.utf8);
+        // Courier: "UTF8 USER" (UTF-8 user names too).
+        assert!(parse_capa(b"USER\r\nUTF8 USER\r\n").utf8);
     }
 
     #[test]

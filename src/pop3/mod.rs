@@ -105,6 +105,12 @@ pub async fn open(account: &Account, secret: &Secret) -> Result<Session, Pop3Err
         Tls::Implicit | Tls::None => implicit,
     };
     let caps = client.capa().await?;
+    // Without UTF8 a server that offers it may send, for a message with raw UTF-8 in its
+    // header, a substitute it made up (Courier does): stored, and in delete mode the original
+    // deleted. So it is asked for before login (RFC 6856), and a refusal stops the session.
+    if caps.utf8 {
+        client.utf8().await?;
+    }
     client
         .login(account.auth, &account.user, secret, &caps)
         .await?;

@@ -389,3 +389,40 @@ fn a_message_the_server_refuses_to_send_is_named_left_there_and_the_others_are_f
     assert_eq!(jobs[0]["failed"][0]["id"], "r2", "{}", jobs[0]);
     assert_eq!(jobs[0]["fetched"], 0, "{}", jobs[0]);
 }
+
+#[test]
+fn utf8_is_asked_for_where_offered_and_a_refusal_stops_before_anything_is_fetched() {
+    // A header with raw UTF-8 (RFC 6532), as a server that offers UTF8 keeps it.
+    let raw = "From: Zoë <zoe@example.org>\nSubject: Grüße aus Köln\nMessage-ID: <u8@example.org>\n\nHallo\n";
+    let mail = vec![raw.as_bytes().to_vec()];
+    let script = Script {
+        uidls: vec![Some("u8".into())],
+        uidl: true,
+        top: true,
+        utf8: true,
+        ..Script::default()
+    };
+    let server = FakePop3::start(script.clone(), &mail);
+    let (env, maildir) = env_for(server.port, "");
+    env.run(&["fetch"]).expect(0);
+    assert_eq!(local_messages(&maildir), mail);
+    let commands = server.seen.lock().unwrap().commands.clone();
+    let at = |verb: &str| commands.iter().position(|c| c.starts_with(verb));
+    assert!(at("UTF8").is_some(), "{commands:?}");
+    assert!(at("UTF8") < at("USER").or(at("AUTH")), "{commands:?}");
+
+    let refusing = FakePop3::start(
+        Script {
+            utf8: false,
+            refuse_utf8: true,
+            ..script
+        },
+        &mail,
+    );
+    let (env, maildir) = env_for(refusing.port, "mode = \"delete\"");
+    let run = env.run(&["fetch"]);
+    run.expect(69);
+    assert!(run.stderr.contains("offers UTF8"), "{}", run.stderr);
+    assert!(local_messages(&maildir).is_empty());
+    assert_eq!(refusing.mailbox.lock().unwrap().len(), 1);
+}

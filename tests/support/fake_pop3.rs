@@ -37,6 +37,10 @@ pub struct Script {
     pub raw_line_ends: bool,
     /// UIDLs whose RETR is refused, every time (a message the server cannot read).
     pub refuse_retr: Vec<String>,
+    /// Advertise UTF8 (RFC 6856) and accept the command.
+    pub utf8: bool,
+    /// Advertise UTF8 but refuse the command.
+    pub refuse_utf8: bool,
 }
 
 /// The messages on the server: (UIDL, body with CRLF line ends).
@@ -166,10 +170,15 @@ fn session(
                 if !script.sasl.is_empty() {
                     caps.push_str(&format!("SASL {}\r\n", script.sasl.join(" ")));
                 }
+                if script.utf8 || script.refuse_utf8 {
+                    caps.push_str("UTF8 USER\r\n");
+                }
                 caps.push_str(".\r\n");
                 caps.into_bytes()
             }
             "USER" | "PASS" | "NOOP" | "RSET" => b"+OK\r\n".to_vec(),
+            "UTF8" if script.utf8 => b"+OK UTF8 enabled\r\n".to_vec(),
+            "UTF8" => b"-ERR not here\r\n".to_vec(),
             "STLS" => b"-ERR not today\r\n".to_vec(),
             "AUTH" => {
                 let mech = cmd.split(' ').nth(1).unwrap_or("").to_ascii_uppercase();
