@@ -63,30 +63,30 @@ impl Done {
         match self {
             Done::Fetched(o) => &o.failed,
             Done::Synced(o) => &o.failed,
-            Done::Migrated(_) | Done::Shown => &[],
+            Done::Migrated(o) => &o.failed,
+            Done::Shown => &[],
         }
     }
 
     /// What went wrong although the job went through: each failed folder or message, or what
     /// `--verify` found.
     pub fn problems(&self) -> Vec<String> {
-        match self {
-            Done::Migrated(o) => o.mismatch().map(|m| m.to_string()).into_iter().collect(),
-            _ => self.failures().iter().map(Failure::to_string).collect(),
+        let mut problems: Vec<String> = self.failures().iter().map(Failure::to_string).collect();
+        if let Done::Migrated(o) = self {
+            problems.extend(o.mismatch().map(|m| m.to_string()));
         }
+        problems
     }
 
-    /// The exit code of a job that went through: 2 where a folder or message failed, 1 where
-    /// `--verify` found messages missing or different.
+    /// The exit code of a job that went through: 2 where a folder or message failed, else 1
+    /// where `--verify` found messages missing or different (the higher code wins).
     pub fn exit(&self) -> Exit {
-        if let Done::Migrated(o) = self
-            && let Some(m) = o.mismatch()
-        {
-            return m.exit();
+        if !self.failures().is_empty() {
+            return Exit::Partial;
         }
-        match self.failures() {
-            [] => Exit::Ok,
-            _ => Exit::Partial,
+        match self {
+            Done::Migrated(o) => o.mismatch().map_or(Exit::Ok, |m| m.exit()),
+            _ => Exit::Ok,
         }
     }
 }

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::config::{Account, Protocol};
 use crate::exit::{Classify, Exit};
+use crate::failures::{self, Failure};
 use crate::report::{Output, Summary};
 use crate::state::State;
 use crate::store::imap::ImapConnect;
@@ -90,6 +91,9 @@ pub struct MigrateOutcome {
     /// A dry run's plan, folder by folder.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan: Vec<UnitPlan>,
+    /// Folders that failed while the others were copied (under `failed` of the job).
+    #[serde(skip)]
+    pub failed: Vec<Failure>,
 }
 
 /// The result of `--verify`.
@@ -143,6 +147,7 @@ impl MigrateOutcome {
         self.folders_created += part.folders_created;
         self.source_deleted += part.source_deleted;
         self.plan.extend(part.plan.iter().cloned());
+        self.failed.extend(part.failed.iter().cloned());
         if let Some(v) = &part.verified {
             let total = self.verified.get_or_insert_with(Verification::default);
             total.checked += v.checked;
@@ -182,6 +187,9 @@ impl Summary for MigrateOutcome {
             if v.line_endings > 0 {
                 parts.push(format!("{} differ only in line endings", v.line_endings));
             }
+        }
+        if !self.failed.is_empty() {
+            parts.push(crate::failures::counted(&self.failed));
         }
         format!("{} -> {}: {}", self.from, self.to, parts.join(", "))
     }
@@ -281,12 +289,18 @@ pub async fn run<C: Connect, D: Connect>(
                 deleting: false,
             })
         },
-        async |w: &mut Worker<C::Store, D::Store>, unit: Unit| copy_unit(w, &unit, opts, out).await,
+        async |w: &mut Worker<C::Store, D::Store>, unit: Unit| {
+            let done = copy_unit(w, &unit, opts, out).await;
+            failures::of_folder(&unit.source.name, done)
+        },
         async |w: Worker<C::Store, D::Store>| finish(w).await,
     )
     .await?;
     for part in parts {
-        outcome.add(&part);
+        match part {
+            Ok(part) => outcome.add(&part),
+            Err(failure) => outcome.failed.push(failure),
+        }
     }
     Ok(outcome)
 }
@@ -300,17 +314,12 @@ async fn units<S: Store, T: Store>(
     outcome: &mut MigrateOutcome,
 ) -> anyhow::Result<Vec<Unit>> {
     let listed = src.mailboxes().await?;
-    if !listed.skipped.is_empty() {
-        anyhow::bail!(
-            "source folders that cannot be named safely: {}",
-            listed
-                .skipped
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-    }
+    // A source folder that cannot be named safely is that folder's failure: not copied, said.
+    let unusable = listed
+        .skipped
+        .into_iter()
+        .filter(|s| selected_by(&s.folder, &opts.folders));
+    outcome.failed.extend(unusable.map(Failure::from));
     let mut existing: HashMap<Vec<String>, Mailbox> = dst
         .mailboxes()
         .await?
@@ -334,7 +343,14 @@ async fn units<S: Store, T: Store>(
             None => {
                 let f = dst.mailbox(&components).await?;
                 if !opts.dry_run {
-                    dst.create(&f).await?;
+                    // A target folder the server will not create fails its unit only.
+                    let created = dst.create(&f).await.map_err(anyhow::Error::from);
+                    let created = created
+                        .with_context(|| format!("creating folder {}", sanitize(&f.name, 100)));
+                    if let Err(failure) = failures::of_folder(&source.name, created)? {
+                        outcome.failed.push(failure);
+                        continue;
+                    }
                 }
                 outcome.folders_created += 1;
                 existing.insert(components, f.clone());

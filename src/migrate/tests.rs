@@ -279,3 +279,31 @@ fn uploads_to_a_bare_lf_server_without_appenduid_are_found_again_after_a_crash()
         |lab| (lab.near(), lab.far()),
     );
 }
+
+#[test]
+fn a_target_folder_the_server_refuses_fails_alone_and_a_rerun_completes_it() {
+    use crate::store::{Retry, Scope};
+    for op in ["create", "append"] {
+        let lab = maildir_lab();
+        let archive = Scope::Folder("Archive".into());
+        lab.server
+            .borrow_mut()
+            .fail(op, Some("Archive"), archive, Retry::Never);
+        let done = migrate(&lab, &maildir_source(&lab), &options(true, false)).unwrap();
+        let named: Vec<&str> = done.failed.iter().map(|f| f.folder.as_str()).collect();
+        assert_eq!(named, ["Archive"], "{op}");
+        assert!(
+            done.line().contains("1 folder failed"),
+            "{op}: {}",
+            done.line()
+        );
+        // The root went over (and left the source); Archive stays whole in the source.
+        assert_eq!(lab.far()["Imported"].len(), 3, "{op}");
+        assert_eq!(lab.near()["Archive"].len(), 2, "{op}");
+        lab.server.borrow_mut().clear_failures();
+        let rerun = migrate(&lab, &maildir_source(&lab), &options(true, true)).unwrap();
+        assert!(rerun.failed.is_empty(), "{op}: {:?}", rerun.failed);
+        assert_eq!(lab.far()["Archive"].len(), 2, "{op}");
+        assert!(rerun.mismatch().is_none(), "{op}");
+    }
+}
