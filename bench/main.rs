@@ -10,6 +10,11 @@
 //! to the best peer. `scripts/bench curve [SIZES] [RUNS]` times the no-op rerun as one folder
 //! grows (2,000 to 50,000 messages by default). Every run's Maildir is kept until the end (see
 //! `retire`): about 6 GB of /tmp at 2,000 messages, 30 GB at 10,000.
+//!
+//! `--delay-ms D` (anywhere on the line) puts every tool behind the same proxy, which delays
+//! each direction by D ms (a link's latency, no bandwidth limit): a provider's server, not
+//! loopback. Every no-op rerun is measured at least 2 s after the run before it, as a cron
+//! run comes minutes later (mbsync waits for the clock's next second after writing).
 
 #[path = "../tests/support/dovecot.rs"]
 #[allow(dead_code)]
@@ -21,6 +26,68 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The one-way delay every tool's connections get (`--delay-ms`), if any.
+static DELAY: OnceLock<Option<Duration>> = OnceLock::new();
+
+/// The port a tool connects to for the server's `upstream`: that port itself on loopback, or
+/// a proxy in front of it that delays each direction by `DELAY` (one proxy per port).
+fn reach(upstream: u16) -> u16 {
+    static PROXIES: std::sync::Mutex<Vec<(u16, u16)>> = std::sync::Mutex::new(Vec::new());
+    let Some(delay) = DELAY.get().copied().flatten() else {
+        return upstream;
+    };
+    let mut proxies = PROXIES.lock().unwrap();
+    if let Some(&(_, port)) = proxies.iter().find(|(u, _)| *u == upstream) {
+        return port;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the delay proxy");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            for s in [&client, &server] {
+                let _ = s.set_nodelay(true);
+            }
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            delayed(client, s2, delay);
+            delayed(server, c2, delay);
+        }
+    });
+    proxies.push((upstream, port));
+    port
+}
+
+/// Passes what `from` sends on to `to`, each piece `delay` after it arrived; reading goes on
+/// meanwhile, so the delay costs latency, not bandwidth.
+fn delayed(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+    use std::io::Read;
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n @ 1..) = from.read(&mut buf) {
+            if tx
+                .send((Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, piece) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&piece).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
+}
 
 /// One measured run.
 #[derive(Debug, Clone, Copy)]
@@ -237,8 +304,8 @@ impl Ctx {
     /// The tools' view of `user` on `server`.
     fn new(server: &dovecot::Dovecot, user: &dovecot::User, mailferry: &Path, delete: bool) -> Ctx {
         Ctx {
-            port: server.pop3s,
-            imap_port: server.imaps,
+            port: reach(server.pop3s),
+            imap_port: reach(server.imaps),
             user: user.name.clone(),
             password: user.password.clone(),
             ca: server.ca.clone(),
@@ -507,7 +574,16 @@ const POP3_TOOLS: &[Tool] = &[
 ];
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let delay = args.iter().position(|a| a == "--delay-ms").map(|i| {
+        let ms: u64 = args
+            .get(i + 1)
+            .and_then(|v| v.parse().ok())
+            .expect("--delay-ms takes a number of milliseconds");
+        args.drain(i..i + 2);
+        Duration::from_millis(ms)
+    });
+    DELAY.set(delay).expect("set once");
     match args.get(1).map(String::as_str) {
         Some("curve") => return curve(&args[2..]),
         Some("serve") => return serve(&args[2..]),
@@ -897,6 +973,8 @@ fn scenario(
                 if tool.kind == Kind::Reference || pass != Pass::Reruns {
                     return Ok((first, None));
                 }
+                // As cron runs it: not within the second of the run before.
+                std::thread::sleep(Duration::from_secs(2));
                 let again = timed(&mut (tool.setup)(&ctx, &dir), &dir, tool.ok)?;
                 if message_ids(&dir.join("Mail")).1 != n {
                     return Err("the no-op rerun fetched again".to_string());
@@ -1021,7 +1099,14 @@ fn print_table(out: &mut dyn Write, title: &str, rows: &[Row]) -> std::io::Resul
     };
     let secs =
         |v: Option<f64>, digits: usize| v.map_or("—".to_string(), |v| format!("{v:.digits$}"));
-    writeln!(out, "\n{title}\n")?;
+    let link = match DELAY.get().copied().flatten() {
+        Some(d) => format!(
+            ", every tool through a proxy adding {} ms each way",
+            d.as_millis()
+        ),
+        None => String::new(),
+    };
+    writeln!(out, "\n{title}{link}\n")?;
     writeln!(
         out,
         "| tool | first pull wall s | CPU s | peak RSS MiB | no-op rerun s | +100 new rerun s | flags-only rerun s | wall / best peer | CPU / best peer | RSS / best peer | no-op / best peer |"

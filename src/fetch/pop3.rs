@@ -13,7 +13,7 @@ use super::{FetchOptions, FolderPlan, Outcome, Planned};
 use crate::adopt::adopt;
 use crate::config::{Account, Mode};
 use crate::date::now;
-use crate::deliver::{self, Download};
+use crate::deliver::{self, Download, Received};
 use crate::failpoint;
 use crate::failures;
 use crate::maildir::keywords::Keywords;
@@ -345,44 +345,45 @@ impl Round<'_> {
         let total_bytes = fetch.iter().map(|&(_, size)| size).sum();
         let mut progress = out.progress(&outcome.account, fetch.len() as u64, total_bytes);
         let mut keywords = Keywords::load(inbox.path())?;
-        for batch in deliver::chunks(
-            &fetch,
-            deliver::BATCH_MESSAGES,
-            deliver::BATCH_BYTES,
-            |&(_, size)| size,
-        ) {
-            if mode == Mode::Delete && deleted_ids.len() >= self.commit_every {
-                return Ok(false);
-            }
-            let numbered: Vec<(u32, u64)> = batch
+        let numbered = |batch: &[(usize, u64)]| -> Vec<(u32, u64)> {
+            batch
                 .iter()
                 .map(|&(i, size)| (self.listing[i].uid, size))
-                .collect();
+                .collect()
+        };
+        if mode == Mode::Keep {
+            // Nothing is removed after a batch: the next batch's bytes flow while one is
+            // made durable.
+            let all = numbered(&fetch);
             let received = Download {
                 local: inbox,
                 keywords: &mut keywords,
                 ledger: &mut state.pop3(now()),
                 progress: &mut progress,
             }
-            .batch(store, &numbered)
+            .pipelined(store, &all)
             .await?;
-            // Nothing else removes messages during a POP3 session: what did not land, the
-            // server would not send.
-            let index: HashMap<u32, usize> = batch
-                .iter()
-                .map(|&(i, _)| (self.listing[i].uid, i))
-                .collect();
-            // Named by the UIDL, as the user sees it on the server.
-            let key = |n: u32| {
-                let key = self.listing[*index.get(&n)?].key.as_deref()?;
-                Some(uidl(key).to_string())
-            };
-            let missing = received.missing(&numbered);
-            let failed = failures::of_messages("INBOX", &missing, &received, key);
-            outcome.failed.extend(failed);
-            outcome.fetched += received.landed.len() as u64;
-            outcome.bytes += received.landed.iter().map(|l| l.size).sum::<u64>();
-            if mode == Mode::Delete {
+            self.count(&fetch, &all, &received, outcome);
+        } else {
+            for batch in deliver::chunks(
+                &fetch,
+                deliver::BATCH_MESSAGES,
+                deliver::BATCH_BYTES,
+                |&(_, size)| size,
+            ) {
+                if deleted_ids.len() >= self.commit_every {
+                    return Ok(false);
+                }
+                let numbered = numbered(batch);
+                let received = Download {
+                    local: inbox,
+                    keywords: &mut keywords,
+                    ledger: &mut state.pop3(now()),
+                    progress: &mut progress,
+                }
+                .batch(store, &numbered)
+                .await?;
+                self.count(batch, &numbered, &received, outcome);
                 let landed: HashSet<u32> = received.landed.iter().map(|l| l.uid).collect();
                 let indexes: Vec<usize> = batch
                     .iter()
@@ -396,5 +397,31 @@ impl Round<'_> {
         drop(progress);
         state.pop3(now()).settle()?;
         Ok(true)
+    }
+
+    /// Counts what landed of `asked` (listing index and size; `numbered` by message number)
+    /// and names what did not: nothing else removes messages during a POP3 session, so what
+    /// did not land, the server would not send.
+    fn count(
+        &self,
+        asked: &[(usize, u64)],
+        numbered: &[(u32, u64)],
+        received: &Received,
+        outcome: &mut Outcome,
+    ) {
+        let index: HashMap<u32, usize> = asked
+            .iter()
+            .map(|&(i, _)| (self.listing[i].uid, i))
+            .collect();
+        // Named by the UIDL, as the user sees it on the server.
+        let key = |n: u32| {
+            let key = self.listing[*index.get(&n)?].key.as_deref()?;
+            Some(uidl(key).to_string())
+        };
+        let missing = received.missing(numbered);
+        let failed = failures::of_messages("INBOX", &missing, received, key);
+        outcome.failed.extend(failed);
+        outcome.fetched += received.landed.len() as u64;
+        outcome.bytes += received.landed.iter().map(|l| l.size).sum::<u64>();
     }
 }

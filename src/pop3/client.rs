@@ -424,6 +424,18 @@ impl Client {
         self.read_body_to_vec("a TOP reply", 16 << 20).await
     }
 
+    /// Sends RETR for each of `msgs` at once (PIPELINING), to be read by
+    /// [`Client::retr_read`] in the same order.
+    pub async fn retr_send(&mut self, msgs: &[u32]) -> Result<()> {
+        let batch: String = msgs.iter().map(|m| format!("RETR {m}\r\n")).collect();
+        self.write(batch.as_bytes(), "RETR").await
+    }
+
+    /// Reads the replies to RETRs sent before, bodies streamed to `sink`.
+    pub async fn retr_read(&mut self, msgs: &[u32], sink: &mut dyn RetrSink) -> anyhow::Result<()> {
+        self.retr(msgs, msgs.len(), usize::MAX, sink).await
+    }
+
     /// RETR of many messages with up to `window` commands in flight, bodies streamed to `sink`.
     pub async fn retr_pipelined(
         &mut self,
@@ -431,8 +443,19 @@ impl Client {
         window: usize,
         sink: &mut dyn RetrSink,
     ) -> anyhow::Result<()> {
-        let window = window.max(1);
-        let (mut sent, mut done) = (0, 0);
+        self.retr(msgs, 0, window.max(1), sink).await
+    }
+
+    /// Reads the replies to RETR of `msgs`, of which `sent` were sent already, sending the
+    /// others as the window allows.
+    async fn retr(
+        &mut self,
+        msgs: &[u32],
+        mut sent: usize,
+        window: usize,
+        sink: &mut dyn RetrSink,
+    ) -> anyhow::Result<()> {
+        let mut done = 0;
         while done < msgs.len() {
             let mut batch = String::new();
             while sent < msgs.len() && sent - done < window {

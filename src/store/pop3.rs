@@ -11,8 +11,8 @@ use crate::pop3::identity::Uidls;
 use crate::pop3::{self, Pop3Error, RetrSink, Session};
 
 use super::{
-    Access, Caps, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Need, Pending,
-    Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
+    Access, Bodies, Caps, Connect, Deletes, Fetched, Items, Listed, Mailbox, Mailboxes, Need,
+    Pending, Result, Retry, Scope, Search, Selected, Sink, Store, StoreError, Uids,
 };
 
 /// RETR/DELE commands in flight with PIPELINING.
@@ -277,17 +277,39 @@ impl Store for Pop3Store {
         }
     }
 
+    async fn fetch_send(&mut self, uids: &[u32], _bodies: Bodies) -> Result<Pending> {
+        // With PIPELINING the whole batch is asked for at once, so that its bytes flow while
+        // the batch before it is made durable; without, RETRs go one by one when read.
+        let sent = self.session.caps.pipelining;
+        if sent {
+            self.session
+                .client
+                .retr_send(uids)
+                .await
+                .map_err(|e| error(Scope::Account, e))?;
+        }
+        Ok(Pending {
+            uids: uids.to_vec(),
+            tag: sent.then(|| "RETR".to_string()),
+        })
+    }
+
     async fn fetch_receive(&mut self, pending: Pending, sink: &mut dyn Sink) -> Result<()> {
         let window = self.window();
         let mut bodies = RetrBodies {
             sink,
             listing: &self.listing,
         };
-        self.session
-            .client
-            .retr_pipelined(&pending.uids, window, &mut bodies)
-            .await
-            .map_err(streamed)
+        let client = &mut self.session.client;
+        let read = match pending.tag {
+            Some(_) => client.retr_read(&pending.uids, &mut bodies).await,
+            None => {
+                client
+                    .retr_pipelined(&pending.uids, window, &mut bodies)
+                    .await
+            }
+        };
+        read.map_err(streamed)
     }
 
     async fn mark_deleted(&mut self, uids: &[u32]) -> Result<()> {
