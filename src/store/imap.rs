@@ -25,7 +25,8 @@ pub struct ImapStore {
     session: Session,
     /// The hierarchy delimiter, once asked for.
     delimiter: Option<char>,
-    /// The personal namespace's prefix as the account sets it (None: as NAMESPACE says).
+    /// The personal namespace's prefix, as the account sets it or, once asked, NAMESPACE
+    /// says (None: not asked yet).
     namespace: Option<String>,
     /// The personal namespace's prefix as hierarchy levels (`INBOX.` on Cyrus and Courier:
     /// `["INBOX"]`), once known: left out of the names folders get here, put back on the way
@@ -99,24 +100,14 @@ impl ImapStore {
     /// delimiter (`check` shows them).
     pub async fn namespace(&mut self) -> Result<(String, char)> {
         let delimiter = self.delimiter().await?;
-        if let Some(prefix) = &self.namespace {
-            return Ok((prefix.clone(), delimiter));
+        if self.namespace.is_none() {
+            let untagged = match self.session.client.has("NAMESPACE") {
+                true => self.run("NAMESPACE").await?,
+                false => Vec::new(),
+            };
+            self.namespace = Some(prefix_of(untagged));
         }
-        if !self.session.client.has("NAMESPACE") {
-            return Ok((String::new(), delimiter));
-        }
-        let untagged = self.run("NAMESPACE").await?;
-        let personal = untagged.into_iter().find_map(|r| match r {
-            Response::Namespace(personal) => personal,
-            _ => None,
-        });
-        Ok(match personal {
-            Some((prefix, d)) => (
-                String::from_utf8_lossy(&prefix).into_owned(),
-                d.unwrap_or(delimiter),
-            ),
-            None => (String::new(), delimiter),
-        })
+        Ok((self.namespace.clone().unwrap_or_default(), delimiter))
     }
 
     /// The personal namespace prefix as levels, asked for once.
@@ -186,14 +177,7 @@ impl ImapStore {
         if let Some(d) = self.delimiter {
             return Ok(d);
         }
-        let untagged = self.run("LIST \"\" \"\"").await?;
-        let d = untagged
-            .into_iter()
-            .find_map(|r| match r {
-                Response::List(l) => l.delimiter,
-                _ => None,
-            })
-            .unwrap_or('/');
+        let d = delimiter_of(self.run("LIST \"\" \"\"").await?);
         self.delimiter = Some(d);
         Ok(d)
     }
@@ -224,6 +208,30 @@ impl ImapStore {
             Err(e) => Err(self.err(e)),
         }
     }
+}
+
+/// The hierarchy delimiter a `LIST "" ""` reply tells ('/' where it tells none).
+fn delimiter_of(untagged: Vec<Response>) -> char {
+    untagged
+        .into_iter()
+        .find_map(|r| match r {
+            Response::List(l) => l.delimiter,
+            _ => None,
+        })
+        .unwrap_or('/')
+}
+
+/// The personal namespace prefix a NAMESPACE reply tells ("" where it tells none).
+fn prefix_of(untagged: Vec<Response>) -> String {
+    untagged
+        .into_iter()
+        .find_map(|r| match r {
+            Response::Namespace(Some((prefix, _))) => {
+                Some(String::from_utf8_lossy(&prefix).into_owned())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// A mailbox name quoted for a command.
@@ -362,9 +370,29 @@ impl Store for ImapStore {
     }
 
     async fn mailboxes(&mut self) -> Result<Mailboxes> {
+        // What naming needs is asked for with the listing, in one round trip.
+        let ask_delimiter = self.delimiter.is_none();
+        let ask_namespace = self.namespace.is_none() && self.session.client.has("NAMESPACE");
+        let mut commands = vec!["LIST \"\" \"*\""];
+        if ask_delimiter {
+            commands.push("LIST \"\" \"\"");
+        }
+        if ask_namespace {
+            commands.push("NAMESPACE");
+        }
+        let mut replies = match self.session.client.run_all(&commands).await {
+            Ok(replies) => replies.into_iter(),
+            Err(e) => return Err(self.err(e)),
+        };
+        let listing = replies.next().unwrap_or_default();
+        if ask_delimiter {
+            self.delimiter = Some(delimiter_of(replies.next().unwrap_or_default()));
+        }
+        if ask_namespace {
+            self.namespace = Some(prefix_of(replies.next().unwrap_or_default()));
+        }
         let personal = self.personal().await?;
-        let untagged = self.run("LIST \"\" \"*\"").await?;
-        Ok(mailboxes_of(untagged, &personal))
+        Ok(mailboxes_of(listing, &personal))
     }
 
     async fn mailbox(&mut self, components: &[String]) -> Result<Mailbox> {

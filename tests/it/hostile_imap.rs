@@ -262,3 +262,42 @@ fn a_message_the_server_will_not_send_is_named_every_run_and_the_others_are_fetc
         "{bodies:?}"
     );
 }
+
+#[test]
+fn folders_under_a_personal_namespace_prefix_are_named_without_it() {
+    // Cyrus and Courier: personal folders under "INBOX." with "." between levels.
+    let server = FakeImap::start(Script {
+        caps: Some("IMAP4rev1 UIDPLUS NAMESPACE".into()),
+        folders: vec![
+            r#"() "." "INBOX""#.into(),
+            r#"() "." "INBOX.Archive""#.into(),
+            r#"() "." "INBOX.Archive.2024""#.into(),
+        ],
+        messages: mail("ns", 2),
+        delimiter: Some('.'),
+        namespace: Some(r#"(("INBOX." ".")) (("user." ".")) NIL"#.into()),
+        ..Script::default()
+    });
+    let (env, maildir) = env_for(server.port, "none");
+    env.run(&["fetch"]).expect(0);
+    for folder in ["", ".Archive", ".Archive.2024"] {
+        assert_eq!(local_messages(&maildir.join(folder)).len(), 2, "{folder}");
+    }
+    assert!(!maildir.join(".INBOX.Archive").exists());
+    // The server's own names go back to it, and what naming needs was asked for in one go.
+    let commands = server.commands.lock().unwrap();
+    assert!(
+        commands
+            .iter()
+            .any(|c| c.contains("EXAMINE \"INBOX.Archive.2024\""))
+    );
+    let list = commands
+        .iter()
+        .position(|c| c.contains("LIST \"\" \"*\""))
+        .unwrap();
+    let ns = commands
+        .iter()
+        .position(|c| c.ends_with("NAMESPACE"))
+        .unwrap();
+    assert_eq!(ns, list + 2, "{commands:?}");
+}

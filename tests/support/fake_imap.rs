@@ -30,6 +30,10 @@ pub struct Script {
     /// UIDs whose body is never sent: a body fetch that asks for one completes with NO (as
     /// Gmail does for a message it cannot read).
     pub refuse_fetch: Vec<u32>,
+    /// The hierarchy delimiter (default '/').
+    pub delimiter: Option<char>,
+    /// The NAMESPACE reply after `* NAMESPACE ` (advertise NAMESPACE in `caps` too).
+    pub namespace: Option<String>,
 }
 
 /// A running fake server.
@@ -124,8 +128,13 @@ fn session(stream: TcpStream, script: &Script, seen: &Mutex<Vec<String>>) -> std
                 None => format!("{tag} OK logged in\r\n"),
             },
             "LIST" if args.ends_with("\"\"") => {
-                format!("* LIST (\\Noselect) \"/\" \"\"\r\n{tag} OK done\r\n")
+                let d = script.delimiter.unwrap_or('/');
+                format!("* LIST (\\Noselect) \"{d}\" \"\"\r\n{tag} OK done\r\n")
             }
+            "NAMESPACE" => match &script.namespace {
+                Some(n) => format!("* NAMESPACE {n}\r\n{tag} OK done\r\n"),
+                None => format!("{tag} BAD not offered\r\n"),
+            },
             "LIST" => {
                 let mut r: String = script
                     .folders
