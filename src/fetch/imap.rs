@@ -52,9 +52,24 @@ pub async fn run<C: Connect>(
             (State::open(&opts.state_path)?, None)
         })
     };
+    let mut first_state = open_state()?;
+    // Keep mode: a folder whose UIDVALIDITY and UIDNEXT are as the last pass left them is not
+    // opened at all, nor is a connection made for it (a no-op is one round trip of STATUS).
+    let (folders, left_before) = if opts.mode == Mode::Keep && !opts.dry_run {
+        changed(
+            &mut store,
+            &mut first_state.0,
+            folders,
+            &maildir,
+            opts.max_size,
+        )
+        .await?
+    } else {
+        (folders, 0)
+    };
     let fetched = Cell::new(0u64);
     let outcomes = join::work_queue(
-        (store, open_state()?),
+        (store, first_state),
         folders,
         connections,
         async || Ok((connect.connect().await?, open_state()?)),
@@ -86,6 +101,7 @@ pub async fn run<C: Connect>(
         dry_run: opts.dry_run,
         max_size: opts.max_size,
         failed: unusable,
+        too_large: left_before,
         ..Outcome::default()
     };
     for o in outcomes {
@@ -95,6 +111,50 @@ pub async fn run<C: Connect>(
         }
     }
     Ok(total)
+}
+
+/// The folders that may have new mail: all but those the store's STATUS shows as the last
+/// complete pass left them (same UIDVALIDITY and UIDNEXT), with nothing pending from an
+/// interrupted run and no message left as too large that `max_size` now admits. Also how
+/// many messages the others hold that are still too large (said in every summary).
+async fn changed<S: Store>(
+    store: &mut S,
+    state: &mut State,
+    folders: Vec<Mailbox>,
+    maildir: &Maildir,
+    max_size: Option<u64>,
+) -> anyhow::Result<(Vec<Mailbox>, u64)> {
+    let statuses = store.status_of(&folders).await?;
+    let mut out = Vec::with_capacity(folders.len());
+    let mut too_large = 0;
+    for (mailbox, status) in folders.into_iter().zip(statuses) {
+        let Some((uidvalidity, uidnext)) = status else {
+            out.push(mailbox);
+            continue;
+        };
+        let ledger = state.folder(&mailbox.name, &local_path(maildir, &mailbox)?)?;
+        let same = ledger.folder.uidvalidity == Some(uidvalidity)
+            && ledger.folder.uidnext == Some(uidnext);
+        let fits = |&(_, size): &(u32, u64)| max_size.is_none_or(|max| size <= max);
+        let skipped = ledger.skipped()?;
+        if same && !ledger.has_pending()? && !skipped.iter().any(fits) {
+            too_large += skipped.len() as u64;
+        } else {
+            out.push(mailbox);
+        }
+    }
+    Ok((out, too_large))
+}
+
+/// Where a server folder's messages are kept, relative to the Maildir's root (as state
+/// records it).
+fn local_path(maildir: &Maildir, mailbox: &Mailbox) -> anyhow::Result<String> {
+    let components: Vec<&str> = mailbox.components.iter().map(String::as_str).collect();
+    Ok(maildir
+        .folder_path(&components)?
+        .strip_prefix(maildir.root())
+        .map(|p| p.display().to_string())
+        .unwrap_or_default())
 }
 
 /// The account's folders its patterns select (after checking that the store can do what
@@ -161,12 +221,7 @@ impl FolderJob<'_> {
             true => None,
             false => Some(self.maildir.open_folder(&components)?),
         };
-        let local_path = self
-            .maildir
-            .folder_path(&components)?
-            .strip_prefix(self.maildir.root())
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let local_path = local_path(self.maildir, self.mailbox)?;
         let mut ledger = state.folder(&self.mailbox.name, &local_path)?;
         let mut paired = 0;
         if let Some(local) = &local {

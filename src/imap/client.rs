@@ -262,9 +262,8 @@ impl Client {
     }
 
     /// Sends `commands` in one write and reads each one's completion in turn (one round
-    /// trip); returns each one's untagged responses. All are read before a refusal of one of
-    /// them is returned, so that the session stays in step.
-    pub async fn run_all(&mut self, commands: &[&str]) -> Result<Vec<Vec<Response>>> {
+    /// trip); returns each one's untagged responses, or its refusal.
+    pub async fn run_all(&mut self, commands: &[&str]) -> Result<Vec<Result<Vec<Response>>>> {
         let mut lines = String::new();
         let mut tags = Vec::with_capacity(commands.len());
         for command in commands {
@@ -274,13 +273,13 @@ impl Client {
                 ));
             }
             let tag = self.tag();
-            lines.push_str(&format!("{tag} {command}\r\n"));
+            let line = format!("{tag} {command}\r\n");
+            crate::report::trace("C", line.as_bytes());
+            lines.push_str(&line);
             tags.push(tag);
         }
-        crate::report::trace("C", lines.as_bytes());
         self.write(lines.as_bytes()).await?;
         let mut out = Vec::with_capacity(commands.len());
-        let mut refused = None;
         for (tag, command) in tags.iter().zip(commands) {
             let what = command.split(' ').take(2).collect::<Vec<_>>().join(" ");
             let mut untagged = Vec::new();
@@ -288,16 +287,12 @@ impl Client {
                 .complete(tag, &what, &mut NoBodies, &mut |r| untagged.push(r))
                 .await
             {
-                Ok(_) => {}
-                Err(e @ ImapError::Refused { .. }) => refused = refused.or(Some(e)),
+                Ok(_) => out.push(Ok(untagged)),
+                Err(e @ ImapError::Refused { .. }) => out.push(Err(e)),
                 Err(e) => return Err(e),
             }
-            out.push(untagged);
         }
-        match refused {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        Ok(out)
     }
 
     /// Runs one command to completion; returns its untagged responses and completion.

@@ -384,12 +384,18 @@ impl Store for ImapStore {
             Ok(replies) => replies.into_iter(),
             Err(e) => return Err(self.err(e)),
         };
-        let listing = replies.next().unwrap_or_default();
+        let listing = match replies.next() {
+            Some(Ok(listing)) => listing,
+            Some(Err(e)) => return Err(self.err(e)),
+            None => Vec::new(),
+        };
+        // A refused LIST "" "" or NAMESPACE tells nothing: the defaults hold.
+        let mut next = || replies.next().and_then(|r| r.ok()).unwrap_or_default();
         if ask_delimiter {
-            self.delimiter = Some(delimiter_of(replies.next().unwrap_or_default()));
+            self.delimiter = Some(delimiter_of(next()));
         }
         if ask_namespace {
-            self.namespace = Some(prefix_of(replies.next().unwrap_or_default()));
+            self.namespace = Some(prefix_of(next()));
         }
         let personal = self.personal().await?;
         Ok(mailboxes_of(listing, &personal))
@@ -416,6 +422,36 @@ impl Store for ImapStore {
             raw,
             false,
         ))
+    }
+
+    async fn status_of(&mut self, mailboxes: &[Mailbox]) -> Result<Vec<Option<(u32, u32)>>> {
+        if mailboxes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let commands: Vec<String> = mailboxes
+            .iter()
+            .map(|m| format!("STATUS {} (UIDVALIDITY UIDNEXT)", quoted(m)))
+            .collect();
+        let commands: Vec<&str> = commands.iter().map(String::as_str).collect();
+        let replies = match self.session.client.run_all(&commands).await {
+            Ok(replies) => replies,
+            Err(e) => return Err(self.err(e)),
+        };
+        // A folder the server refused STATUS for is not known to be unchanged.
+        Ok(replies
+            .into_iter()
+            .map(|reply| {
+                let items = reply.ok()?.into_iter().find_map(|r| match r {
+                    Response::MailboxStatus { items, .. } => Some(items),
+                    _ => None,
+                })?;
+                let item = |key: &str| {
+                    let v = items.iter().find(|(k, _)| k == key)?.1;
+                    u32::try_from(v).ok()
+                };
+                Some((item("UIDVALIDITY")?, item("UIDNEXT")?))
+            })
+            .collect())
     }
 
     async fn create(&mut self, mailbox: &Mailbox) -> Result<()> {

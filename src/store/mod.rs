@@ -431,6 +431,12 @@ pub trait Store {
     /// The mailbox named by these levels on this store (whether it exists or not).
     async fn mailbox(&mut self, components: &[String]) -> Result<Mailbox>;
 
+    /// Each mailbox's (UIDVALIDITY, UIDNEXT) without opening it, in one round trip where the
+    /// store can; None where it does not tell (then the mailbox is opened to find out).
+    async fn status_of(&mut self, mailboxes: &[Mailbox]) -> Result<Vec<Option<(u32, u32)>>> {
+        Ok(vec![None; mailboxes.len()])
+    }
+
     /// Creates a mailbox (a store that is only ever read from cannot).
     async fn create(&mut self, _mailbox: &Mailbox) -> Result<()> {
         Err(StoreError::unsupported("creating folders"))

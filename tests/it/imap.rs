@@ -244,6 +244,42 @@ fn adhoc_url_without_a_folder_fetches_every_folder_and_check_and_list_need_no_ma
 }
 
 #[test]
+fn a_keep_mode_no_op_opens_no_folder_and_new_mail_opens_only_its_own() {
+    let server = dovecot();
+    let user = server.user("imapnoop");
+    server.put(&user, "", &corpus("noopin", 2));
+    server.put(&user, "Work", &corpus("noopwork", 2));
+    server.put(&user, "Lists", &corpus("nooplists", 2));
+    let mut env = Env::new();
+    env.trust_test_ca();
+    let maildir = env.path("Mail");
+    env.config(&imap_account("acct", &user, "implicit", &maildir, ""));
+    env.run(&["fetch"]).expect(0);
+    let opened = |stderr: &str| -> Vec<String> {
+        stderr
+            .lines()
+            .filter(|l| l.starts_with("C: ") && l.contains(" EXAMINE "))
+            .filter_map(|l| {
+                l.split(" EXAMINE ")
+                    .nth(1)?
+                    .split(' ')
+                    .next()
+                    .map(str::to_string)
+            })
+            .collect()
+    };
+    let run = env.run(&["-vv", "fetch"]);
+    run.expect(0);
+    assert!(run.stderr.contains(" STATUS "), "{}", run.stderr);
+    assert_eq!(opened(&run.stderr), Vec::<String>::new());
+    server.put(&user, "Work", &corpus("noopwork-new", 1));
+    let run = env.run(&["-vv", "fetch"]);
+    run.expect(0);
+    assert_eq!(opened(&run.stderr), ["\"Work\""]);
+    assert_eq!(local_messages(&maildir.join(".Work")).len(), 3);
+}
+
+#[test]
 fn a_uidvalidity_change_refetches_nothing_twice() {
     let server = dovecot();
     let user = server.user("uidvalidity");
